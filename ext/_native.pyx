@@ -1,0 +1,887 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Native twin of ``bizops_otel/_pure.py``: aggregator state in C arrays.
+
+Same classes, same semantics and the same dumps as the pure twin, which is the readable
+reference. Thread safety comes from the GIL: every state update is C code that runs no
+Python code, so no other thread can interleave with it. Attribute reads, which may run
+Python code, all happen before the update starts. Key creation, the one step that does
+allocate Python objects, takes a lock.
+
+Memory comes from ``PyMem_Raw*`` so that tracemalloc sees it.
+"""
+
+import threading
+import time
+
+import numpy as np
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsDouble
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.ref cimport PyObject
+from libc.math cimport isinf, isnan, log
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+
+from bizops_otel import _fork
+from bizops_otel._batch import batch_inputs
+from bizops_otel._layout import (
+    BLOCK as _BLOCK,
+    BLOCKS_PER_OUTCOME as _BLOCKS_PER_OUTCOME,
+    BUCKETS as _BUCKETS,
+    INV_LOG_GROWTH as _INV_LOG_GROWTH,
+    INV_LOWEST as _INV_LOWEST,
+    KPI_FIELD_COUNT as _KPI_FIELD_COUNT,
+    LOWEST as _LOWEST,
+)
+from bizops_otel._state import StateArrays, merge_states
+from bizops_otel.attributes import DROP_INDEX, DROP_REASONS, MISSING, classify_kpi, sanitize_dimension
+from bizops_otel.config import Config
+from bizops_otel.snapshot import Snapshot
+
+DEF BLOCK = 16
+DEF BLOCKS_PER_OUTCOME = 8
+DEF BLOCK_CODES = 24          # 3 outcomes × 8 blocks
+DEF HIST_SLOTS = 384          # 3 outcomes × 128
+DEF F = 10                    # per-KPI float fields
+DEF MAX_KPIS = 16
+DEF MAX_REASONS = 32
+
+assert _BLOCK == BLOCK and _BLOCKS_PER_OUTCOME == BLOCKS_PER_OUTCOME
+assert _KPI_FIELD_COUNT == F and len(DROP_REASONS) <= MAX_REASONS
+
+cdef double LOWEST = _LOWEST
+cdef double INV_LOWEST = _INV_LOWEST
+cdef double INV_LOG_GROWTH = _INV_LOG_GROWTH
+cdef int TOP_BUCKET = _BUCKETS - 1
+
+cdef int R_LATENCY = DROP_INDEX["latency_invalid"]
+cdef int R_NAN = DROP_INDEX["kpi_nan"]
+cdef int R_INF = DROP_INDEX["kpi_infinite"]
+cdef int R_BELOW = DROP_INDEX["kpi_below_minimum"]
+cdef int R_ABOVE = DROP_INDEX["kpi_above_maximum"]
+cdef int R_NOT_BINARY = DROP_INDEX["kpi_not_binary"]
+cdef int R_UNKNOWN = DROP_INDEX["kpi_unknown"]
+cdef int R_ARITY = DROP_INDEX["dimension_arity"]
+cdef int R_UNREADABLE = DROP_INDEX["attributes_unreadable"]
+cdef int R_MEMORY = DROP_INDEX["out_of_memory"]
+cdef int N_REASONS = len(DROP_REASONS)
+
+RAW_ENTRIES_PER_KEY = 4
+
+
+def _is_compiled():
+    return True
+
+
+cdef inline int bucket_of(double t) noexcept nogil:
+    """Same arithmetic as ``_layout.bucket_of``."""
+    cdef int index
+    if t < LOWEST:
+        return 0
+    index = 1 + <int>(log(t * INV_LOWEST) * INV_LOG_GROWTH)
+    return index if index < TOP_BUCKET else TOP_BUCKET
+
+
+cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+# --------------------------------------------------------------------------------------
+# One state: rows allocated on first touch, histogram blocks from a per-state pool.
+
+cdef struct State:
+    int32_t *slot_of        # key id -> row, -1 if absent; key_cap entries
+    int32_t key_cap
+    int32_t n_slots
+    int32_t cap_slots
+    int32_t *slot_key
+    uint64_t *count
+    uint64_t *errors
+    double *latency_sum
+    uint64_t *kpi_n         # [row][kpi]
+    double *kpi_f           # [row][kpi][F]
+    int32_t *blocktab       # [row][BLOCK_CODES] -> block index or -1
+    int32_t n_blocks
+    int32_t cap_blocks
+    uint64_t *blocks        # [block][BLOCK]
+
+
+cdef struct Batch:
+    uint64_t count
+    uint64_t errors
+    double latency_sum
+    uint64_t kpi_n[MAX_KPIS]
+    double kpi_f[MAX_KPIS * F]
+    uint64_t hist[HIST_SLOTS]
+    uint64_t drops[MAX_REASONS]
+
+
+cdef int grow(void **pointer, size_t nbytes) noexcept nogil:
+    cdef void *fresh = PyMem_RawRealloc(pointer[0], nbytes if nbytes else 1)
+    if fresh == NULL:
+        return -1
+    pointer[0] = fresh
+    return 0
+
+
+cdef void state_free(State *s) noexcept nogil:
+    PyMem_RawFree(s.slot_of)
+    PyMem_RawFree(s.slot_key)
+    PyMem_RawFree(s.count)
+    PyMem_RawFree(s.errors)
+    PyMem_RawFree(s.latency_sum)
+    PyMem_RawFree(s.kpi_n)
+    PyMem_RawFree(s.kpi_f)
+    PyMem_RawFree(s.blocktab)
+    PyMem_RawFree(s.blocks)
+    memset(s, 0, sizeof(State))
+
+
+cdef void state_clear(State *s) noexcept nogil:
+    """Empty the state but keep its memory for the next sub-window."""
+    cdef int32_t i
+    for i in range(s.n_slots):
+        s.slot_of[s.slot_key[i]] = -1
+    s.n_slots = 0
+    s.n_blocks = 0
+
+
+cdef int state_reserve_rows(State *s, int32_t rows, int m) noexcept nogil:
+    if rows <= s.cap_slots:
+        return 0
+    cdef int32_t cap = s.cap_slots * 2 if s.cap_slots else 8
+    while cap < rows:
+        cap *= 2
+    if (grow(<void **>&s.slot_key, cap * sizeof(int32_t)) < 0
+            or grow(<void **>&s.count, cap * sizeof(uint64_t)) < 0
+            or grow(<void **>&s.errors, cap * sizeof(uint64_t)) < 0
+            or grow(<void **>&s.latency_sum, cap * sizeof(double)) < 0
+            or grow(<void **>&s.kpi_n, cap * m * sizeof(uint64_t)) < 0
+            or grow(<void **>&s.kpi_f, cap * m * F * sizeof(double)) < 0
+            or grow(<void **>&s.blocktab, cap * BLOCK_CODES * sizeof(int32_t)) < 0):
+        return -1
+    s.cap_slots = cap
+    return 0
+
+
+cdef int32_t state_slot(State *s, int32_t key, int m) noexcept nogil:
+    """Row of ``key``, created empty if absent; -1 when memory runs out."""
+    cdef int32_t cap, i, slot
+    if key >= s.key_cap:
+        cap = s.key_cap * 2 if s.key_cap else 16
+        while cap <= key:
+            cap *= 2
+        if grow(<void **>&s.slot_of, cap * sizeof(int32_t)) < 0:
+            return -1
+        for i in range(s.key_cap, cap):
+            s.slot_of[i] = -1
+        s.key_cap = cap
+    slot = s.slot_of[key]
+    if slot >= 0:
+        return slot
+    if state_reserve_rows(s, s.n_slots + 1, m) < 0:
+        return -1
+    slot = s.n_slots
+    s.n_slots += 1
+    s.slot_of[key] = slot
+    s.slot_key[slot] = key
+    s.count[slot] = 0
+    s.errors[slot] = 0
+    s.latency_sum[slot] = 0.0
+    memset(&s.kpi_n[slot * m], 0, m * sizeof(uint64_t))
+    memset(&s.kpi_f[slot * m * F], 0, m * F * sizeof(double))
+    for i in range(BLOCK_CODES):
+        s.blocktab[slot * BLOCK_CODES + i] = -1
+    return slot
+
+
+cdef uint64_t *state_block(State *s, int32_t slot, int code) noexcept nogil:
+    cdef int32_t index = s.blocktab[slot * BLOCK_CODES + code]
+    cdef int32_t cap
+    if index >= 0:
+        return &s.blocks[index * BLOCK]
+    if s.n_blocks == s.cap_blocks:
+        cap = s.cap_blocks * 2 if s.cap_blocks else 16
+        if grow(<void **>&s.blocks, cap * BLOCK * sizeof(uint64_t)) < 0:
+            return NULL
+        s.cap_blocks = cap
+    index = s.n_blocks
+    s.n_blocks += 1
+    s.blocktab[slot * BLOCK_CODES + code] = index
+    memset(&s.blocks[index * BLOCK], 0, BLOCK * sizeof(uint64_t))
+    return &s.blocks[index * BLOCK]
+
+
+cdef int state_add(State *s, int32_t key, double t, int bucket, int outcome,
+                   const double *values, uint32_t mask, int m, bint error) noexcept nogil:
+    """Add one observation; mirrors ``_pure._State.add`` operation for operation."""
+    cdef int32_t slot = state_slot(s, key, m)
+    cdef int j
+    cdef double *f
+    cdef double n, dt, dv, mean_t, mean_v, v
+    cdef uint64_t *block
+    if slot < 0:
+        return -1
+    block = state_block(s, slot, outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK)
+    if block == NULL:
+        return -1
+    s.count[slot] += 1
+    s.errors[slot] += 1 if error else 0
+    s.latency_sum[slot] += t
+    for j in range(m):
+        if not (mask >> j) & 1:
+            continue
+        v = values[j]
+        s.kpi_n[slot * m + j] += 1
+        n = <double>s.kpi_n[slot * m + j]
+        f = &s.kpi_f[(slot * m + j) * F]
+        # Welford's update of the co-moments (Welford 1962; Knuth TAOCP 4.2.2).
+        dt = t - f[0]
+        mean_t = f[0] + dt / n
+        dv = v - f[1]
+        mean_v = f[1] + dv / n
+        f[2] += dt * (t - mean_t)
+        f[3] += dv * (v - mean_v)
+        f[4] += dt * (v - mean_v)
+        f[0] = mean_t
+        f[1] = mean_v
+        f[5] += t
+        f[6] += t * t
+        f[7] += v
+        f[8] += v * v
+        f[9] += t * v
+    block[bucket % BLOCK] += 1
+    return 0
+
+
+cdef int state_add_batch(State *s, int32_t key, Batch *b, int m) noexcept nogil:
+    """Fold a reduced batch in; mirrors ``_pure._State.add_batch``."""
+    cdef int32_t slot = state_slot(s, key, m)
+    cdef int j, k, code
+    cdef double na, nb, n, dt, dv, weight
+    cdef double *f
+    cdef double *g
+    cdef uint64_t *block
+    if slot < 0:
+        return -1
+    for code in range(HIST_SLOTS):
+        if b.hist[code]:
+            block = state_block(s, slot, (code // 128) * BLOCKS_PER_OUTCOME + (code % 128) // BLOCK)
+            if block == NULL:
+                return -1
+            block[(code % 128) % BLOCK] += b.hist[code]
+    s.count[slot] += b.count
+    s.errors[slot] += b.errors
+    s.latency_sum[slot] += b.latency_sum
+    for j in range(m):
+        if b.kpi_n[j] == 0:
+            continue
+        # Chan et al. (1979): fold the batch's co-moments into the running ones.
+        na = <double>s.kpi_n[slot * m + j]
+        nb = <double>b.kpi_n[j]
+        n = na + nb
+        f = &s.kpi_f[(slot * m + j) * F]
+        g = &b.kpi_f[j * F]
+        dt = g[0] - f[0]
+        dv = g[1] - f[1]
+        weight = na * nb / n
+        f[0] += dt * nb / n
+        f[1] += dv * nb / n
+        f[2] += g[2] + dt * dt * weight
+        f[3] += g[3] + dv * dv * weight
+        f[4] += g[4] + dt * dv * weight
+        for k in range(5, F):
+            f[k] += g[k]
+        s.kpi_n[slot * m + j] += b.kpi_n[j]
+    return 0
+
+
+cdef int state_copy(State *dst, const State *src, int m) noexcept nogil:
+    """Deep copy of the used part of ``src``; ``dst`` must be zeroed."""
+    cdef int32_t rows = src.n_slots
+    cdef int32_t blocks = src.n_blocks
+    if (state_reserve_rows(dst, rows if rows else 1, m) < 0
+            or grow(<void **>&dst.blocks, (blocks if blocks else 1) * BLOCK * sizeof(uint64_t)) < 0):
+        return -1
+    dst.cap_blocks = blocks if blocks else 1
+    dst.n_slots = rows
+    dst.n_blocks = blocks
+    memcpy(dst.slot_key, src.slot_key, rows * sizeof(int32_t))
+    memcpy(dst.count, src.count, rows * sizeof(uint64_t))
+    memcpy(dst.errors, src.errors, rows * sizeof(uint64_t))
+    memcpy(dst.latency_sum, src.latency_sum, rows * sizeof(double))
+    memcpy(dst.kpi_n, src.kpi_n, rows * m * sizeof(uint64_t))
+    memcpy(dst.kpi_f, src.kpi_f, rows * m * F * sizeof(double))
+    memcpy(dst.blocktab, src.blocktab, rows * BLOCK_CODES * sizeof(int32_t))
+    memcpy(dst.blocks, src.blocks, blocks * BLOCK * sizeof(uint64_t))
+    return 0
+
+
+cdef size_t state_bytes(const State *s, int m) noexcept nogil:
+    return (s.key_cap * sizeof(int32_t)
+            + s.cap_slots * (sizeof(int32_t) + 2 * sizeof(uint64_t) + sizeof(double)
+                             + m * sizeof(uint64_t) + m * F * sizeof(double)
+                             + BLOCK_CODES * sizeof(int32_t))
+            + s.cap_blocks * BLOCK * sizeof(uint64_t))
+
+
+cdef object state_dump(const State *s, int m):
+    """Arrays in the twin-neutral :class:`StateArrays` layout."""
+    cdef int32_t rows = s.n_slots
+    cdef int32_t row, code, index, out = 0
+    key_ids = np.empty(rows, np.int64)
+    count = np.empty(rows, np.uint64)
+    errors = np.empty(rows, np.uint64)
+    latency_sum = np.empty(rows, np.float64)
+    kpi_n = np.empty((rows, m), np.uint64)
+    kpi_f = np.empty((rows, m, F), np.float64)
+    block_row = np.empty(s.n_blocks, np.int64)
+    block_code = np.empty(s.n_blocks, np.int64)
+    block_counts = np.empty((s.n_blocks, BLOCK), np.uint64)
+    cdef int64_t[::1] ids_view = key_ids
+    cdef uint64_t[::1] count_view = count
+    cdef uint64_t[::1] errors_view = errors
+    cdef double[::1] latency_view = latency_sum
+    cdef uint64_t[:, ::1] n_view = kpi_n
+    cdef double[:, :, ::1] f_view = kpi_f
+    cdef int64_t[::1] row_view = block_row
+    cdef int64_t[::1] code_view = block_code
+    cdef uint64_t[:, ::1] counts_view = block_counts
+    for row in range(rows):
+        ids_view[row] = s.slot_key[row]
+    if rows:
+        memcpy(&count_view[0], s.count, rows * sizeof(uint64_t))
+        memcpy(&errors_view[0], s.errors, rows * sizeof(uint64_t))
+        memcpy(&latency_view[0], s.latency_sum, rows * sizeof(double))
+        if m:
+            memcpy(&n_view[0, 0], s.kpi_n, rows * m * sizeof(uint64_t))
+            memcpy(&f_view[0, 0, 0], s.kpi_f, rows * m * F * sizeof(double))
+    for row in range(rows):
+        for code in range(BLOCK_CODES):
+            index = s.blocktab[row * BLOCK_CODES + code]
+            if index >= 0:
+                row_view[out] = row
+                code_view[out] = code
+                memcpy(&counts_view[out, 0], &s.blocks[index * BLOCK], BLOCK * sizeof(uint64_t))
+                out += 1
+    return StateArrays(key_ids, count, errors, latency_sum, kpi_n, kpi_f,
+                       block_row, block_code, block_counts)
+
+
+# --------------------------------------------------------------------------------------
+
+cdef class Aggregator:
+    """Streaming latency–KPI statistics per key (native implementation).
+
+    >>> from bizops_otel import Config
+    >>> agg = Aggregator(Config(kpis=("order_value",), dimensions=("page",), outcome=None))
+    >>> for latency, value in [(0.1, 10.0), (0.2, 20.0), (0.3, 30.0)]:
+    ...     agg.record(("checkout",), latency, {"order_value": value})
+    >>> round(agg.snapshot()[("checkout",)].pearson("order_value").r, 6)
+    1.0
+    """
+
+    implementation = "native"
+
+    cdef readonly object config
+    cdef object _keys
+    cdef object _key_of
+    cdef object _raw_root
+    cdef object _lock
+    cdef object _dim_keys
+    cdef object _kpi_attrs
+    cdef object _kpi_index
+    cdef object _kpi_binary_obj
+    cdef Py_ssize_t _raw_entries
+    cdef Py_ssize_t _raw_cap
+    cdef int _m
+    cdef int _d
+    cdef int _outcome
+    cdef int _slots
+    cdef int32_t _max_keys
+    cdef int _value_length
+    cdef int64_t _slot_ns
+    cdef int _kpi_binary[MAX_KPIS]
+    cdef double _kpi_min[MAX_KPIS]
+    cdef double _kpi_max[MAX_KPIS]
+    cdef State _cumulative
+    cdef State *_ring
+    cdef int64_t *_ring_epoch
+    cdef int64_t _newest_epoch
+    cdef uint64_t _dropped[MAX_REASONS]
+    cdef object __weakref__
+
+    def __cinit__(self):
+        self._ring = NULL
+        self._ring_epoch = NULL
+        memset(&self._cumulative, 0, sizeof(State))
+
+    def __init__(self, config=None):
+        cfg = config if config is not None else Config()
+        if not isinstance(cfg, Config):
+            raise TypeError(f"config must be a bizops_otel.Config, got {type(cfg).__name__}")
+        self.config = cfg
+        self._m = len(cfg.kpis)
+        self._d = len(cfg.dimensions)
+        self._dim_keys = tuple(cfg.dimensions)
+        self._kpi_attrs = tuple(k.attribute for k in cfg.kpis)
+        self._kpi_index = {k.name: j for j, k in enumerate(cfg.kpis)}
+        self._kpi_binary_obj = tuple(bool(k.binary) for k in cfg.kpis)
+        for j, k in enumerate(cfg.kpis):
+            self._kpi_binary[j] = 1 if k.binary else 0
+            self._kpi_min[j] = k.minimum
+            self._kpi_max[j] = k.maximum
+        self._outcome = cfg.outcome_index
+        self._slots = cfg.window_slots
+        self._max_keys = cfg.max_keys
+        self._value_length = cfg.max_value_length
+        self._slot_ns = cfg.window_slot_ns
+        self._raw_cap = RAW_ENTRIES_PER_KEY * (cfg.max_keys + 1)
+        self._lock = threading.Lock()
+        self._ring = <State *>PyMem_RawMalloc(self._slots * sizeof(State))
+        self._ring_epoch = <int64_t *>PyMem_RawMalloc(self._slots * sizeof(int64_t))
+        if self._ring == NULL or self._ring_epoch == NULL:
+            raise MemoryError()
+        memset(self._ring, 0, self._slots * sizeof(State))
+        self._clear()
+        _fork.track(self)
+
+    def __dealloc__(self):
+        cdef int i
+        state_free(&self._cumulative)
+        if self._ring != NULL:
+            for i in range(self._slots):
+                state_free(&self._ring[i])
+            PyMem_RawFree(self._ring)
+        PyMem_RawFree(self._ring_epoch)
+
+    # Life cycle -------------------------------------------------------------------------
+    cdef int _clear(self) except -1:
+        cdef int i
+        self._keys = []
+        self._key_of = {}
+        self._raw_root = {}
+        self._raw_entries = 0
+        state_free(&self._cumulative)
+        for i in range(self._slots):
+            state_free(&self._ring[i])
+            self._ring_epoch[i] = -1
+        self._newest_epoch = -1
+        memset(self._dropped, 0, sizeof(self._dropped))
+        return 0
+
+    def reset(self):
+        """Forget everything: keys, statistics, windows and drop counters."""
+        with self._lock:
+            self._clear()
+
+    def _after_fork_in_child(self):
+        self._lock = threading.Lock()  # the parent's lock may have been held at fork
+        self._clear()
+
+    def memory_bytes(self):
+        """Bytes held in C arrays by all states (tracemalloc sees the same memory)."""
+        cdef size_t total = state_bytes(&self._cumulative, self._m)
+        cdef int i
+        for i in range(self._slots):
+            total += state_bytes(&self._ring[i], self._m)
+        return total
+
+    # Keys -------------------------------------------------------------------------------
+    def _key_id(self, tuple raw):
+        """Key id of raw dimension values (exact ``str`` or already sanitised)."""
+        cdef object node = self._raw_root
+        cdef PyObject *found
+        cdef Py_ssize_t i
+        for i in range(self._d):
+            found = PyDict_GetItem(node, raw[i])
+            if found == NULL:
+                return self._create_key(raw)
+            node = <object>found
+        if self._d == 0:
+            return self._create_key(raw)
+        return node
+
+    def _create_key(self, tuple raw):
+        limit = self._value_length
+        clean = tuple([sanitize_dimension(v, limit) for v in raw])
+        with self._lock:
+            key_id = self._key_of.get(clean)
+            if key_id is None:
+                if len(self._keys) < self._max_keys:
+                    key_id = len(self._keys)
+                    self._keys.append(clean)
+                    self._key_of[clean] = key_id
+                else:
+                    key_id = self._max_keys  # the overflow key
+            if self._raw_entries < self._raw_cap and self._d > 0:
+                node = self._raw_root
+                last = raw[self._d - 1]
+                for value in raw[:self._d - 1]:
+                    node = node.setdefault(value, {})
+                if last not in node:
+                    node[last] = key_id
+                    self._raw_entries += 1
+        return key_id
+
+    cdef inline object _raw_value(self, object value):
+        if value is None:
+            return MISSING
+        if type(value) is str:
+            return value
+        return sanitize_dimension(value, self._value_length)
+
+    cdef Py_ssize_t _span_key(self, object attributes, bint is_dict) except -1:
+        """Key id of a span's dimension attributes, without allocating on a cache hit."""
+        cdef object node = self._raw_root
+        cdef object value
+        cdef PyObject *found
+        cdef Py_ssize_t i
+        if self._d == 0:
+            return self._key_id(())
+        for i in range(self._d):
+            key = self._dim_keys[i]
+            if is_dict:
+                found = PyDict_GetItem(attributes, key)
+                value = MISSING if found == NULL else self._raw_value(<object>found)
+            else:
+                value = self._raw_value(attributes.get(key))
+            found = PyDict_GetItem(node, value)
+            if found == NULL:
+                return self._create_key(self._raw_dims(attributes, is_dict))
+            node = <object>found
+        return node
+
+    cdef tuple _raw_dims(self, object attributes, bint is_dict):
+        cdef list values = []
+        for key in self._dim_keys:
+            values.append(self._raw_value(attributes.get(key)))
+        return tuple(values)
+
+    # Recording --------------------------------------------------------------------------
+    cdef inline int _check(self, int j, double x) noexcept:
+        """Range checks of ``attributes.check_kpi_number``; -1 when valid."""
+        if isnan(x):
+            return R_NAN
+        if isinf(x):
+            return R_INF
+        if self._kpi_binary[j]:
+            return -1 if (x == 0.0 or x == 1.0) else R_NOT_BINARY
+        if x < self._kpi_min[j]:
+            return R_BELOW
+        if x > self._kpi_max[j]:
+            return R_ABOVE
+        return -1
+
+    cdef int _read_kpi(self, int j, object value, double *out) except -2:
+        """Valid number into ``out`` (returns -1), or the drop reason."""
+        cdef double x
+        if type(value) is float:
+            x = PyFloat_AS_DOUBLE(value)
+        elif type(value) is int:
+            try:
+                x = PyLong_AsDouble(value)
+            except OverflowError:
+                return R_ABOVE
+        else:
+            number, reason = classify_kpi(value, self._kpi_binary_obj[j],
+                                          self._kpi_min[j], self._kpi_max[j])
+            if reason >= 0:
+                return reason
+            x = number
+        out[0] = x
+        return self._check(j, x)
+
+    cdef State *_window_for(self, int64_t end_ns) noexcept:
+        cdef int64_t epoch = floor_div(end_ns, self._slot_ns)
+        cdef int64_t index = epoch % self._slots
+        if index < 0:
+            index += self._slots
+        if epoch <= self._newest_epoch - self._slots:
+            return NULL  # older than the whole ring: cumulative only
+        if epoch > self._newest_epoch:
+            self._newest_epoch = epoch
+        if self._ring_epoch[index] != epoch:
+            if epoch < self._ring_epoch[index]:
+                return NULL  # a straggler older than the ring: cumulative only
+            state_clear(&self._ring[index])
+            self._ring_epoch[index] = epoch
+        return &self._ring[index]
+
+    cdef void _commit(self, Py_ssize_t key, double t, const double *values, uint32_t mask,
+                      const int *drops, int n_drops, bint error, int64_t end_ns) noexcept:
+        cdef int outcome = 0
+        cdef int i
+        cdef State *window
+        if self._outcome >= 0 and (mask >> self._outcome) & 1:
+            outcome = 2 if values[self._outcome] == 1.0 else 1
+        cdef int bucket = bucket_of(t)
+        for i in range(n_drops):
+            self._dropped[drops[i]] += 1
+        if state_add(&self._cumulative, <int32_t>key, t, bucket, outcome, values, mask,
+                     self._m, error) < 0:
+            self._dropped[R_MEMORY] += 1
+            return
+        window = self._window_for(end_ns)
+        if window != NULL and state_add(window, <int32_t>key, t, bucket, outcome, values,
+                                        mask, self._m, error) < 0:
+            self._dropped[R_MEMORY] += 1
+
+    def record_span(self, attributes, start_ns, end_ns, error=False):
+        """Record one finished span from its attribute mapping. Never raises."""
+        cdef int64_t start, end
+        cdef double values[MAX_KPIS]
+        cdef int drops[MAX_KPIS]
+        cdef int n_drops = 0
+        cdef uint32_t mask = 0
+        cdef int j, reason
+        cdef Py_ssize_t key
+        cdef bint is_dict
+        cdef PyObject *found
+        cdef object value
+        if type(start_ns) is not int or type(end_ns) is not int:
+            self._dropped[R_LATENCY] += 1
+            return
+        try:
+            start = start_ns
+            end = end_ns
+        except OverflowError:
+            self._dropped[R_LATENCY] += 1
+            return
+        if end < start:
+            self._dropped[R_LATENCY] += 1
+            return
+        is_dict = type(attributes) is dict
+        try:
+            key = self._span_key(attributes, is_dict)
+            for j in range(self._m):
+                if is_dict:
+                    found = PyDict_GetItem(attributes, self._kpi_attrs[j])
+                    if found == NULL:
+                        continue
+                    value = <object>found
+                else:
+                    value = attributes.get(self._kpi_attrs[j])
+                if value is None:
+                    continue
+                reason = self._read_kpi(j, value, &values[j])
+                if reason < 0:
+                    mask |= (<uint32_t>1) << j
+                else:
+                    drops[n_drops] = reason
+                    n_drops += 1
+        except Exception:
+            self._dropped[R_UNREADABLE] += 1
+            return
+        self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops,
+                     bool(error), end)
+
+    def record(self, dims, latency_s, kpis=None, *, error=False, end_ns=None):
+        """Record one observation by dimension values and KPI names. Never raises."""
+        cdef double values[MAX_KPIS]
+        cdef int drops[MAX_KPIS * 2]
+        cdef int n_drops = 0
+        cdef uint32_t mask = 0
+        cdef int j, reason
+        cdef double x
+        cdef int64_t when
+        try:
+            if (isinstance(latency_s, bool) or not isinstance(latency_s, (float, int))
+                    or not 0.0 <= latency_s < float("inf")):
+                self._dropped[R_LATENCY] += 1
+                return
+            if len(dims) != self._d:
+                self._dropped[R_ARITY] += 1
+                return
+            raw = tuple([self._raw_value(v) for v in dims])
+            for name, value in (kpis or {}).items():
+                index = self._kpi_index.get(name)
+                if index is None:
+                    if n_drops < MAX_KPIS * 2:
+                        drops[n_drops] = R_UNKNOWN
+                        n_drops += 1
+                    continue
+                if value is None:
+                    continue
+                j = index
+                number, reason = classify_kpi(value, self._kpi_binary_obj[j],
+                                              self._kpi_min[j], self._kpi_max[j])
+                if reason < 0:
+                    values[j] = number
+                    mask |= (<uint32_t>1) << j
+                elif n_drops < MAX_KPIS * 2:
+                    drops[n_drops] = reason
+                    n_drops += 1
+            x = float(latency_s)
+            key = self._key_id(raw)
+            when = time.time_ns() if end_ns is None else int(end_ns)
+        except Exception:
+            self._dropped[R_UNREADABLE] += 1
+            return
+        self._commit(key, x, values, mask, drops, n_drops, bool(error), when)
+
+    def record_many(self, dims, latency_s, kpis=None, *, errors=None, end_ns=None):
+        """Record a batch for one key. NaN in a KPI array means "no value on that row".
+
+        Shape mismatches and unknown KPI names are programming errors and raise
+        ``ValueError``; bad values are counted and dropped as on the hot path.
+        """
+        latency, columns, flags = batch_inputs(self.config, dims, latency_s, kpis, errors)
+        cdef Batch *batch = <Batch *>PyMem_RawMalloc(sizeof(Batch))
+        if batch == NULL:
+            raise MemoryError()
+        try:
+            memset(batch, 0, sizeof(Batch))
+            self._reduce(batch, latency, columns, flags.view(np.uint8))
+            key = self._key_id(tuple([self._raw_value(v) for v in dims]))
+            when = time.time_ns() if end_ns is None else int(end_ns)
+            self._commit_batch(batch, key, when)
+        finally:
+            PyMem_RawFree(batch)
+
+    cdef void _commit_batch(self, Batch *batch, Py_ssize_t key, int64_t when) noexcept:
+        cdef int i
+        cdef State *window
+        for i in range(N_REASONS):
+            self._dropped[i] += batch.drops[i]
+        if batch.count == 0:
+            return
+        if state_add_batch(&self._cumulative, <int32_t>key, batch, self._m) < 0:
+            self._dropped[R_MEMORY] += batch.count
+            return
+        window = self._window_for(when)
+        if window != NULL and state_add_batch(window, <int32_t>key, batch, self._m) < 0:
+            self._dropped[R_MEMORY] += batch.count
+
+    cdef int _reduce(self, Batch *b, const double[::1] t, dict columns,
+                     const unsigned char[::1] flags) except -1:
+        cdef Py_ssize_t i, rows = t.shape[0]
+        cdef const double[::1] outcome_column
+        cdef bint has_outcome = self._outcome in columns
+        cdef double x, v
+        cdef int outcome
+        if has_outcome:
+            outcome_column = columns[self._outcome]
+        with nogil:
+            for i in range(rows):
+                x = t[i]
+                if not (x >= 0.0) or isinf(x):
+                    b.drops[R_LATENCY] += 1
+                    continue
+                b.count += 1
+                b.errors += flags[i]
+                b.latency_sum += x
+                outcome = 0
+                if has_outcome:
+                    v = outcome_column[i]
+                    if v == 1.0:
+                        outcome = 2
+                    elif v == 0.0:
+                        outcome = 1
+                b.hist[outcome * 128 + bucket_of(x)] += 1
+        for j, column in columns.items():
+            self._reduce_kpi(b, j, t, column)
+        return 0
+
+    cdef void _reduce_kpi(self, Batch *b, int j, const double[::1] t,
+                          const double[::1] v) noexcept:
+        """Two-pass co-moments of one KPI column, as ``_pure._batch_moments``."""
+        cdef Py_ssize_t i, rows = t.shape[0]
+        cdef uint64_t n = 0
+        cdef double st = 0.0, sv = 0.0, mt, mv, dt, dv, x, y
+        cdef double m2t = 0.0, m2v = 0.0, ctv = 0.0, stt = 0.0, svv = 0.0, stv = 0.0
+        cdef int reason
+        cdef bint binary = self._kpi_binary[j]
+        cdef double low = self._kpi_min[j], high = self._kpi_max[j]
+        with nogil:
+            for i in range(rows):
+                x = t[i]
+                y = v[i]
+                if not (x >= 0.0) or isinf(x) or isnan(y):
+                    continue
+                if isinf(y):
+                    b.drops[R_INF] += 1
+                    continue
+                if binary:
+                    if y != 0.0 and y != 1.0:
+                        b.drops[R_NOT_BINARY] += 1
+                        continue
+                elif y < low:
+                    b.drops[R_BELOW] += 1
+                    continue
+                elif y > high:
+                    b.drops[R_ABOVE] += 1
+                    continue
+                n += 1
+                st += x
+                sv += y
+            if n == 0:
+                return
+            mt = st / n
+            mv = sv / n
+            for i in range(rows):
+                x = t[i]
+                y = v[i]
+                if (not (x >= 0.0) or isinf(x) or isnan(y) or isinf(y)
+                        or (binary and y != 0.0 and y != 1.0)
+                        or (not binary and (y < low or y > high))):
+                    continue
+                dt = x - mt
+                dv = y - mv
+                m2t += dt * dt
+                m2v += dv * dv
+                ctv += dt * dv
+                stt += x * x
+                svv += y * y
+                stv += x * y
+        b.kpi_n[j] = n
+        b.kpi_f[j * F + 0] = mt
+        b.kpi_f[j * F + 1] = mv
+        b.kpi_f[j * F + 2] = m2t
+        b.kpi_f[j * F + 3] = m2v
+        b.kpi_f[j * F + 4] = ctv
+        b.kpi_f[j * F + 5] = st
+        b.kpi_f[j * F + 6] = stt
+        b.kpi_f[j * F + 7] = sv
+        b.kpi_f[j * F + 8] = svv
+        b.kpi_f[j * F + 9] = stv
+
+    # Reading ----------------------------------------------------------------------------
+    def snapshot(self, now_ns=None):
+        """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
+        cdef int64_t now = time.time_ns() if now_ns is None else now_ns
+        cdef int64_t current = floor_div(now, self._slot_ns)
+        cdef int i, taken = 0, failed = 0
+        cdef Py_ssize_t n_keys
+        cdef uint64_t dropped[MAX_REASONS]
+        cdef State *copies = <State *>PyMem_RawMalloc((self._slots + 1) * sizeof(State))
+        if copies == NULL:
+            raise MemoryError()
+        memset(copies, 0, (self._slots + 1) * sizeof(State))
+        try:
+            # Everything below until the dumps is C code: no other thread can run, so the
+            # copies and the key count form one consistent picture.
+            n_keys = len(self._keys)
+            memcpy(dropped, self._dropped, sizeof(dropped))
+            failed |= state_copy(&copies[0], &self._cumulative, self._m)
+            for i in range(self._slots):
+                if current - self._slots < self._ring_epoch[i] <= current:
+                    taken += 1
+                    failed |= state_copy(&copies[taken], &self._ring[i], self._m)
+            if failed:
+                raise MemoryError("bizops-otel: no memory for a snapshot")
+            keys = self._keys[:n_keys]
+            cumulative = state_dump(&copies[0], self._m)
+            windows = [state_dump(&copies[i], self._m) for i in range(1, taken + 1)]
+        finally:
+            for i in range(self._slots + 1):
+                state_free(&copies[i])
+            PyMem_RawFree(copies)
+        recent = merge_states(windows, self._m)
+        return Snapshot.from_state(self.config, keys, cumulative,
+                                   [dropped[i] for i in range(N_REASONS)], recent, now)

@@ -1,0 +1,52 @@
+"""Build the optional native aggregator.
+
+The extension is optional so that ``pip install`` never fails on a machine without a
+compiler: the pure-Python twin then serves. ``BIZOPS_OTEL_REQUIRE_EXTENSIONS=1`` turns a
+failed build into an error (CI sets it, so a broken build cannot pass silently), and
+``BIZOPS_OTEL_NO_EXTENSIONS=1`` skips the build altogether.
+"""
+
+import os
+
+from setuptools import Extension, setup
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+REQUIRE = _flag("BIZOPS_OTEL_REQUIRE_EXTENSIONS")
+SKIP = _flag("BIZOPS_OTEL_NO_EXTENSIONS") and not REQUIRE
+
+
+def _extensions() -> list[Extension]:
+    if SKIP:
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if REQUIRE:
+            raise
+        return []
+    extension = Extension(
+        "bizops_otel._native",
+        sources=["ext/_native.pyx"],
+        extra_compile_args=["-O3"],
+        libraries=["m"],
+        optional=not REQUIRE,
+    )
+    return list(
+        cythonize(
+            [extension],
+            language_level=3,
+            compiler_directives={
+                "boundscheck": False,
+                "wraparound": False,
+                "cdivision": True,
+                "initializedcheck": False,
+            },
+        )
+    )
+
+
+setup(ext_modules=_extensions())

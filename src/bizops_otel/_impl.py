@@ -1,0 +1,32 @@
+"""Pick the native aggregator, or its pure-Python twin.
+
+``BIZOPS_OTEL_NO_EXTENSIONS=1`` forces the pure twin. Type checkers always see the pure
+one, which defines the contract.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from . import _pure
+
+NO_EXTENSIONS = os.environ.get("BIZOPS_OTEL_NO_EXTENSIONS", "").strip().lower() in {
+    "1", "true", "yes", "on",
+}
+
+if TYPE_CHECKING:
+    from ._pure import Aggregator
+    NATIVE = False
+else:
+    Aggregator = _pure.Aggregator
+    NATIVE = False
+    if not NO_EXTENSIONS:
+        try:
+            from ._native import Aggregator
+        except ImportError:
+            pass
+        else:
+            NATIVE = True
+
+__all__ = ["NATIVE", "Aggregator"]

@@ -1,0 +1,59 @@
+"""The fixed shape of aggregator state, shared by the native and the pure twin.
+
+Latency buckets are log-spaced: bucket ``b`` (1 ≤ b ≤ 116) covers
+``[LOWEST·GROWTH^(b-1), LOWEST·GROWTH^b)``, so every in-range bucket is exactly 10%
+wide relative to its lower edge, from 1 ms to 63.2 s. Bucket 0 holds everything below
+1 ms and bucket 117 everything from 63.2 s up; values there are clamped, and the edge
+buckets' counts are how many were clamped.
+
+The histogram of one key is stored in blocks of 16 buckets per outcome, allocated on
+first use, because a key's latencies usually span a decade or two: most of the 3 × 118
+counters would stay zero, and dense storage would cost 2.8 KiB per key per window.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+LOWEST: Final = 1e-3
+GROWTH: Final = 1.1
+IN_RANGE_BUCKETS: Final = 116
+BUCKETS: Final = IN_RANGE_BUCKETS + 2
+HIGHEST: Final = LOWEST * GROWTH**IN_RANGE_BUCKETS
+
+BLOCK: Final = 16
+BLOCKS_PER_OUTCOME: Final = 8  # 8 × 16 = 128 ≥ 118 buckets
+OUTCOMES: Final = ("none", "not_converted", "converted")
+OUTCOME_NONE: Final = 0
+OUTCOME_NOT_CONVERTED: Final = 1
+OUTCOME_CONVERTED: Final = 2
+BLOCK_CODES: Final = len(OUTCOMES) * BLOCKS_PER_OUTCOME
+
+# Per-KPI float fields, in storage order. The first five are Welford co-moments (with
+# the count kept separately as an integer), the last five raw sums for export.
+KPI_FIELDS: Final = (
+    "mean_t", "mean_v", "m2_t", "m2_v", "c_tv",
+    "sum_t", "sum_t2", "sum_v", "sum_v2", "sum_tv",
+)
+KPI_FIELD_COUNT: Final = len(KPI_FIELDS)
+
+INV_LOWEST: Final = 1.0 / LOWEST
+INV_LOG_GROWTH: Final = 1.0 / math.log(GROWTH)
+
+
+def bucket_of(latency_s: float) -> int:
+    """Bucket index of one latency; both twins use exactly this arithmetic."""
+    if latency_s < LOWEST:
+        return 0
+    index = 1 + int(math.log(latency_s * INV_LOWEST) * INV_LOG_GROWTH)
+    return index if index < BUCKETS - 1 else BUCKETS - 1
+
+
+def bucket_edges() -> npt.NDArray[np.float64]:
+    """The ``BUCKETS + 1`` edges: 0, 1 ms, …, 63.2 s, +inf."""
+    inner = LOWEST * GROWTH ** np.arange(IN_RANGE_BUCKETS + 1, dtype=np.float64)
+    return np.concatenate(([0.0], inner, [math.inf]))

@@ -1,0 +1,453 @@
+"""Pure-Python twin of ``ext/_native.pyx``: the readable reference and the test oracle.
+
+Same classes, same semantics, same dumps; only speed differs. Any change here must be
+mirrored in the native module, and the differential tests hold the two together.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _fork
+from ._layout import (
+    BLOCK,
+    BLOCK_CODES,
+    BLOCKS_PER_OUTCOME,
+    BUCKETS,
+    INV_LOG_GROWTH,
+    INV_LOWEST,
+    KPI_FIELD_COUNT,
+    LOWEST,
+    OUTCOME_CONVERTED,
+    OUTCOME_NONE,
+    OUTCOME_NOT_CONVERTED,
+    bucket_of,
+)
+from ._batch import batch_inputs
+from ._state import StateArrays, merge_states
+from .attributes import (
+    DROP_INDEX,
+    DROP_REASONS,
+    MISSING,
+    check_kpi_number,
+    classify_kpi,
+    sanitize_dimension,
+)
+from .config import Config
+from .snapshot import Snapshot
+
+_F = KPI_FIELD_COUNT
+_LATENCY_INVALID = DROP_INDEX["latency_invalid"]
+_UNREADABLE = DROP_INDEX["attributes_unreadable"]
+#: Raw-value lookups kept per key before further raw variants take the slow path.
+RAW_ENTRIES_PER_KEY = 4
+
+
+class _State:
+    """One state (cumulative or one sub-window); rows are allocated on first touch."""
+
+    __slots__ = ("blocks", "count", "errors", "key_ids", "kpi_f", "kpi_n", "latency_sum",
+                 "slot_of", "kpis")
+
+    def __init__(self, kpis: int) -> None:
+        self.kpis = kpis
+        self.slot_of: dict[int, int] = {}
+        self.key_ids: list[int] = []
+        self.count: list[int] = []
+        self.errors: list[int] = []
+        self.latency_sum: list[float] = []
+        self.kpi_n: list[list[int]] = []
+        self.kpi_f: list[list[float]] = []
+        self.blocks: dict[tuple[int, int], list[int]] = {}
+
+    def slot(self, key_id: int) -> int:
+        slot = self.slot_of.get(key_id)
+        if slot is None:
+            slot = len(self.key_ids)
+            self.slot_of[key_id] = slot
+            self.key_ids.append(key_id)
+            self.count.append(0)
+            self.errors.append(0)
+            self.latency_sum.append(0.0)
+            self.kpi_n.append([0] * self.kpis)
+            self.kpi_f.append([0.0] * (self.kpis * _F))
+        return slot
+
+    def add(self, key_id: int, t: float, bucket: int, outcome: int,
+            values: list[tuple[int, float]], error: bool) -> None:
+        slot = self.slot(key_id)
+        self.count[slot] += 1
+        self.errors[slot] += 1 if error else 0
+        self.latency_sum[slot] += t
+        n_row = self.kpi_n[slot]
+        f = self.kpi_f[slot]
+        for j, v in values:
+            # Welford's update of the co-moments (Welford 1962; Knuth TAOCP 4.2.2).
+            n = n_row[j] + 1
+            n_row[j] = n
+            o = j * _F
+            dt = t - f[o]
+            mean_t = f[o] + dt / n
+            dv = v - f[o + 1]
+            mean_v = f[o + 1] + dv / n
+            f[o + 2] += dt * (t - mean_t)
+            f[o + 3] += dv * (v - mean_v)
+            f[o + 4] += dt * (v - mean_v)
+            f[o] = mean_t
+            f[o + 1] = mean_v
+            f[o + 5] += t
+            f[o + 6] += t * t
+            f[o + 7] += v
+            f[o + 8] += v * v
+            f[o + 9] += t * v
+        code = outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK
+        block = self.blocks.get((slot, code))
+        if block is None:
+            block = self.blocks[(slot, code)] = [0] * BLOCK
+        block[bucket % BLOCK] += 1
+
+    def add_batch(self, key_id: int, batch: _Batch) -> None:
+        slot = self.slot(key_id)
+        self.count[slot] += batch.count
+        self.errors[slot] += batch.errors
+        self.latency_sum[slot] += batch.latency_sum
+        n_row = self.kpi_n[slot]
+        f = self.kpi_f[slot]
+        for j, (nb, moments) in batch.kpis.items():
+            # Chan et al. (1979): fold the batch's co-moments into the running ones.
+            na = n_row[j]
+            n = na + nb
+            o = j * _F
+            dt = moments[0] - f[o]
+            dv = moments[1] - f[o + 1]
+            weight = na * nb / n
+            f[o] += dt * nb / n
+            f[o + 1] += dv * nb / n
+            f[o + 2] += moments[2] + dt * dt * weight
+            f[o + 3] += moments[3] + dv * dv * weight
+            f[o + 4] += moments[4] + dt * dv * weight
+            for k in range(5, _F):
+                f[o + k] += moments[k]
+            n_row[j] = n
+        for (outcome, bucket), hits in batch.histogram.items():
+            code = outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK
+            block = self.blocks.get((slot, code))
+            if block is None:
+                block = self.blocks[(slot, code)] = [0] * BLOCK
+            block[bucket % BLOCK] += hits
+
+    def dump(self) -> StateArrays:
+        order = sorted(self.blocks)
+        rows = len(self.key_ids)
+        return StateArrays(
+            key_ids=np.array(self.key_ids, np.int64),
+            count=np.array(self.count, np.uint64),
+            errors=np.array(self.errors, np.uint64),
+            latency_sum=np.array(self.latency_sum, np.float64),
+            kpi_n=np.array(self.kpi_n, np.uint64).reshape(rows, self.kpis),
+            kpi_f=np.array(self.kpi_f, np.float64).reshape(rows, self.kpis, _F),
+            block_row=np.array([s for s, _ in order], np.int64),
+            block_code=np.array([c for _, c in order], np.int64),
+            block_counts=np.array([self.blocks[k] for k in order], np.uint64).reshape(-1, BLOCK),
+        )
+
+
+class _Batch:
+    """Validated rows of one ``record_many`` call, reduced to mergeable moments."""
+
+    __slots__ = ("count", "errors", "histogram", "kpis", "latency_sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.latency_sum = 0.0
+        self.kpis: dict[int, tuple[int, list[float]]] = {}
+        self.histogram: dict[tuple[int, int], int] = {}
+
+
+class Aggregator:
+    """Streaming latency–KPI statistics per key (pure-Python implementation).
+
+    >>> from bizops_otel import Config
+    >>> agg = Aggregator(Config(kpis=("order_value",), dimensions=("page",), outcome=None))
+    >>> for latency, value in [(0.1, 10.0), (0.2, 20.0), (0.3, 30.0)]:
+    ...     agg.record(("checkout",), latency, {"order_value": value})
+    >>> round(agg.snapshot()[("checkout",)].pearson("order_value").r, 6)
+    1.0
+    """
+
+    implementation = "pure"
+
+    def __init__(self, config: Config | None = None) -> None:
+        self._config = config if config is not None else Config()
+        cfg = self._config
+        self._dim_keys = cfg.dimensions
+        self._kpi_specs = [(k.attribute, k.binary, float(k.minimum), float(k.maximum))
+                           for k in cfg.kpis]
+        self._kpi_index = {k.name: j for j, k in enumerate(cfg.kpis)}
+        self._outcome = cfg.outcome_index
+        self._slot_ns = cfg.window_slot_ns
+        self._lock = threading.Lock()
+        self._clear()
+        _fork.track(self)
+
+    # Life cycle ---------------------------------------------------------------------------
+    def _clear(self) -> None:
+        m = len(self._config.kpis)
+        self._keys: list[tuple[str, ...]] = []
+        self._key_of: dict[tuple[str, ...], int] = {}
+        self._raw: dict[tuple[str, ...], int] = {}
+        self._cumulative = _State(m)
+        self._ring = [_State(m) for _ in range(self._config.window_slots)]
+        self._ring_epoch = [-1] * self._config.window_slots
+        self._newest_epoch = -1
+        self._dropped = [0] * len(DROP_REASONS)
+
+    def reset(self) -> None:
+        """Forget everything: keys, statistics, windows and drop counters."""
+        with self._lock:
+            self._clear()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # the parent's lock may have been held at fork
+        self._clear()
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    # Keys ----------------------------------------------------------------------------------
+    def _key_id(self, raw: tuple[str, ...]) -> int:
+        """Key id of raw dimension values (exact ``str`` or already sanitised)."""
+        key_id = self._raw.get(raw)
+        if key_id is not None:
+            return key_id
+        limit = self._config.max_value_length
+        clean = tuple(sanitize_dimension(v, limit) for v in raw)
+        with self._lock:
+            key_id = self._key_of.get(clean)
+            if key_id is None:
+                if len(self._keys) < self._config.max_keys:
+                    key_id = len(self._keys)
+                    self._keys.append(clean)
+                    self._key_of[clean] = key_id
+                else:
+                    key_id = self._config.max_keys  # the overflow key
+            if len(self._raw) < RAW_ENTRIES_PER_KEY * (self._config.max_keys + 1):
+                self._raw[raw] = key_id
+        return key_id
+
+    def _raw_value(self, value: object) -> str:
+        if value is None:
+            return MISSING
+        if type(value) is str:
+            return value
+        return sanitize_dimension(value, self._config.max_value_length)
+
+    # Recording -----------------------------------------------------------------------------
+    def _drop(self, reason: int) -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+
+    def _window_for(self, end_ns: int) -> _State | None:
+        epoch = end_ns // self._slot_ns
+        index = epoch % len(self._ring)
+        if epoch <= self._newest_epoch - len(self._ring):
+            return None  # older than the whole ring: cumulative only
+        self._newest_epoch = max(self._newest_epoch, epoch)
+        if self._ring_epoch[index] != epoch:
+            if epoch < self._ring_epoch[index]:
+                return None  # a straggler older than the ring: cumulative only
+            self._ring[index] = _State(len(self._config.kpis))
+            self._ring_epoch[index] = epoch
+        return self._ring[index]
+
+    def _commit(self, key_id: int, t: float, values: list[tuple[int, float]],
+                drops: list[int], error: bool, end_ns: int) -> None:
+        outcome = OUTCOME_NONE
+        for j, v in values:
+            if j == self._outcome:
+                outcome = OUTCOME_CONVERTED if v == 1.0 else OUTCOME_NOT_CONVERTED
+        bucket = bucket_of(t)
+        with self._lock:
+            for reason in drops:
+                self._dropped[reason] += 1
+            self._cumulative.add(key_id, t, bucket, outcome, values, error)
+            window = self._window_for(end_ns)
+            if window is not None:
+                window.add(key_id, t, bucket, outcome, values, error)
+
+    def record_span(self, attributes: Mapping[str, Any], start_ns: int, end_ns: int, *,
+                    error: bool = False) -> None:
+        """Record one finished span from its attribute mapping. Never raises."""
+        if (type(start_ns) is not int or type(end_ns) is not int or end_ns < start_ns):
+            self._drop(_LATENCY_INVALID)
+            return
+        try:
+            raw = tuple(self._raw_value(attributes.get(k)) for k in self._dim_keys)
+            values: list[tuple[int, float]] = []
+            drops: list[int] = []
+            for j, (attribute, binary, low, high) in enumerate(self._kpi_specs):
+                value = attributes.get(attribute)
+                if value is None:
+                    continue
+                number, reason = classify_kpi(value, binary, low, high)
+                if reason < 0:
+                    values.append((j, number))
+                else:
+                    drops.append(reason)
+        except Exception:
+            self._drop(_UNREADABLE)
+            return
+        self._commit(self._key_id(raw), (end_ns - start_ns) * 1e-9, values, drops,
+                     bool(error), end_ns)
+
+    def record(self, dims: tuple[Any, ...], latency_s: float,
+               kpis: Mapping[str, Any] | None = None, *, error: bool = False,
+               end_ns: int | None = None) -> None:
+        """Record one observation by dimension values and KPI names. Never raises."""
+        try:
+            if (isinstance(latency_s, bool) or not isinstance(latency_s, float | int)
+                    or not 0.0 <= latency_s < math.inf):
+                self._drop(_LATENCY_INVALID)
+                return
+            if len(dims) != len(self._dim_keys):
+                self._drop(DROP_INDEX["dimension_arity"])
+                return
+            raw = tuple(self._raw_value(v) for v in dims)
+            values: list[tuple[int, float]] = []
+            drops: list[int] = []
+            for name, value in (kpis or {}).items():
+                j = self._kpi_index.get(name)
+                if j is None:
+                    drops.append(DROP_INDEX["kpi_unknown"])
+                    continue
+                if value is None:
+                    continue
+                _, binary, low, high = self._kpi_specs[j]
+                number, reason = classify_kpi(value, binary, low, high)
+                if reason < 0:
+                    values.append((j, number))
+                else:
+                    drops.append(reason)
+            values.sort()
+        except Exception:
+            self._drop(_UNREADABLE)
+            return
+        when = time.time_ns() if end_ns is None else int(end_ns)
+        self._commit(self._key_id(raw), float(latency_s), values, drops, bool(error), when)
+
+    def record_many(self, dims: tuple[Any, ...], latency_s: npt.ArrayLike,
+                    kpis: Mapping[str, npt.ArrayLike] | None = None, *,
+                    errors: npt.ArrayLike | None = None, end_ns: int | None = None) -> None:
+        """Record a batch for one key. NaN in a KPI array means "no value on that row".
+
+        Shape mismatches and unknown KPI names are programming errors and raise
+        ``ValueError``; bad values are counted and dropped as on the hot path.
+        """
+        latency, columns, error_flags = batch_inputs(self._config, dims, latency_s, kpis,
+                                                      errors)
+        batch, drops = self._reduce_batch(latency, columns, error_flags)
+        key_id = self._key_id(tuple(self._raw_value(v) for v in dims))
+        when = time.time_ns() if end_ns is None else int(end_ns)
+        with self._lock:
+            for reason, hits in drops.items():
+                self._dropped[reason] += hits
+            if batch.count:
+                self._cumulative.add_batch(key_id, batch)
+                window = self._window_for(when)
+                if window is not None:
+                    window.add_batch(key_id, batch)
+
+    def _reduce_batch(self, latency: npt.NDArray[np.float64],
+                      columns: dict[int, npt.NDArray[np.float64]],
+                      error_flags: npt.NDArray[np.bool_]) -> tuple[_Batch, dict[int, int]]:
+        drops: dict[int, int] = {}
+        valid = np.isfinite(latency) & (latency >= 0.0)
+        if (bad := int((~valid).sum())):
+            drops[_LATENCY_INVALID] = bad
+        t = latency[valid]
+        batch = _Batch()
+        batch.count = int(t.shape[0])
+        batch.errors = int(error_flags[valid].sum())
+        batch.latency_sum = float(t.sum())
+        outcome = np.full(t.shape[0], OUTCOME_NONE, np.int64)
+        for j, column in sorted(columns.items()):
+            v = column[valid]
+            _, binary, low, high = self._kpi_specs[j]
+            ok = _count_kpi_drops(v, binary, low, high, drops)
+            if j == self._outcome:
+                outcome[ok] = np.where(v[ok] == 1.0, OUTCOME_CONVERTED, OUTCOME_NOT_CONVERTED)
+            if ok.any():
+                batch.kpis[j] = _batch_moments(t[ok], v[ok])
+        buckets = _buckets(t)
+        codes, hits = np.unique(outcome * BUCKETS + buckets, return_counts=True)
+        batch.histogram = {(int(c) // BUCKETS, int(c) % BUCKETS): int(h)
+                           for c, h in zip(codes, hits, strict=True)}
+        return batch, drops
+
+    # Reading -------------------------------------------------------------------------------
+    def snapshot(self, now_ns: int | None = None) -> Snapshot:
+        """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
+        now = time.time_ns() if now_ns is None else now_ns
+        current = now // self._slot_ns
+        slots = len(self._ring)
+        with self._lock:
+            keys = list(self._keys)
+            cumulative = self._cumulative.dump()
+            windows = [state.dump() for state, epoch in zip(self._ring, self._ring_epoch,
+                                                            strict=True)
+                       if current - slots < epoch <= current]
+            dropped = list(self._dropped)
+        recent = merge_states(windows, len(self._config.kpis))
+        return Snapshot.from_state(self._config, keys, cumulative, dropped, recent, now)
+
+
+def _buckets(t: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Vectorised :func:`bucket_of`."""
+    with np.errstate(divide="ignore"):
+        raw = 1 + np.floor(np.log(np.maximum(t, LOWEST) * INV_LOWEST) * INV_LOG_GROWTH)
+    buckets = np.minimum(raw, BUCKETS - 1).astype(np.int64)
+    buckets[t < LOWEST] = 0
+    return buckets
+
+
+def _count_kpi_drops(v: npt.NDArray[np.float64], binary: bool, low: float, high: float,
+                     drops: dict[int, int]) -> npt.NDArray[np.bool_]:
+    """Mask of valid values (NaN means absent); counts the rest by reason."""
+    present = ~np.isnan(v)
+    infinite = np.isinf(v)
+    finite = present & ~infinite
+    if binary:
+        bad = {"kpi_not_binary": finite & (v != 0.0) & (v != 1.0)}
+    else:
+        bad = {"kpi_below_minimum": finite & (v < low), "kpi_above_maximum": finite & (v > high)}
+    bad["kpi_infinite"] = infinite
+    ok = finite.copy()
+    for reason, mask in bad.items():
+        if (hits := int(mask.sum())):
+            drops[DROP_INDEX[reason]] = drops.get(DROP_INDEX[reason], 0) + hits
+        ok &= ~mask
+    return ok
+
+
+def _batch_moments(t: npt.NDArray[np.float64],
+                   v: npt.NDArray[np.float64]) -> tuple[int, list[float]]:
+    """Two-pass co-moments of one batch, plus its raw sums."""
+    mean_t = float(t.mean())
+    mean_v = float(v.mean())
+    dt = t - mean_t
+    dv = v - mean_v
+    return int(t.shape[0]), [
+        mean_t, mean_v, float(dt @ dt), float(dv @ dv), float(dt @ dv),
+        float(t.sum()), float(t @ t), float(v.sum()), float(v @ v), float(t @ v),
+    ]
+
+

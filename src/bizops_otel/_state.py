@@ -1,0 +1,131 @@
+"""Aggregator state as plain numpy arrays, and the one way states are merged.
+
+Both twins dump their live state into :class:`StateArrays`, so snapshots, windows,
+totals and cross-process merges share this code and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ._layout import BLOCK, BLOCK_CODES, KPI_FIELD_COUNT
+
+U64 = npt.NDArray[np.uint64]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class StateArrays:
+    """One state (cumulative, a sub-window, or a merge of them), one row per key.
+
+    ``key_ids`` index a key table held by whoever owns these arrays. Histogram blocks are
+    sorted by (row, code); ``block_code = outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK``.
+    """
+
+    key_ids: I64
+    count: U64
+    errors: U64
+    latency_sum: F64
+    kpi_n: U64  # (rows, kpis)
+    kpi_f: F64  # (rows, kpis, KPI_FIELD_COUNT)
+    block_row: I64
+    block_code: I64
+    block_counts: U64  # (blocks, BLOCK)
+
+    @staticmethod
+    def empty(kpis: int) -> StateArrays:
+        return StateArrays(
+            key_ids=np.zeros(0, np.int64),
+            count=np.zeros(0, np.uint64),
+            errors=np.zeros(0, np.uint64),
+            latency_sum=np.zeros(0, np.float64),
+            kpi_n=np.zeros((0, kpis), np.uint64),
+            kpi_f=np.zeros((0, kpis, KPI_FIELD_COUNT), np.float64),
+            block_row=np.zeros(0, np.int64),
+            block_code=np.zeros(0, np.int64),
+            block_counts=np.zeros((0, BLOCK), np.uint64),
+        )
+
+    @property
+    def rows(self) -> int:
+        return int(self.key_ids.shape[0])
+
+    def freeze(self) -> StateArrays:
+        for array in self.__dict__.values():
+            array.setflags(write=False)
+        return self
+
+    def with_key_ids(self, key_ids: I64) -> StateArrays:
+        return StateArrays(key_ids, self.count, self.errors, self.latency_sum, self.kpi_n,
+                           self.kpi_f, self.block_row, self.block_code, self.block_counts)
+
+
+def merge_states(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
+    """Merge states row-wise by key id; rows of the result are sorted by key id.
+
+    Counts and raw sums add. Welford co-moments combine by the parallel-axis form of
+    Chan et al. (1979), exact for any number of parts at once::
+
+        n    = Σ nᵢ
+        x̄    = Σ nᵢ x̄ᵢ / n
+        M2ₓ  = Σ M2ₓ,ᵢ + Σ nᵢ (x̄ᵢ − x̄)²
+        Cₓᵧ  = Σ Cₓᵧ,ᵢ + Σ nᵢ (x̄ᵢ − x̄)(ȳᵢ − ȳ)
+    """
+    parts = [p for p in parts if p.rows]
+    if not parts:
+        return StateArrays.empty(kpis)
+    key_ids = np.concatenate([p.key_ids for p in parts])
+    unique_ids, group = np.unique(key_ids, return_inverse=True)
+    groups = unique_ids.shape[0]
+
+    def add(values: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        out = np.zeros((groups, *values.shape[1:]), values.dtype)
+        np.add.at(out, group, values)
+        return out
+
+    count = add(np.concatenate([p.count for p in parts]))
+    errors = add(np.concatenate([p.errors for p in parts]))
+    latency_sum = add(np.concatenate([p.latency_sum for p in parts]))
+    kpi_n = np.concatenate([p.kpi_n for p in parts])
+    kpi_f = np.concatenate([p.kpi_f for p in parts])
+    n_total = add(kpi_n)
+    n = kpi_n.astype(np.float64)
+    n_group = n_total.astype(np.float64)
+    safe = np.where(n_group > 0, n_group, 1.0)
+    mean_t = add(n * kpi_f[:, :, 0]) / safe
+    mean_v = add(n * kpi_f[:, :, 1]) / safe
+    dt = kpi_f[:, :, 0] - mean_t[group]
+    dv = kpi_f[:, :, 1] - mean_v[group]
+    merged_f = np.empty((groups, kpi_f.shape[1], KPI_FIELD_COUNT), np.float64)
+    merged_f[:, :, 0] = mean_t
+    merged_f[:, :, 1] = mean_v
+    merged_f[:, :, 2] = add(kpi_f[:, :, 2] + n * dt * dt)
+    merged_f[:, :, 3] = add(kpi_f[:, :, 3] + n * dv * dv)
+    merged_f[:, :, 4] = add(kpi_f[:, :, 4] + n * dt * dv)
+    merged_f[:, :, 5:] = add(kpi_f[:, :, 5:])
+
+    row_offsets = np.cumsum([0] + [p.rows for p in parts[:-1]])
+    block_rows = np.concatenate(
+        [group[p.block_row + offset] for p, offset in zip(parts, row_offsets, strict=True)]
+    )
+    block_codes = np.concatenate([p.block_code for p in parts])
+    combined = block_rows * BLOCK_CODES + block_codes
+    unique_blocks, block_group = np.unique(combined, return_inverse=True)
+    block_counts = np.zeros((unique_blocks.shape[0], BLOCK), np.uint64)
+    np.add.at(block_counts, block_group, np.concatenate([p.block_counts for p in parts]))
+    return StateArrays(
+        key_ids=unique_ids.astype(np.int64),
+        count=count,
+        errors=errors,
+        latency_sum=latency_sum,
+        kpi_n=n_total,
+        kpi_f=merged_f,
+        block_row=(unique_blocks // BLOCK_CODES).astype(np.int64),
+        block_code=(unique_blocks % BLOCK_CODES).astype(np.int64),
+        block_counts=block_counts,
+    )

@@ -1,0 +1,302 @@
+"""Immutable views of aggregator state: :class:`Snapshot` and per-key :class:`KeyStats`.
+
+A snapshot owns copies of the state arrays, so it stays valid and unchanged while
+recording goes on. Everything it reports is derived by :mod:`bizops_otel.stats`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from . import stats
+from ._layout import (
+    BLOCK,
+    BLOCK_CODES,
+    BLOCKS_PER_OUTCOME,
+    BUCKETS,
+    OUTCOME_CONVERTED,
+    OUTCOME_NOT_CONVERTED,
+    OUTCOMES,
+    bucket_edges,
+)
+from ._state import StateArrays, merge_states
+from .attributes import DROP_REASONS
+from .config import Config
+
+Key = tuple[str, ...]
+
+#: Dimension value of the overflow key. Sanitised values never hold control characters,
+#: so no real key can collide with it.
+OVERFLOW_VALUE = "\x00overflow"
+
+_EDGES = bucket_edges()
+_EDGES.setflags(write=False)
+
+
+def overflow_key(dimensions: int) -> Key:
+    return (OVERFLOW_VALUE,) * dimensions
+
+
+class RawSums(NamedTuple):
+    """Mergeable raw sums of (latency t, KPI value v) pairs, for export."""
+
+    n: int
+    sum_t: float
+    sum_t2: float
+    sum_v: float
+    sum_v2: float
+    sum_tv: float
+
+
+class ConversionCurve(NamedTuple):
+    """Conversion against latency: ``trials[b]`` requests with an outcome in bucket b,
+    ``conversions[b]`` of them converted. Bucket b covers ``[edges[b], edges[b+1])``."""
+
+    edges: npt.NDArray[np.float64]
+    trials: npt.NDArray[np.uint64]
+    conversions: npt.NDArray[np.uint64]
+
+    @property
+    def rate(self) -> npt.NDArray[np.float64]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.conversions / self.trials.astype(np.float64)
+
+
+class KeyStats:
+    """Statistics of one key (or of a total), derived on demand from its state row."""
+
+    __slots__ = ("_config", "_f", "_histogram", "_n", "count", "errors", "key", "latency_sum")
+
+    def __init__(self, config: Config, key: Key | None, state: StateArrays, row: int,
+                 blocks: slice) -> None:
+        self._config = config
+        self.key = key
+        self.count = int(state.count[row])
+        self.errors = int(state.errors[row])
+        self.latency_sum = float(state.latency_sum[row])
+        self._n = state.kpi_n[row]
+        self._f = state.kpi_f[row]
+        dense = np.zeros(len(OUTCOMES) * BLOCKS_PER_OUTCOME * BLOCK, np.uint64)
+        for code, counts in zip(state.block_code[blocks], state.block_counts[blocks],
+                                strict=True):
+            dense[code * BLOCK:(code + 1) * BLOCK] = counts
+        histogram = dense.reshape(len(OUTCOMES), BLOCKS_PER_OUTCOME * BLOCK)[:, :BUCKETS]
+        histogram.setflags(write=False)
+        self._histogram = histogram
+
+    def __repr__(self) -> str:
+        return f"KeyStats(key={self.key!r}, count={self.count}, errors={self.errors})"
+
+    @property
+    def histogram(self) -> npt.NDArray[np.uint64]:
+        """Latency counts, shape (outcomes, buckets); rows follow ``OUTCOMES``."""
+        return self._histogram
+
+    @property
+    def edges(self) -> npt.NDArray[np.float64]:
+        return _EDGES
+
+    @property
+    def below_range(self) -> int:
+        """Requests faster than 1 ms, clamped into the lowest bucket."""
+        return int(self._histogram[:, 0].sum())
+
+    @property
+    def above_range(self) -> int:
+        """Requests slower than the highest edge, clamped into the top bucket."""
+        return int(self._histogram[:, -1].sum())
+
+    @property
+    def mean_latency(self) -> float:
+        return self.latency_sum / self.count if self.count else float("nan")
+
+    def quantile(self, q: float) -> float:
+        """Latency quantile in seconds, within 10% of the exact value (see stats)."""
+        return stats.histogram_quantile(self._histogram.sum(axis=0), _EDGES, q)
+
+    def pairs(self, kpi: str) -> int:
+        """How many (latency, KPI) pairs were recorded for ``kpi``."""
+        return int(self._n[self._config.kpi_index(kpi)])
+
+    def mean(self, kpi: str) -> float:
+        j = self._config.kpi_index(kpi)
+        return float(self._f[j, 1]) if self._n[j] else float("nan")
+
+    def pearson(self, kpi: str, confidence: float = 0.95) -> stats.Correlation:
+        """Pearson r of latency and ``kpi`` with a Fisher-z interval."""
+        j = self._config.kpi_index(kpi)
+        f = self._f[j]
+        return stats.correlation(int(self._n[j]), float(f[2]), float(f[3]), float(f[4]),
+                                 confidence)
+
+    def slope(self, kpi: str) -> float:
+        """Change of ``kpi`` per second of latency (least squares)."""
+        j = self._config.kpi_index(kpi)
+        return stats.slope(float(self._f[j, 2]), float(self._f[j, 4]))
+
+    def spearman(self, kpi: str | None = None) -> float:
+        """Spearman ρ of latency and the outcome KPI, from the outcome-split histogram.
+
+        Only the outcome KPI (conversion) has the joint ranks this needs; a continuous KPI
+        would need a two-dimensional histogram, so asking for one is a ``ValueError``.
+        """
+        outcome = self._config.outcome
+        if outcome is None or (kpi is not None and kpi != outcome):
+            raise ValueError(
+                f"spearman is available for the outcome KPI {outcome!r} only, not {kpi!r}"
+            )
+        return stats.spearman_binary(
+            self._histogram[OUTCOME_NOT_CONVERTED].astype(np.float64),
+            self._histogram[OUTCOME_CONVERTED].astype(np.float64),
+        )
+
+    def conversion_rate(self) -> float:
+        curve = self.conversion_by_latency()
+        return stats.conversion_rate(float(curve.conversions.sum()),
+                                     float(curve.trials.sum()))
+
+    def conversion_by_latency(self) -> ConversionCurve:
+        converted = self._histogram[OUTCOME_CONVERTED]
+        trials = converted + self._histogram[OUTCOME_NOT_CONVERTED]
+        return ConversionCurve(_EDGES, trials, converted.copy())
+
+    def raw_sums(self, kpi: str) -> RawSums:
+        j = self._config.kpi_index(kpi)
+        f = self._f[j]
+        return RawSums(int(self._n[j]), *(float(x) for x in f[5:10]))
+
+
+@dataclass(frozen=True)
+class _Parts:
+    keys: tuple[Key, ...]
+    state: StateArrays
+
+
+class Snapshot(Mapping[Key, KeyStats]):
+    """An immutable picture of an aggregator: per-key statistics, totals, drops.
+
+    Iteration yields the keys that hold data, excluding the overflow key, which is
+    reported by :attr:`overflow`.
+    """
+
+    def __init__(self, config: Config, keys: Sequence[Key], state: StateArrays,
+                 dropped: Mapping[str, int], recent: Snapshot | None = None,
+                 taken_ns: int = 0) -> None:
+        self.config = config
+        self._keys = tuple(keys)
+        self._state = state.freeze()
+        self.dropped: Mapping[str, int] = MappingProxyType(dict(dropped))
+        self._recent = recent
+        self.taken_ns = taken_ns
+        self._overflow = overflow_key(len(config.dimensions))
+        self._row_of: dict[Key, int] = {
+            self._keys[int(key_id)]: row for row, key_id in enumerate(state.key_ids)
+        }
+        self._block_starts = np.searchsorted(state.block_row, np.arange(state.rows + 1))
+
+    @classmethod
+    def from_state(cls, config: Config, keys: Sequence[Key], state: StateArrays,
+                   dropped_counts: Sequence[int], recent_state: StateArrays | None,
+                   taken_ns: int) -> Snapshot:
+        """Build from a twin's dump; key id ``config.max_keys`` is the overflow key."""
+        table = [*keys, overflow_key(len(config.dimensions))]
+        overflow_id = len(keys)
+
+        def relabel(s: StateArrays) -> StateArrays:
+            ids = np.where(s.key_ids == config.max_keys, overflow_id, s.key_ids)
+            return s.with_key_ids(ids.astype(np.int64))
+
+        dropped = dict(zip(DROP_REASONS, (int(x) for x in dropped_counts), strict=True))
+        recent = None
+        if recent_state is not None:
+            recent = cls(config, table, relabel(recent_state), {}, None, taken_ns)
+        return cls(config, table, relabel(state), dropped, recent, taken_ns)
+
+    # Mapping protocol ------------------------------------------------------------------
+    def __getitem__(self, key: Key) -> KeyStats:
+        key = tuple(key)
+        if key == self._overflow:
+            raise KeyError("the overflow key is reported by Snapshot.overflow")
+        return self._stats(self._row_of[key])
+
+    def __iter__(self) -> Iterator[Key]:
+        return (k for k in self._row_of if k != self._overflow)
+
+    def __len__(self) -> int:
+        return len(self._row_of) - (self._overflow in self._row_of)
+
+    # Views -------------------------------------------------------------------------------
+    def _stats(self, row: int, key: Key | None = None) -> KeyStats:
+        blocks = slice(int(self._block_starts[row]), int(self._block_starts[row + 1]))
+        stored_key = self._keys[int(self._state.key_ids[row])] if key is None else key
+        return KeyStats(self.config, stored_key, self._state, row, blocks)
+
+    @property
+    def overflow(self) -> KeyStats | None:
+        """Everything that arrived for new keys once ``max_keys`` was reached."""
+        row = self._row_of.get(self._overflow)
+        return None if row is None else self._stats(row)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def total(self) -> KeyStats:
+        """All keys merged into one, the overflow key included."""
+        merged = merge_states([self._state.with_key_ids(np.zeros(self._state.rows, np.int64))],
+                              len(self.config.kpis))
+        if merged.rows == 0:
+            merged = _empty_row(len(self.config.kpis))
+        starts = slice(0, merged.block_row.shape[0])
+        return KeyStats(self.config, None, merged.freeze(), 0, starts)
+
+    def recent(self) -> Snapshot:
+        """The sliding window (``config.window`` seconds) as a snapshot of its own."""
+        return self if self._recent is None else self._recent
+
+    def merge(self, other: Snapshot) -> Snapshot:
+        """Combine two snapshots (other processes, shards) as if one aggregator saw both."""
+        if not self.config.same_shape(other.config):
+            raise ValueError("cannot merge snapshots with different KPIs or dimensions")
+        table: dict[Key, int] = {}
+        for key in (*self._keys, *other._keys):
+            table.setdefault(key, len(table))
+
+        def relabel(snapshot: Snapshot) -> StateArrays:
+            mapping = np.array([table[k] for k in snapshot._keys], dtype=np.int64)
+            state = snapshot._state
+            return state.with_key_ids(mapping[state.key_ids] if state.rows else state.key_ids)
+
+        merged = merge_states([relabel(self), relabel(other)], len(self.config.kpis))
+        dropped = {r: self.dropped.get(r, 0) + other.dropped.get(r, 0)
+                   for r in {*self.dropped, *other.dropped}}
+        recent = None
+        if self._recent is not None and other._recent is not None:
+            recent = self._recent.merge(other._recent)
+        return Snapshot(self.config, list(table), merged, dropped, recent,
+                        max(self.taken_ns, other.taken_ns))
+
+    @property
+    def state(self) -> StateArrays:
+        """The raw arrays, read-only, for exporters."""
+        return self._state
+
+
+def _empty_row(kpis: int) -> StateArrays:
+    empty = StateArrays.empty(kpis)
+    return StateArrays(
+        key_ids=np.zeros(1, np.int64), count=np.zeros(1, np.uint64),
+        errors=np.zeros(1, np.uint64), latency_sum=np.zeros(1, np.float64),
+        kpi_n=np.zeros((1, kpis), np.uint64), kpi_f=np.zeros((1, *empty.kpi_f.shape[1:])),
+        block_row=empty.block_row, block_code=empty.block_code,
+        block_counts=empty.block_counts,
+    )
+
+
+__all__ = ["BLOCK_CODES", "ConversionCurve", "Key", "KeyStats", "RawSums", "Snapshot"]

@@ -1,0 +1,135 @@
+"""Pure functions from aggregated statistics to numbers.
+
+Every function takes sufficient statistics (counts, co-moments, histogram counts) and
+returns numbers; none touches aggregator state. Undefined results are ``nan``, never an
+exception, because they feed metric callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Correlation(NamedTuple):
+    """A correlation coefficient with its confidence interval."""
+
+    r: float
+    low: float
+    high: float
+    n: int
+
+
+def z_critical(confidence: float) -> float:
+    """Two-sided standard-normal critical value, e.g. 1.95996 for 0.95."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def pearson(m2_t: float, m2_v: float, c_tv: float) -> float:
+    """Pearson r from co-moments: ``r = C / sqrt(M2_t · M2_v)``; nan when a variance is 0."""
+    denominator = math.sqrt(m2_t * m2_v) if m2_t > 0.0 and m2_v > 0.0 else 0.0
+    if denominator == 0.0:
+        return math.nan
+    return max(-1.0, min(1.0, c_tv / denominator))
+
+
+def fisher_interval(r: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Confidence interval for r by Fisher's z: ``tanh(atanh(r) ± z/√(n−3))``.
+
+    Needs n > 3; an |r| of exactly 1 has a degenerate interval [r, r].
+    """
+    if n <= 3 or math.isnan(r):
+        return math.nan, math.nan
+    if abs(r) >= 1.0:
+        return r, r
+    centre = math.atanh(r)
+    half = z_critical(confidence) / math.sqrt(n - 3)
+    return math.tanh(centre - half), math.tanh(centre + half)
+
+
+def correlation(n: int, m2_t: float, m2_v: float, c_tv: float,
+                confidence: float = 0.95) -> Correlation:
+    """Pearson r with its Fisher-z interval."""
+    r = pearson(m2_t, m2_v, c_tv)
+    low, high = fisher_interval(r, n, confidence)
+    return Correlation(r, low, high, n)
+
+
+def slope(m2_t: float, c_tv: float) -> float:
+    """Least-squares slope of KPI on latency: ``C / M2_t``, KPI units per second."""
+    return c_tv / m2_t if m2_t > 0.0 else math.nan
+
+
+def spearman_binary(negatives: FloatArray, positives: FloatArray) -> float:
+    """Spearman ρ between bucketed latency and a binary outcome, from two histograms.
+
+    Latencies in one bucket are ties and share the mid-rank
+    ``R_b = below_b + (n_b + 1)/2``. With a binary outcome, Spearman equals the
+    point-biserial correlation of ranks and outcome::
+
+        ρ = (R̄₁ − R̄₀) / s_R · √(p q)
+
+    where R̄₁, R̄₀ are the mean ranks of positives and negatives, s_R the population
+    standard deviation of all ranks, p = n₁/n and q = n₀/n. Bucket ties make it differ
+    slightly from ρ on exact latencies; buckets 10% wide keep that difference small.
+    """
+    neg = np.asarray(negatives, dtype=np.float64)
+    pos = np.asarray(positives, dtype=np.float64)
+    per_bucket = neg + pos
+    n = per_bucket.sum()
+    n1 = pos.sum()
+    n0 = neg.sum()
+    if n1 == 0.0 or n0 == 0.0:
+        return math.nan
+    below = np.cumsum(per_bucket) - per_bucket
+    ranks = below + (per_bucket + 1.0) / 2.0
+    mean_rank = (n + 1.0) / 2.0
+    variance = float((per_bucket * (ranks - mean_rank) ** 2).sum() / n)
+    if variance <= 0.0:
+        return math.nan
+    mean_pos = float((pos * ranks).sum() / n1)
+    mean_neg = float((neg * ranks).sum() / n0)
+    p, q = n1 / n, n0 / n
+    return float((mean_pos - mean_neg) / math.sqrt(variance) * math.sqrt(p * q))
+
+
+def histogram_quantile(counts: FloatArray, edges: FloatArray, q: float) -> float:
+    """Quantile q of a log-bucketed histogram.
+
+    The target rank ``q·(n−1)`` (numpy's default, linear) is located in its bucket, and
+    the value is interpolated geometrically inside the bucket, which is where log-normal
+    latencies spread evenly. The error is bounded by the bucket's relative width (10%).
+    Ranks in the edge buckets return the edge, since their values were clamped.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q!r}")
+    counts = np.asarray(counts, dtype=np.float64)
+    n = counts.sum()
+    if n == 0.0:
+        return math.nan
+    rank = q * (n - 1.0)
+    cumulative = np.cumsum(counts)
+    bucket = int(np.searchsorted(cumulative, rank, side="right"))
+    bucket = min(bucket, counts.shape[0] - 1)
+    low, high = float(edges[bucket]), float(edges[bucket + 1])
+    if bucket == 0:
+        return high
+    if math.isinf(high):
+        return low
+    below = cumulative[bucket] - counts[bucket]
+    fraction = (rank - below + 0.5) / counts[bucket]
+    fraction = min(1.0, max(0.0, fraction))
+    return low * (high / low) ** fraction
+
+
+def conversion_rate(conversions: float, trials: float) -> float:
+    """Share of trials that converted; nan with no trials."""
+    return conversions / trials if trials > 0 else math.nan

@@ -1,0 +1,41 @@
+"""Every aggregator test runs against both twins: the native extension and the pure one."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bizops_otel
+from bizops_otel import _pure
+
+IMPLEMENTATIONS = ("native", "pure")
+
+
+def native_built() -> bool:
+    """Whether a compiled ``_native`` module sits in the installed package."""
+    package = Path(bizops_otel.__file__).parent
+    return any(package.glob("_native*.so")) or any(package.glob("_native*.pyd"))
+
+
+def extensions_required() -> bool:
+    return os.environ.get("BIZOPS_OTEL_REQUIRE_EXTENSIONS", "") in {"1", "true", "yes"}
+
+
+def load(name: str) -> Any:
+    if name == "pure":
+        return _pure.Aggregator
+    try:
+        return importlib.import_module("bizops_otel._native").Aggregator
+    except ImportError as error:
+        if native_built() or extensions_required():
+            pytest.fail(f"the native extension exists or is required but did not load: {error}")
+        pytest.skip("native extension not built")
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def Aggregator(request: pytest.FixtureRequest) -> Any:  # noqa: N802 - it is a class
+    return load(request.param)
