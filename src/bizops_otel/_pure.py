@@ -46,6 +46,7 @@ from .snapshot import Snapshot
 _F = KPI_FIELD_COUNT
 _LATENCY_INVALID = DROP_INDEX["latency_invalid"]
 _UNREADABLE = DROP_INDEX["attributes_unreadable"]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # timestamps are int64 nanoseconds
 #: Raw-value lookups kept per key before further raw variants take the slow path.
 RAW_ENTRIES_PER_KEY = 4
 
@@ -287,7 +288,8 @@ class Aggregator:
     def record_span(self, attributes: Mapping[str, Any], start_ns: int, end_ns: int, *,
                     error: bool = False) -> None:
         """Record one finished span from its attribute mapping. Never raises."""
-        if (type(start_ns) is not int or type(end_ns) is not int or end_ns < start_ns):
+        if (type(start_ns) is not int or type(end_ns) is not int or end_ns < start_ns
+                or start_ns < _INT64_MIN or end_ns > _INT64_MAX):
             self._drop(_LATENCY_INVALID)
             return
         try:

@@ -1,0 +1,300 @@
+"""Aggregator behaviour: bad input, keys, windows, concurrency, fork — on both twins."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bizops_otel import Config, attributes as attr
+
+KEY = ("checkout", "spring_sale")
+SECOND = 1_000_000_000
+
+
+def span(page: object = "checkout", campaign: object = "spring_sale",
+         **kpis: object) -> dict[str, object]:
+    attributes: dict[str, object] = {attr.PAGE_GROUP: page, attr.CAMPAIGN_ID: campaign}
+    names = {"order_value": attr.ORDER_VALUE, "conversion": attr.CONVERSION,
+             "items": attr.ORDER_ITEMS}
+    attributes.update({names[k]: v for k, v in kpis.items()})
+    return attributes
+
+
+def nonzero(dropped: Any) -> dict[str, int]:
+    return {reason: count for reason, count in dropped.items() if count}
+
+
+def test_span_without_kpis_counts_toward_latency_only(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    agg.record_span(span(), 0, 250_000_000)
+    stats = agg.snapshot()[KEY]
+    assert stats.count == 1
+    assert stats.latency_sum == pytest.approx(0.25)
+    assert stats.pairs("order_value") == 0 and math.isnan(stats.mean("order_value"))
+    assert stats.histogram[0].sum() == 1  # outcome "none"
+    assert math.isnan(stats.conversion_rate())
+
+
+def test_bad_kpi_values_are_dropped_and_counted_by_reason(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    hostile = [
+        {"order_value": "abc"}, {"order_value": math.nan}, {"order_value": math.inf},
+        {"order_value": -math.inf}, {"order_value": -5.0}, {"order_value": 1e30},
+        {"order_value": True}, {"order_value": [1.0, 2.0]}, {"order_value": 10**400},
+        {"conversion": 0.5}, {"conversion": 2}, {"conversion": "yes"},
+        {"items": -1}, {"items": 1e7},
+    ]
+    for kpis in hostile:
+        agg.record_span(span(**kpis), 0, SECOND)
+    agg.record_span(span(order_value=12.5, conversion=True, items=np.int64(3)), 0, SECOND)
+    agg.record_span(span(order_value=7, conversion=0), 0, 2 * SECOND)
+    snapshot = agg.snapshot()
+    assert nonzero(snapshot.dropped) == {
+        "kpi_type": 3, "kpi_nan": 1, "kpi_infinite": 2, "kpi_below_minimum": 2,
+        "kpi_above_maximum": 3, "kpi_bool": 1, "kpi_not_binary": 2,
+    }
+    stats = snapshot[KEY]
+    assert stats.count == len(hostile) + 2  # the spans themselves still count
+    assert stats.pairs("order_value") == 2
+    assert stats.mean("order_value") == pytest.approx(9.75)
+    assert stats.pairs("items") == 1 and stats.mean("items") == 3.0
+    assert stats.conversion_rate() == 0.5
+
+
+def test_bad_latencies_and_timestamps_are_dropped(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    agg.record_span(span(), 10, 5)
+    agg.record_span(span(), None, 5)
+    agg.record_span(span(), 1.5, 5)
+    agg.record_span(span(), 0, 2**70)
+    for latency in (-0.1, math.nan, math.inf, "fast", True):
+        agg.record(KEY, latency)
+    snapshot = agg.snapshot()
+    assert nonzero(snapshot.dropped) == {"latency_invalid": 9}
+    assert len(snapshot) == 0
+
+
+def test_unreadable_attributes_never_raise(Aggregator: Any) -> None:
+    class Exploding(dict[str, object]):
+        def get(self, key: str, default: object = None) -> object:
+            raise RuntimeError("boom")
+
+    class BadStr:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    agg = Aggregator(Config())
+    agg.record_span(Exploding(span()), 0, SECOND)
+    agg.record_span(span(page=BadStr()), 0, SECOND)
+    agg.record(("a",), 0.1)
+    agg.record(KEY, 0.1, {"revenue": 3.0})
+    snapshot = agg.snapshot()
+    assert snapshot.dropped["attributes_unreadable"] == 1
+    assert snapshot.dropped["dimension_arity"] == 1
+    assert snapshot.dropped["kpi_unknown"] == 1
+    assert snapshot[("_", "spring_sale")].count == 1  # unprintable str() becomes "_"
+
+
+def test_dimension_values_are_sanitised_and_capped(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    agg.record_span(span(page="x" * 10_000, campaign="bad\x00\nname\udcff"), 0, SECOND)
+    agg.record_span(span(page=42, campaign=None), 0, SECOND)
+    agg.record_span(span(page=b"caf\xc3\xa9", campaign=True), 0, SECOND)
+    keys = set(agg.snapshot())
+    assert keys == {("x" * 64, "bad__name_"), ("42", ""), ("café", "true")}
+
+
+def test_overflow_key_absorbs_new_campaigns(Aggregator: Any) -> None:
+    agg = Aggregator(Config(max_keys=50))
+    for i in range(100_000):
+        agg.record_span(span(campaign=f"campaign-{i}"), 0, SECOND // 10)
+    snapshot = agg.snapshot()
+    assert len(snapshot) == 50
+    assert snapshot.overflow is not None
+    assert snapshot.overflow.count == 100_000 - 50
+    assert snapshot.total().count == 100_000
+    assert ("checkout", "campaign-0") in snapshot
+    assert ("checkout", "campaign-99999") not in snapshot
+    # An existing key keeps its own row after the bound is reached.
+    agg.record_span(span(campaign="campaign-3"), 0, SECOND)
+    assert agg.snapshot()[("checkout", "campaign-3")].count == 2
+
+
+def test_hostile_keys_keep_memory_bounded() -> None:
+    """100k distinct campaigns cost no more than the first few thousand (native only:
+    its state is plain C memory that tracemalloc reports exactly)."""
+    import tracemalloc
+
+    from tests.conftest import load
+    aggregator_cls = load("native")
+    agg = aggregator_cls(Config(max_keys=1000))
+    for i in range(5_000):
+        agg.record_span(span(campaign=f"c{i}"), 0, SECOND)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(5_000, 100_000):
+        agg.record_span(span(campaign=f"c{i}"), 0, SECOND)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 64 * 1024, grown
+    assert len(agg.snapshot()) == 1000
+
+
+def test_windows_slide_and_recent_covers_only_the_window(Aggregator: Any) -> None:
+    config = Config(window=60.0, window_slots=6)  # 10 s sub-windows
+    agg = Aggregator(config)
+    base = 1_700_000_000 * SECOND
+    for second in range(0, 120):
+        end = base + second * SECOND
+        agg.record_span(span(order_value=float(second)), end - SECOND // 10, end)
+    snapshot = agg.snapshot(now_ns=base + 119 * SECOND)
+    assert snapshot.total().count == 120
+    recent = snapshot.recent().total()
+    # Sub-window k covers epochs; at now = base+119 s the window holds the last 6 slots.
+    epoch_now = (base + 119 * SECOND) // (10 * SECOND)
+    expected = [s for s in range(120) if (base + s * SECOND) // (10 * SECOND) > epoch_now - 6]
+    assert recent.count == len(expected)
+    assert recent.mean("order_value") == pytest.approx(np.mean(expected))
+    # Much later, nothing is recent any more, but the cumulative state is unchanged.
+    later = agg.snapshot(now_ns=base + 1000 * SECOND)
+    assert later.recent().total().count == 0
+    assert later.total().count == 120
+
+
+def test_straggler_older_than_window_goes_to_cumulative_only(Aggregator: Any) -> None:
+    agg = Aggregator(Config(window=60.0, window_slots=6))
+    now = 1_700_000_000 * SECOND
+    agg.record_span(span(), now - SECOND, now)
+    agg.record_span(span(), 0, 60 * SECOND)  # from 1970, lands on the same ring slot maybe
+    agg.record_span(span(), now - 120 * SECOND - SECOND, now - 120 * SECOND)
+    snapshot = agg.snapshot(now_ns=now)
+    assert snapshot.total().count == 3
+    assert snapshot.recent().total().count == 1
+
+
+def test_record_many_equals_record_loop(Aggregator: Any) -> None:
+    rng = np.random.default_rng(3)
+    latency = rng.lognormal(-1.0, 0.7, 3000)
+    value = rng.normal(50.0, 20.0, 3000)
+    conversion = (rng.random(3000) < 0.3).astype(float)
+    value[::50] = np.nan  # absent on those rows
+    value[1::97] = -3.0  # below minimum
+    conversion[2::101] = 0.5  # not binary
+    latency[3::211] = -1.0  # invalid
+    errors = rng.random(3000) < 0.05
+    batch, loop = Aggregator(Config()), Aggregator(Config())
+    batch.record_many(KEY, latency, {"order_value": value, "conversion": conversion},
+                      errors=errors, end_ns=5 * SECOND)
+    for i in range(3000):
+        kpis = {"order_value": None if np.isnan(value[i]) else float(value[i]),
+                "conversion": float(conversion[i])}
+        loop.record(KEY, float(latency[i]), kpis, error=bool(errors[i]), end_ns=5 * SECOND)
+    a, b = batch.snapshot(now_ns=5 * SECOND), loop.snapshot(now_ns=5 * SECOND)
+    assert nonzero(a.dropped) == nonzero(b.dropped)
+    assert a.dropped["latency_invalid"] == len(range(3, 3000, 211))
+    sa, sb = a[KEY], b[KEY]
+    assert (sa.count, sa.errors) == (sb.count, sb.errors)
+    np.testing.assert_array_equal(sa.histogram, sb.histogram)
+    for kpi in ("order_value", "conversion"):
+        assert sa.pairs(kpi) == sb.pairs(kpi)
+        np.testing.assert_allclose(sa.raw_sums(kpi), sb.raw_sums(kpi), rtol=1e-9)
+        assert sa.pearson(kpi).r == pytest.approx(sb.pearson(kpi).r, rel=1e-9)
+    assert a.recent().total().count == sa.count
+
+
+def test_record_many_rejects_malformed_batches(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    with pytest.raises(ValueError, match="dimension values"):
+        agg.record_many(("only-one",), [0.1])
+    with pytest.raises(ValueError, match="unknown KPI 'revenue'"):
+        agg.record_many(KEY, [0.1], {"revenue": [1.0]})
+    with pytest.raises(ValueError, match="has 2 values for 1"):
+        agg.record_many(KEY, [0.1], {"order_value": [1.0, 2.0]})
+
+
+def test_snapshot_is_immutable_and_independent_of_later_records(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    agg.record_span(span(order_value=10.0), 0, SECOND)
+    snapshot = agg.snapshot()
+    agg.record_span(span(order_value=30.0), 0, SECOND)
+    assert snapshot[KEY].count == 1 and snapshot[KEY].mean("order_value") == 10.0
+    with pytest.raises(ValueError):
+        snapshot.state.count[0] = 5
+    with pytest.raises(TypeError):
+        snapshot.dropped["kpi_nan"] = 3  # type: ignore[index]
+    assert agg.snapshot()[KEY].count == 2
+
+
+def test_reset_forgets_everything(Aggregator: Any) -> None:
+    agg = Aggregator(Config(max_keys=1))
+    agg.record_span(span(order_value="bad"), 0, SECOND)
+    agg.record_span(span(campaign="other"), 0, SECOND)
+    agg.reset()
+    snapshot = agg.snapshot()
+    assert len(snapshot) == 0 and snapshot.overflow is None and snapshot.dropped_total == 0
+    agg.record_span(span(campaign="other"), 0, SECOND)
+    assert list(agg.snapshot()) == [("checkout", "other")]
+
+
+def test_concurrent_record_span_loses_no_update(Aggregator: Any) -> None:
+    threads, per_thread = 8, 50_000
+    agg = Aggregator(Config())
+    barrier = threading.Barrier(threads + 1)
+    snapshots = []
+
+    def worker(index: int) -> None:
+        pages = [f"page-{index % 4}", f"page-{(index + 1) % 4}"]
+        barrier.wait()
+        for i in range(per_thread):
+            agg.record_span(span(page=pages[i & 1], order_value=float(i % 100),
+                                 conversion=i % 3 == 0), 0, 1_000_000 * (1 + i % 500))
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    barrier.wait()
+    while any(thread.is_alive() for thread in workers):
+        snapshots.append(agg.snapshot())
+        time.sleep(0.05)
+    for thread in workers:
+        thread.join()
+    total = agg.snapshot().total()
+    n = threads * per_thread
+    assert total.count == n
+    assert total.pairs("order_value") == n and total.pairs("conversion") == n
+    assert total.raw_sums("order_value").sum_v == threads * sum(float(i % 100)
+                                                                 for i in range(per_thread))
+    assert int(total.histogram.sum()) == n
+    assert int(total.histogram[2].sum()) == threads * len(range(0, per_thread, 3))
+    # Every snapshot taken during the run was internally consistent.
+    for snapshot in snapshots:
+        t = snapshot.total()
+        assert int(t.histogram.sum()) == t.count == t.pairs("order_value")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_starts_empty(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    agg.record_span(span(order_value=5.0), 0, SECOND)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report what it sees, then leave without running pytest's atexit
+        try:
+            before = agg.snapshot().total().count
+            agg.record_span(span(order_value=5.0), 0, SECOND)
+            after = agg.snapshot().total().count
+            os.write(write, f"{before},{after}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        result = pipe.read()
+    os.waitpid(pid, 0)
+    assert result == "0,1"
+    assert agg.snapshot().total().count == 1  # the parent is untouched

@@ -1,0 +1,53 @@
+"""Configuration is validated once, loudly, with the field named."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bizops_otel import Config, Kpi
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"max_keys": 0}, "max_keys"),
+    ({"max_keys": "10"}, "max_keys"),
+    ({"max_keys": True}, "max_keys"),
+    ({"window": -1.0}, "window"),
+    ({"window": float("nan")}, "window"),
+    ({"window_slots": 0}, "window_slots"),
+    ({"kpis": ("revenue",)}, "kpis"),
+    ({"kpis": "order_value"}, "kpis"),
+    ({"kpis": ("order_value", "order_value")}, "kpis"),
+    ({"kpis": (Kpi("x", "a"),) * 1 + tuple(Kpi(f"k{i}", "a") for i in range(16))}, "kpis"),
+    ({"dimensions": "bizops.page_group"}, "dimensions"),
+    ({"dimensions": ("a", "a")}, "dimensions"),
+    ({"dimensions": ("",)}, "dimensions"),
+    ({"outcome": "order_value"}, "outcome"),
+    ({"outcome": "nope"}, "outcome"),
+    ({"max_value_length": 0}, "max_value_length"),
+])
+def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=f"config: {field}:"):
+        Config(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_kpi_definitions_are_refused() -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        Kpi("order value", "bizops.order.value")
+    with pytest.raises(ValueError, match="minimum exceeds maximum"):
+        Kpi("x", "a", minimum=5.0, maximum=1.0)
+    with pytest.raises(ValueError, match="finite"):
+        Kpi("x", "a", maximum=float("inf"))
+
+
+def test_config_is_frozen_and_normalised() -> None:
+    config = Config(kpis=["order_value", Kpi("basket", "shop.basket", maximum=100.0)],
+                    dimensions=["bizops.page_group"], outcome=None)
+    assert config.kpi_names == ("order_value", "basket")
+    assert config.dimensions == ("bizops.page_group",)
+    assert config.window_slot_ns == 10 * 10**9
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_keys = 5  # type: ignore[misc]
+    with pytest.raises(KeyError, match="unknown KPI 'revenue'"):
+        config.kpi_index("revenue")
