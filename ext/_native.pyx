@@ -15,7 +15,10 @@ import time
 
 import numpy as np
 
-from cpython.dict cimport PyDict_GetItem
+# PyDict_GetItemWithError, unlike PyDict_GetItem, does not save and restore the error
+# state on every call, which is measurable on the hot path.
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
@@ -58,6 +61,7 @@ cdef int TOP_BUCKET = _BUCKETS - 1
 
 cdef int R_LATENCY = DROP_INDEX["latency_invalid"]
 cdef int R_NAN = DROP_INDEX["kpi_nan"]
+cdef int R_BOOL = DROP_INDEX["kpi_bool"]
 cdef int R_INF = DROP_INDEX["kpi_infinite"]
 cdef int R_BELOW = DROP_INDEX["kpi_below_minimum"]
 cdef int R_ABOVE = DROP_INDEX["kpi_above_maximum"]
@@ -69,6 +73,13 @@ cdef int R_MEMORY = DROP_INDEX["out_of_memory"]
 cdef int N_REASONS = len(DROP_REASONS)
 
 RAW_ENTRIES_PER_KEY = 4
+
+
+cdef bint _truthy(object flag) noexcept:
+    try:
+        return bool(flag)
+    except Exception:
+        return False
 
 
 def _is_compiled():
@@ -238,13 +249,13 @@ cdef int state_add(State *s, int32_t key, double t, int bucket, int outcome,
             continue
         v = values[j]
         s.kpi_n[slot * m + j] += 1
-        n = <double>s.kpi_n[slot * m + j]
+        inverse = 1.0 / <double>s.kpi_n[slot * m + j]
         f = &s.kpi_f[(slot * m + j) * F]
         # Welford's update of the co-moments (Welford 1962; Knuth TAOCP 4.2.2).
         dt = t - f[0]
-        mean_t = f[0] + dt / n
+        mean_t = f[0] + dt * inverse
         dv = v - f[1]
-        mean_v = f[1] + dv / n
+        mean_v = f[1] + dv * inverse
         f[2] += dt * (t - mean_t)
         f[3] += dv * (v - mean_v)
         f[4] += dt * (v - mean_v)
@@ -259,45 +270,80 @@ cdef int state_add(State *s, int32_t key, double t, int bucket, int outcome,
     return 0
 
 
+cdef void fold_kpi(double *f, uint64_t *n_row, const double *g, uint64_t n_other) noexcept nogil:
+    """Fold another state's co-moments into ``f``: Chan et al. (1979)."""
+    cdef double na = <double>n_row[0]
+    cdef double nb = <double>n_other
+    cdef double n = na + nb
+    cdef double dt = g[0] - f[0]
+    cdef double dv = g[1] - f[1]
+    cdef double weight = na * nb / n
+    cdef int k
+    f[0] += dt * nb / n
+    f[1] += dv * nb / n
+    f[2] += g[2] + dt * dt * weight
+    f[3] += g[3] + dv * dv * weight
+    f[4] += g[4] + dt * dv * weight
+    for k in range(5, F):
+        f[k] += g[k]
+    n_row[0] += n_other
+
+
+cdef int state_add_hits(State *s, int32_t slot, int code, int offset, uint64_t hits) noexcept nogil:
+    cdef uint64_t *block = state_block(s, slot, code)
+    if block == NULL:
+        return -1
+    block[offset] += hits
+    return 0
+
+
 cdef int state_add_batch(State *s, int32_t key, Batch *b, int m) noexcept nogil:
     """Fold a reduced batch in; mirrors ``_pure._State.add_batch``."""
     cdef int32_t slot = state_slot(s, key, m)
-    cdef int j, k, code
-    cdef double na, nb, n, dt, dv, weight
-    cdef double *f
-    cdef double *g
-    cdef uint64_t *block
+    cdef int j, code, bucket
     if slot < 0:
         return -1
     for code in range(HIST_SLOTS):
         if b.hist[code]:
-            block = state_block(s, slot, (code // 128) * BLOCKS_PER_OUTCOME + (code % 128) // BLOCK)
-            if block == NULL:
+            bucket = code % 128
+            if state_add_hits(s, slot, (code // 128) * BLOCKS_PER_OUTCOME + bucket // BLOCK,
+                              bucket % BLOCK, b.hist[code]) < 0:
                 return -1
-            block[(code % 128) % BLOCK] += b.hist[code]
     s.count[slot] += b.count
     s.errors[slot] += b.errors
     s.latency_sum[slot] += b.latency_sum
     for j in range(m):
-        if b.kpi_n[j] == 0:
-            continue
-        # Chan et al. (1979): fold the batch's co-moments into the running ones.
-        na = <double>s.kpi_n[slot * m + j]
-        nb = <double>b.kpi_n[j]
-        n = na + nb
-        f = &s.kpi_f[(slot * m + j) * F]
-        g = &b.kpi_f[j * F]
-        dt = g[0] - f[0]
-        dv = g[1] - f[1]
-        weight = na * nb / n
-        f[0] += dt * nb / n
-        f[1] += dv * nb / n
-        f[2] += g[2] + dt * dt * weight
-        f[3] += g[3] + dv * dv * weight
-        f[4] += g[4] + dt * dv * weight
-        for k in range(5, F):
-            f[k] += g[k]
-        s.kpi_n[slot * m + j] += b.kpi_n[j]
+        if b.kpi_n[j]:
+            fold_kpi(&s.kpi_f[(slot * m + j) * F], &s.kpi_n[slot * m + j], &b.kpi_f[j * F],
+                     b.kpi_n[j])
+    return 0
+
+
+cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
+    """Add every row of ``src`` (a retiring sub-window) into ``dst``;
+    mirrors ``_pure._State.merge_from``."""
+    cdef int32_t row, slot
+    cdef int j, code, offset, index
+    for row in range(src.n_slots):
+        slot = state_slot(dst, src.slot_key[row], m)
+        if slot < 0:
+            return -1
+        dst.count[slot] += src.count[row]
+        dst.errors[slot] += src.errors[row]
+        dst.latency_sum[slot] += src.latency_sum[row]
+        for j in range(m):
+            if src.kpi_n[row * m + j]:
+                fold_kpi(&dst.kpi_f[(slot * m + j) * F], &dst.kpi_n[slot * m + j],
+                         &src.kpi_f[(row * m + j) * F], src.kpi_n[row * m + j])
+        for code in range(BLOCK_CODES):
+            index = src.blocktab[row * BLOCK_CODES + code]
+            if index < 0:
+                continue
+            for offset in range(BLOCK):
+                if src.blocks[index * BLOCK + offset]:
+                    if state_add_hits(dst, slot, code, offset,
+                                      src.blocks[index * BLOCK + offset]) < 0:
+                        return -1
     return 0
 
 
@@ -409,7 +455,7 @@ cdef class Aggregator:
     cdef int _kpi_binary[MAX_KPIS]
     cdef double _kpi_min[MAX_KPIS]
     cdef double _kpi_max[MAX_KPIS]
-    cdef State _cumulative
+    cdef State _retired
     cdef State *_ring
     cdef int64_t *_ring_epoch
     cdef int64_t _newest_epoch
@@ -419,7 +465,7 @@ cdef class Aggregator:
     def __cinit__(self):
         self._ring = NULL
         self._ring_epoch = NULL
-        memset(&self._cumulative, 0, sizeof(State))
+        memset(&self._retired, 0, sizeof(State))
 
     def __init__(self, config=None):
         cfg = config if config is not None else Config()
@@ -453,7 +499,7 @@ cdef class Aggregator:
 
     def __dealloc__(self):
         cdef int i
-        state_free(&self._cumulative)
+        state_free(&self._retired)
         if self._ring != NULL:
             for i in range(self._slots):
                 state_free(&self._ring[i])
@@ -467,7 +513,7 @@ cdef class Aggregator:
         self._key_of = {}
         self._raw_root = {}
         self._raw_entries = 0
-        state_free(&self._cumulative)
+        state_free(&self._retired)
         for i in range(self._slots):
             state_free(&self._ring[i])
             self._ring_epoch[i] = -1
@@ -486,7 +532,7 @@ cdef class Aggregator:
 
     def memory_bytes(self):
         """Bytes held in C arrays by all states (tracemalloc sees the same memory)."""
-        cdef size_t total = state_bytes(&self._cumulative, self._m)
+        cdef size_t total = state_bytes(&self._retired, self._m)
         cdef int i
         for i in range(self._slots):
             total += state_bytes(&self._ring[i], self._m)
@@ -545,13 +591,18 @@ cdef class Aggregator:
         if self._d == 0:
             return self._key_id(())
         for i in range(self._d):
-            key = self._dim_keys[i]
+            key = <object>PyTuple_GET_ITEM(self._dim_keys, i)
             if is_dict:
-                found = PyDict_GetItem(attributes, key)
-                value = MISSING if found == NULL else self._raw_value(<object>found)
+                found = PyDict_GetItemWithError(attributes, key)
+                if found == NULL:
+                    value = MISSING
+                elif type(<object>found) is str:
+                    value = <object>found
+                else:
+                    value = self._raw_value(<object>found)
             else:
                 value = self._raw_value(attributes.get(key))
-            found = PyDict_GetItem(node, value)
+            found = PyDict_GetItemWithError(node, value)
             if found == NULL:
                 return self._create_key(self._raw_dims(attributes, is_dict))
             node = <object>found
@@ -588,6 +639,10 @@ cdef class Aggregator:
                 x = PyLong_AsDouble(value)
             except OverflowError:
                 return R_ABOVE
+        elif type(value) is bool:
+            if not self._kpi_binary[j]:
+                return R_BOOL
+            x = 1.0 if value is True else 0.0
         else:
             number, reason = classify_kpi(value, self._kpi_binary_obj[j],
                                           self._kpi_min[j], self._kpi_max[j])
@@ -597,18 +652,24 @@ cdef class Aggregator:
         out[0] = x
         return self._check(j, x)
 
-    cdef State *_window_for(self, int64_t end_ns) noexcept:
+    cdef State *_target(self, int64_t end_ns) noexcept:
+        """The state a span ending at ``end_ns`` goes to: its sub-window, or the retired
+        state for stragglers older than the whole ring (see ``_pure``)."""
         cdef int64_t epoch = floor_div(end_ns, self._slot_ns)
         cdef int64_t index = epoch % self._slots
+        cdef int32_t row
         if index < 0:
             index += self._slots
         if epoch <= self._newest_epoch - self._slots:
-            return NULL  # older than the whole ring: cumulative only
+            return &self._retired
         if epoch > self._newest_epoch:
             self._newest_epoch = epoch
         if self._ring_epoch[index] != epoch:
             if epoch < self._ring_epoch[index]:
-                return NULL  # a straggler older than the ring: cumulative only
+                return &self._retired
+            if state_merge(&self._retired, &self._ring[index], self._m) < 0:
+                for row in range(self._ring[index].n_slots):
+                    self._dropped[R_MEMORY] += self._ring[index].count[row]
             state_clear(&self._ring[index])
             self._ring_epoch[index] = epoch
         return &self._ring[index]
@@ -617,19 +678,13 @@ cdef class Aggregator:
                       const int *drops, int n_drops, bint error, int64_t end_ns) noexcept:
         cdef int outcome = 0
         cdef int i
-        cdef State *window
         if self._outcome >= 0 and (mask >> self._outcome) & 1:
             outcome = 2 if values[self._outcome] == 1.0 else 1
         cdef int bucket = bucket_of(t)
         for i in range(n_drops):
             self._dropped[drops[i]] += 1
-        if state_add(&self._cumulative, <int32_t>key, t, bucket, outcome, values, mask,
+        if state_add(self._target(end_ns), <int32_t>key, t, bucket, outcome, values, mask,
                      self._m, error) < 0:
-            self._dropped[R_MEMORY] += 1
-            return
-        window = self._window_for(end_ns)
-        if window != NULL and state_add(window, <int32_t>key, t, bucket, outcome, values,
-                                        mask, self._m, error) < 0:
             self._dropped[R_MEMORY] += 1
 
     def record_span(self, attributes, start_ns, end_ns, error=False):
@@ -661,7 +716,8 @@ cdef class Aggregator:
             key = self._span_key(attributes, is_dict)
             for j in range(self._m):
                 if is_dict:
-                    found = PyDict_GetItem(attributes, self._kpi_attrs[j])
+                    found = PyDict_GetItemWithError(
+                        attributes, <object>PyTuple_GET_ITEM(self._kpi_attrs, j))
                     if found == NULL:
                         continue
                     value = <object>found
@@ -679,7 +735,7 @@ cdef class Aggregator:
             self._dropped[R_UNREADABLE] += 1
             return
         self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops,
-                     bool(error), end)
+                     error is True or (error is not False and _truthy(error)), end)
 
     def record(self, dims, latency_s, kpis=None, *, error=False, end_ns=None):
         """Record one observation by dimension values and KPI names. Never raises."""
@@ -746,16 +802,11 @@ cdef class Aggregator:
 
     cdef void _commit_batch(self, Batch *batch, Py_ssize_t key, int64_t when) noexcept:
         cdef int i
-        cdef State *window
         for i in range(N_REASONS):
             self._dropped[i] += batch.drops[i]
         if batch.count == 0:
             return
-        if state_add_batch(&self._cumulative, <int32_t>key, batch, self._m) < 0:
-            self._dropped[R_MEMORY] += batch.count
-            return
-        window = self._window_for(when)
-        if window != NULL and state_add_batch(window, <int32_t>key, batch, self._m) < 0:
+        if state_add_batch(self._target(when), <int32_t>key, batch, self._m) < 0:
             self._dropped[R_MEMORY] += batch.count
 
     cdef int _reduce(self, Batch *b, const double[::1] t, dict columns,
@@ -856,9 +907,10 @@ cdef class Aggregator:
         """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
         cdef int64_t now = time.time_ns() if now_ns is None else now_ns
         cdef int64_t current = floor_div(now, self._slot_ns)
-        cdef int i, taken = 0, failed = 0
+        cdef int i, failed = 0
         cdef Py_ssize_t n_keys
         cdef uint64_t dropped[MAX_REASONS]
+        cdef int64_t epochs[1000]
         cdef State *copies = <State *>PyMem_RawMalloc((self._slots + 1) * sizeof(State))
         if copies == NULL:
             raise MemoryError()
@@ -868,20 +920,22 @@ cdef class Aggregator:
             # copies and the key count form one consistent picture.
             n_keys = len(self._keys)
             memcpy(dropped, self._dropped, sizeof(dropped))
-            failed |= state_copy(&copies[0], &self._cumulative, self._m)
+            failed |= state_copy(&copies[0], &self._retired, self._m)
             for i in range(self._slots):
-                if current - self._slots < self._ring_epoch[i] <= current:
-                    taken += 1
-                    failed |= state_copy(&copies[taken], &self._ring[i], self._m)
+                epochs[i] = self._ring_epoch[i]
+                failed |= state_copy(&copies[i + 1], &self._ring[i], self._m)
             if failed:
                 raise MemoryError("bizops-otel: no memory for a snapshot")
             keys = self._keys[:n_keys]
-            cumulative = state_dump(&copies[0], self._m)
-            windows = [state_dump(&copies[i], self._m) for i in range(1, taken + 1)]
+            retired = state_dump(&copies[0], self._m)
+            ring = [(state_dump(&copies[i + 1], self._m), epochs[i])
+                    for i in range(self._slots)]
         finally:
             for i in range(self._slots + 1):
                 state_free(&copies[i])
             PyMem_RawFree(copies)
-        recent = merge_states(windows, self._m)
+        cumulative = merge_states([retired, *(state for state, _ in ring)], self._m)
+        recent = merge_states([state for state, epoch in ring
+                               if current - self._slots < epoch <= current], self._m)
         return Snapshot.from_state(self.config, keys, cumulative,
                                    [dropped[i] for i in range(N_REASONS)], recent, now)

@@ -94,10 +94,11 @@ class _State:
             n = n_row[j] + 1
             n_row[j] = n
             o = j * _F
+            inverse = 1.0 / n
             dt = t - f[o]
-            mean_t = f[o] + dt / n
+            mean_t = f[o] + dt * inverse
             dv = v - f[o + 1]
-            mean_v = f[o + 1] + dv / n
+            mean_v = f[o + 1] + dv * inverse
             f[o + 2] += dt * (t - mean_t)
             f[o + 3] += dv * (v - mean_v)
             f[o + 4] += dt * (v - mean_v)
@@ -108,41 +109,59 @@ class _State:
             f[o + 7] += v
             f[o + 8] += v * v
             f[o + 9] += t * v
-        code = outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK
+        self._add_hits(slot, outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK, bucket % BLOCK, 1)
+
+    def _fold(self, slot: int, j: int, nb: int, moments: list[float]) -> None:
+        """Fold another state's co-moments for KPI j into row ``slot``: Chan et al. (1979)."""
+        n_row = self.kpi_n[slot]
+        f = self.kpi_f[slot]
+        na = n_row[j]
+        n = na + nb
+        o = j * _F
+        dt = moments[0] - f[o]
+        dv = moments[1] - f[o + 1]
+        weight = na * nb / n
+        f[o] += dt * nb / n
+        f[o + 1] += dv * nb / n
+        f[o + 2] += moments[2] + dt * dt * weight
+        f[o + 3] += moments[3] + dv * dv * weight
+        f[o + 4] += moments[4] + dt * dv * weight
+        for k in range(5, _F):
+            f[o + k] += moments[k]
+        n_row[j] = n
+
+    def _add_hits(self, slot: int, code: int, offset: int, hits: int) -> None:
         block = self.blocks.get((slot, code))
         if block is None:
             block = self.blocks[(slot, code)] = [0] * BLOCK
-        block[bucket % BLOCK] += 1
+        block[offset] += hits
 
     def add_batch(self, key_id: int, batch: _Batch) -> None:
         slot = self.slot(key_id)
+        for (outcome, bucket), hits in sorted(batch.histogram.items()):
+            self._add_hits(slot, outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK,
+                           bucket % BLOCK, hits)
         self.count[slot] += batch.count
         self.errors[slot] += batch.errors
         self.latency_sum[slot] += batch.latency_sum
-        n_row = self.kpi_n[slot]
-        f = self.kpi_f[slot]
-        for j, (nb, moments) in batch.kpis.items():
-            # Chan et al. (1979): fold the batch's co-moments into the running ones.
-            na = n_row[j]
-            n = na + nb
-            o = j * _F
-            dt = moments[0] - f[o]
-            dv = moments[1] - f[o + 1]
-            weight = na * nb / n
-            f[o] += dt * nb / n
-            f[o + 1] += dv * nb / n
-            f[o + 2] += moments[2] + dt * dt * weight
-            f[o + 3] += moments[3] + dv * dv * weight
-            f[o + 4] += moments[4] + dt * dv * weight
-            for k in range(5, _F):
-                f[o + k] += moments[k]
-            n_row[j] = n
-        for (outcome, bucket), hits in batch.histogram.items():
-            code = outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK
-            block = self.blocks.get((slot, code))
-            if block is None:
-                block = self.blocks[(slot, code)] = [0] * BLOCK
-            block[bucket % BLOCK] += hits
+        for j, (nb, moments) in sorted(batch.kpis.items()):
+            self._fold(slot, j, nb, moments)
+
+    def merge_from(self, other: _State) -> None:
+        """Add every row of ``other`` (a retiring sub-window) into this state."""
+        for row, key_id in enumerate(other.key_ids):
+            slot = self.slot(key_id)
+            self.count[slot] += other.count[row]
+            self.errors[slot] += other.errors[row]
+            self.latency_sum[slot] += other.latency_sum[row]
+            for j, nb in enumerate(other.kpi_n[row]):
+                if nb:
+                    self._fold(slot, j, nb, other.kpi_f[row][j * _F:(j + 1) * _F])
+        for (row, code), counts in sorted(other.blocks.items()):
+            slot = self.slot_of[other.key_ids[row]]
+            for offset, hits in enumerate(counts):
+                if hits:
+                    self._add_hits(slot, code, offset, hits)
 
     def dump(self) -> StateArrays:
         order = sorted(self.blocks)
@@ -205,7 +224,10 @@ class Aggregator:
         self._keys: list[tuple[str, ...]] = []
         self._key_of: dict[tuple[str, ...], int] = {}
         self._raw: dict[tuple[str, ...], int] = {}
-        self._cumulative = _State(m)
+        # Spans update only their sub-window; a sub-window folds into ``_retired`` when its
+        # ring slot is reused. The cumulative view is retired + ring, merged on read, so
+        # each span costs one state update instead of two.
+        self._retired = _State(m)
         self._ring = [_State(m) for _ in range(self._config.window_slots)]
         self._ring_epoch = [-1] * self._config.window_slots
         self._newest_epoch = -1
@@ -257,15 +279,18 @@ class Aggregator:
         with self._lock:
             self._dropped[reason] += 1
 
-    def _window_for(self, end_ns: int) -> _State | None:
+    def _target(self, end_ns: int) -> _State:
+        """The state a span ending at ``end_ns`` goes to: its sub-window, or the retired
+        state for stragglers older than the whole ring."""
         epoch = end_ns // self._slot_ns
         index = epoch % len(self._ring)
         if epoch <= self._newest_epoch - len(self._ring):
-            return None  # older than the whole ring: cumulative only
+            return self._retired
         self._newest_epoch = max(self._newest_epoch, epoch)
         if self._ring_epoch[index] != epoch:
             if epoch < self._ring_epoch[index]:
-                return None  # a straggler older than the ring: cumulative only
+                return self._retired
+            self._retired.merge_from(self._ring[index])
             self._ring[index] = _State(len(self._config.kpis))
             self._ring_epoch[index] = epoch
         return self._ring[index]
@@ -280,10 +305,7 @@ class Aggregator:
         with self._lock:
             for reason in drops:
                 self._dropped[reason] += 1
-            self._cumulative.add(key_id, t, bucket, outcome, values, error)
-            window = self._window_for(end_ns)
-            if window is not None:
-                window.add(key_id, t, bucket, outcome, values, error)
+            self._target(end_ns).add(key_id, t, bucket, outcome, values, error)
 
     def record_span(self, attributes: Mapping[str, Any], start_ns: int, end_ns: int, *,
                     error: bool = False) -> None:
@@ -363,10 +385,7 @@ class Aggregator:
             for reason, hits in drops.items():
                 self._dropped[reason] += hits
             if batch.count:
-                self._cumulative.add_batch(key_id, batch)
-                window = self._window_for(when)
-                if window is not None:
-                    window.add_batch(key_id, batch)
+                self._target(when).add_batch(key_id, batch)
 
     def _reduce_batch(self, latency: npt.NDArray[np.float64],
                       columns: dict[int, npt.NDArray[np.float64]],
@@ -403,12 +422,14 @@ class Aggregator:
         slots = len(self._ring)
         with self._lock:
             keys = list(self._keys)
-            cumulative = self._cumulative.dump()
-            windows = [state.dump() for state, epoch in zip(self._ring, self._ring_epoch,
-                                                            strict=True)
-                       if current - slots < epoch <= current]
+            retired = self._retired.dump()
+            ring = [(state.dump(), epoch) for state, epoch in zip(self._ring, self._ring_epoch,
+                                                                 strict=True)]
             dropped = list(self._dropped)
-        recent = merge_states(windows, len(self._config.kpis))
+        kpis = len(self._config.kpis)
+        cumulative = merge_states([retired, *(state for state, _ in ring)], kpis)
+        recent = merge_states([state for state, epoch in ring
+                               if current - slots < epoch <= current], kpis)
         return Snapshot.from_state(self._config, keys, cumulative, dropped, recent, now)
 
 
