@@ -604,11 +604,11 @@ cdef class Aggregator:
                 value = self._raw_value(attributes.get(key))
             found = PyDict_GetItemWithError(node, value)
             if found == NULL:
-                return self._create_key(self._raw_dims(attributes, is_dict))
+                return self._create_key(self._raw_dims(attributes))
             node = <object>found
         return node
 
-    cdef tuple _raw_dims(self, object attributes, bint is_dict):
+    cdef tuple _raw_dims(self, object attributes):
         cdef list values = []
         for key in self._dim_keys:
             values.append(self._raw_value(attributes.get(key)))
