@@ -37,5 +37,5 @@ def load(name: str) -> Any:
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def Aggregator(request: pytest.FixtureRequest) -> Any:  # noqa: N802 - it is a class
+def Aggregator(request: pytest.FixtureRequest) -> Any:
     return load(request.param)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bizops_otel import Config, attributes as attr
+from bizops_otel import Config
+from bizops_otel import attributes as attr
 
 KEY = ("checkout", "spring_sale")
 SECOND = 1_000_000_000

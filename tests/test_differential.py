@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bizops_otel import Config, attributes as attr
+from bizops_otel import Config
+from bizops_otel import attributes as attr
 from bizops_otel._pure import Aggregator as PureAggregator
 from tests.conftest import load
 

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _fork
+from ._batch import batch_inputs
 from ._layout import (
     BLOCK,
-    BLOCK_CODES,
     BLOCKS_PER_OUTCOME,
     BUCKETS,
     INV_LOG_GROWTH,
@@ -30,13 +30,11 @@ from ._layout import (
     OUTCOME_NOT_CONVERTED,
     bucket_of,
 )
-from ._batch import batch_inputs
 from ._state import StateArrays, merge_states
 from .attributes import (
     DROP_INDEX,
     DROP_REASONS,
     MISSING,
-    check_kpi_number,
     classify_kpi,
     sanitize_dimension,
 )
@@ -54,8 +52,17 @@ RAW_ENTRIES_PER_KEY = 4
 class _State:
     """One state (cumulative or one sub-window); rows are allocated on first touch."""
 
-    __slots__ = ("blocks", "count", "errors", "key_ids", "kpi_f", "kpi_n", "latency_sum",
-                 "slot_of", "kpis")
+    __slots__ = (
+        "blocks",
+        "count",
+        "errors",
+        "key_ids",
+        "kpi_f",
+        "kpi_n",
+        "kpis",
+        "latency_sum",
+        "slot_of",
+    )
 
     def __init__(self, kpis: int) -> None:
         self.kpis = kpis
@@ -437,7 +444,7 @@ def _buckets(t: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Vectorised :func:`bucket_of`."""
     with np.errstate(divide="ignore"):
         raw = 1 + np.floor(np.log(np.maximum(t, LOWEST) * INV_LOWEST) * INV_LOG_GROWTH)
-    buckets = np.minimum(raw, BUCKETS - 1).astype(np.int64)
+    buckets: npt.NDArray[np.int64] = np.minimum(raw, BUCKETS - 1).astype(np.int64)
     buckets[t < LOWEST] = 0
     return buckets
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ._layout import BLOCK, BLOCK_CODES, KPI_FIELD_COUNT
 
+Scalar = TypeVar("Scalar", bound=np.generic)
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -83,8 +85,8 @@ def merge_states(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
     unique_ids, group = np.unique(key_ids, return_inverse=True)
     groups = unique_ids.shape[0]
 
-    def add(values: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-        out = np.zeros((groups, *values.shape[1:]), values.dtype)
+    def add(values: npt.NDArray[Scalar]) -> npt.NDArray[Scalar]:
+        out: npt.NDArray[Scalar] = np.zeros((groups, *values.shape[1:]), values.dtype)
         np.add.at(out, group, values)
         return out
 

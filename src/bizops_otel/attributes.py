@@ -100,7 +100,7 @@ def classify_kpi(
             return math.nan, DROP_INDEX["kpi_above_maximum"]
     else:
         try:
-            number = float(operator.index(value))  # numpy integers and friends
+            number = float(operator.index(value))  # type: ignore[arg-type]  # numpy ints
         except (TypeError, OverflowError):
             return math.nan, DROP_INDEX["kpi_type"]
     return check_kpi_number(number, binary, minimum, maximum)

@@ -117,7 +117,8 @@ class Config:
         _require(_is_number(self.window) and 0.001 <= self.window <= 7 * 86400,
                  "window", f"must be seconds in [0.001, 604800], got {self.window!r}")
         _require(_is_int(self.max_value_length) and 1 <= self.max_value_length <= 1024,
-                 "max_value_length", f"must be an integer in [1, 1024], got {self.max_value_length!r}")
+                 "max_value_length",
+                 f"must be an integer in [1, 1024], got {self.max_value_length!r}")
         if self.outcome is not None:
             by_name = {k.name: k for k in self.kpis}
             _require(self.outcome in by_name, "outcome",

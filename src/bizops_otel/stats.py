@@ -127,7 +127,7 @@ def histogram_quantile(counts: FloatArray, edges: FloatArray, q: float) -> float
     below = cumulative[bucket] - counts[bucket]
     fraction = (rank - below + 0.5) / counts[bucket]
     fraction = min(1.0, max(0.0, fraction))
-    return low * (high / low) ** fraction
+    return float(low * (high / low) ** fraction)
 
 
 def conversion_rate(conversions: float, trials: float) -> float:

@@ -1,0 +1,33 @@
+# Two commands matter: `make demo` runs the main job, `make test` passes the whole suite.
+# Each creates its own virtualenv in .venv and installs the package from this checkout
+# (building the native extension) before it runs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+demo: $(BIN)/python
+	$(BIN)/python -m pip install --quiet .
+	$(BIN)/python examples/kpi_table.py
+
+test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet ".[dev]"
+	$(BIN)/python -m pytest
+	$(MAKE) lint
+
+lint: $(BIN)/python
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy
+
+bench: $(BIN)/python
+	$(BIN)/python -m pip install --quiet ".[dev]"
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_aggregator.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info src/bizops_otel/_native*.so ext/_native.c
