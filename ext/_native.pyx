@@ -105,18 +105,28 @@ cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
 # --------------------------------------------------------------------------------------
 # One state: rows allocated on first touch, histogram blocks from a per-state pool.
 
+cdef struct Row:
+    # One key's statistics, followed in memory by one KpiCell per KPI. Keeping a key's
+    # data contiguous means a span touches a few adjacent cache lines, which is what
+    # keeps the cost flat as the number of keys grows.
+    uint64_t count
+    uint64_t errors
+    double latency_sum
+    int32_t key
+    int32_t blocktab[BLOCK_CODES]   # histogram block index per (outcome, block), or -1
+
+
+cdef struct KpiCell:
+    uint64_t n
+    double f[F]                     # Welford co-moments, then raw sums (see _layout)
+
+
 cdef struct State:
-    int32_t *slot_of        # key id -> row, -1 if absent; key_cap entries
+    int32_t *slot_of        # key id -> row index, -1 if absent; key_cap entries
     int32_t key_cap
     int32_t n_slots
     int32_t cap_slots
-    int32_t *slot_key
-    uint64_t *count
-    uint64_t *errors
-    double *latency_sum
-    uint64_t *kpi_n         # [row][kpi]
-    double *kpi_f           # [row][kpi][F]
-    int32_t *blocktab       # [row][BLOCK_CODES] -> block index or -1
+    char *rows              # cap_slots rows of row_bytes(m) each
     int32_t n_blocks
     int32_t cap_blocks
     uint64_t *blocks        # [block][BLOCK]
@@ -132,6 +142,18 @@ cdef struct Batch:
     uint64_t drops[MAX_REASONS]
 
 
+cdef inline size_t row_bytes(int m) noexcept nogil:
+    return sizeof(Row) + m * sizeof(KpiCell)
+
+
+cdef inline Row *row_at(const State *s, int32_t slot, int m) noexcept nogil:
+    return <Row *>(s.rows + <size_t>slot * row_bytes(m))
+
+
+cdef inline KpiCell *cell_at(Row *row, int j) noexcept nogil:
+    return (<KpiCell *>(<char *>row + sizeof(Row))) + j
+
+
 cdef int grow(void **pointer, size_t nbytes) noexcept nogil:
     cdef void *fresh = PyMem_RawRealloc(pointer[0], nbytes if nbytes else 1)
     if fresh == NULL:
@@ -142,22 +164,16 @@ cdef int grow(void **pointer, size_t nbytes) noexcept nogil:
 
 cdef void state_free(State *s) noexcept nogil:
     PyMem_RawFree(s.slot_of)
-    PyMem_RawFree(s.slot_key)
-    PyMem_RawFree(s.count)
-    PyMem_RawFree(s.errors)
-    PyMem_RawFree(s.latency_sum)
-    PyMem_RawFree(s.kpi_n)
-    PyMem_RawFree(s.kpi_f)
-    PyMem_RawFree(s.blocktab)
+    PyMem_RawFree(s.rows)
     PyMem_RawFree(s.blocks)
     memset(s, 0, sizeof(State))
 
 
-cdef void state_clear(State *s) noexcept nogil:
+cdef void state_clear(State *s, int m) noexcept nogil:
     """Empty the state but keep its memory for the next sub-window."""
     cdef int32_t i
     for i in range(s.n_slots):
-        s.slot_of[s.slot_key[i]] = -1
+        s.slot_of[row_at(s, i, m).key] = -1
     s.n_slots = 0
     s.n_blocks = 0
 
@@ -168,13 +184,7 @@ cdef int state_reserve_rows(State *s, int32_t rows, int m) noexcept nogil:
     cdef int32_t cap = s.cap_slots * 2 if s.cap_slots else 8
     while cap < rows:
         cap *= 2
-    if (grow(<void **>&s.slot_key, cap * sizeof(int32_t)) < 0
-            or grow(<void **>&s.count, cap * sizeof(uint64_t)) < 0
-            or grow(<void **>&s.errors, cap * sizeof(uint64_t)) < 0
-            or grow(<void **>&s.latency_sum, cap * sizeof(double)) < 0
-            or grow(<void **>&s.kpi_n, cap * m * sizeof(uint64_t)) < 0
-            or grow(<void **>&s.kpi_f, cap * m * F * sizeof(double)) < 0
-            or grow(<void **>&s.blocktab, cap * BLOCK_CODES * sizeof(int32_t)) < 0):
+    if grow(<void **>&s.rows, <size_t>cap * row_bytes(m)) < 0:
         return -1
     s.cap_slots = cap
     return 0
@@ -183,6 +193,7 @@ cdef int state_reserve_rows(State *s, int32_t rows, int m) noexcept nogil:
 cdef int32_t state_slot(State *s, int32_t key, int m) noexcept nogil:
     """Row of ``key``, created empty if absent; -1 when memory runs out."""
     cdef int32_t cap, i, slot
+    cdef Row *row
     if key >= s.key_cap:
         cap = s.key_cap * 2 if s.key_cap else 16
         while cap <= key:
@@ -200,19 +211,21 @@ cdef int32_t state_slot(State *s, int32_t key, int m) noexcept nogil:
     slot = s.n_slots
     s.n_slots += 1
     s.slot_of[key] = slot
-    s.slot_key[slot] = key
-    s.count[slot] = 0
-    s.errors[slot] = 0
-    s.latency_sum[slot] = 0.0
-    memset(&s.kpi_n[slot * m], 0, m * sizeof(uint64_t))
-    memset(&s.kpi_f[slot * m * F], 0, m * F * sizeof(double))
+    row = row_at(s, slot, m)
+    memset(row, 0, row_bytes(m))
+    row.key = key
     for i in range(BLOCK_CODES):
-        s.blocktab[slot * BLOCK_CODES + i] = -1
+        row.blocktab[i] = -1
     return slot
 
 
-cdef uint64_t *state_block(State *s, int32_t slot, int code) noexcept nogil:
-    cdef int32_t index = s.blocktab[slot * BLOCK_CODES + code]
+cdef uint64_t *row_block(State *s, Row *row, int code) noexcept nogil:
+    """The histogram block ``code`` of ``row``, allocated on first use (NULL: no memory).
+
+    The block pool may move when it grows, but rows never point into it: they hold
+    indices, so ``row`` stays valid.
+    """
+    cdef int32_t index = row.blocktab[code]
     cdef int32_t cap
     if index >= 0:
         return &s.blocks[index * BLOCK]
@@ -223,7 +236,7 @@ cdef uint64_t *state_block(State *s, int32_t slot, int code) noexcept nogil:
         s.cap_blocks = cap
     index = s.n_blocks
     s.n_blocks += 1
-    s.blocktab[slot * BLOCK_CODES + code] = index
+    row.blocktab[code] = index
     memset(&s.blocks[index * BLOCK], 0, BLOCK * sizeof(uint64_t))
     return &s.blocks[index * BLOCK]
 
@@ -234,23 +247,27 @@ cdef int state_add(State *s, int32_t key, double t, int bucket, int outcome,
     cdef int32_t slot = state_slot(s, key, m)
     cdef int j
     cdef double *f
-    cdef double n, dt, dv, mean_t, mean_v, v
+    cdef double inverse, dt, dv, mean_t, mean_v, v
     cdef uint64_t *block
+    cdef Row *row
+    cdef KpiCell *cell
     if slot < 0:
         return -1
-    block = state_block(s, slot, outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK)
+    row = row_at(s, slot, m)
+    block = row_block(s, row, outcome * BLOCKS_PER_OUTCOME + bucket // BLOCK)
     if block == NULL:
         return -1
-    s.count[slot] += 1
-    s.errors[slot] += 1 if error else 0
-    s.latency_sum[slot] += t
+    row.count += 1
+    row.errors += 1 if error else 0
+    row.latency_sum += t
     for j in range(m):
         if not (mask >> j) & 1:
             continue
         v = values[j]
-        s.kpi_n[slot * m + j] += 1
-        inverse = 1.0 / <double>s.kpi_n[slot * m + j]
-        f = &s.kpi_f[(slot * m + j) * F]
+        cell = cell_at(row, j)
+        cell.n += 1
+        inverse = 1.0 / <double>cell.n
+        f = cell.f
         # Welford's update of the co-moments (Welford 1962; Knuth TAOCP 4.2.2).
         dt = t - f[0]
         mean_t = f[0] + dt * inverse
@@ -270,9 +287,10 @@ cdef int state_add(State *s, int32_t key, double t, int bucket, int outcome,
     return 0
 
 
-cdef void fold_kpi(double *f, uint64_t *n_row, const double *g, uint64_t n_other) noexcept nogil:
-    """Fold another state's co-moments into ``f``: Chan et al. (1979)."""
-    cdef double na = <double>n_row[0]
+cdef void fold_kpi(KpiCell *cell, const double *g, uint64_t n_other) noexcept nogil:
+    """Fold another state's co-moments into ``cell``: Chan et al. (1979)."""
+    cdef double *f = cell.f
+    cdef double na = <double>cell.n
     cdef double nb = <double>n_other
     cdef double n = na + nb
     cdef double dt = g[0] - f[0]
@@ -286,11 +304,11 @@ cdef void fold_kpi(double *f, uint64_t *n_row, const double *g, uint64_t n_other
     f[4] += g[4] + dt * dv * weight
     for k in range(5, F):
         f[k] += g[k]
-    n_row[0] += n_other
+    cell.n += n_other
 
 
-cdef int state_add_hits(State *s, int32_t slot, int code, int offset, uint64_t hits) noexcept nogil:
-    cdef uint64_t *block = state_block(s, slot, code)
+cdef int row_add_hits(State *s, Row *row, int code, int offset, uint64_t hits) noexcept nogil:
+    cdef uint64_t *block = row_block(s, row, code)
     if block == NULL:
         return -1
     block[offset] += hits
@@ -301,54 +319,60 @@ cdef int state_add_batch(State *s, int32_t key, Batch *b, int m) noexcept nogil:
     """Fold a reduced batch in; mirrors ``_pure._State.add_batch``."""
     cdef int32_t slot = state_slot(s, key, m)
     cdef int j, code, bucket
+    cdef Row *row
     if slot < 0:
         return -1
+    row = row_at(s, slot, m)
     for code in range(HIST_SLOTS):
         if b.hist[code]:
             bucket = code % 128
-            if state_add_hits(s, slot, (code // 128) * BLOCKS_PER_OUTCOME + bucket // BLOCK,
-                              bucket % BLOCK, b.hist[code]) < 0:
+            if row_add_hits(s, row, (code // 128) * BLOCKS_PER_OUTCOME + bucket // BLOCK,
+                            bucket % BLOCK, b.hist[code]) < 0:
                 return -1
-    s.count[slot] += b.count
-    s.errors[slot] += b.errors
-    s.latency_sum[slot] += b.latency_sum
+    row.count += b.count
+    row.errors += b.errors
+    row.latency_sum += b.latency_sum
     for j in range(m):
         if b.kpi_n[j]:
-            fold_kpi(&s.kpi_f[(slot * m + j) * F], &s.kpi_n[slot * m + j], &b.kpi_f[j * F],
-                     b.kpi_n[j])
+            fold_kpi(cell_at(row, j), &b.kpi_f[j * F], b.kpi_n[j])
     return 0
 
 
 cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
     """Add every row of ``src`` (a retiring sub-window) into ``dst``;
     mirrors ``_pure._State.merge_from``."""
-    cdef int32_t row, slot
+    cdef int32_t i, slot
     cdef int j, code, offset, index
-    for row in range(src.n_slots):
-        slot = state_slot(dst, src.slot_key[row], m)
+    cdef Row *row
+    cdef Row *source
+    cdef KpiCell *cell
+    for i in range(src.n_slots):
+        source = row_at(src, i, m)
+        slot = state_slot(dst, source.key, m)
         if slot < 0:
             return -1
-        dst.count[slot] += src.count[row]
-        dst.errors[slot] += src.errors[row]
-        dst.latency_sum[slot] += src.latency_sum[row]
+        row = row_at(dst, slot, m)
+        row.count += source.count
+        row.errors += source.errors
+        row.latency_sum += source.latency_sum
         for j in range(m):
-            if src.kpi_n[row * m + j]:
-                fold_kpi(&dst.kpi_f[(slot * m + j) * F], &dst.kpi_n[slot * m + j],
-                         &src.kpi_f[(row * m + j) * F], src.kpi_n[row * m + j])
+            cell = cell_at(source, j)
+            if cell.n:
+                fold_kpi(cell_at(row, j), cell.f, cell.n)
         for code in range(BLOCK_CODES):
-            index = src.blocktab[row * BLOCK_CODES + code]
+            index = source.blocktab[code]
             if index < 0:
                 continue
             for offset in range(BLOCK):
                 if src.blocks[index * BLOCK + offset]:
-                    if state_add_hits(dst, slot, code, offset,
-                                      src.blocks[index * BLOCK + offset]) < 0:
+                    if row_add_hits(dst, row, code, offset,
+                                    src.blocks[index * BLOCK + offset]) < 0:
                         return -1
     return 0
 
 
 cdef int state_copy(State *dst, const State *src, int m) noexcept nogil:
-    """Deep copy of the used part of ``src``; ``dst`` must be zeroed."""
+    """Copy of the used part of ``src`` (rows and blocks; no key index); ``dst`` zeroed."""
     cdef int32_t rows = src.n_slots
     cdef int32_t blocks = src.n_blocks
     if (state_reserve_rows(dst, rows if rows else 1, m) < 0
@@ -357,29 +381,23 @@ cdef int state_copy(State *dst, const State *src, int m) noexcept nogil:
     dst.cap_blocks = blocks if blocks else 1
     dst.n_slots = rows
     dst.n_blocks = blocks
-    memcpy(dst.slot_key, src.slot_key, rows * sizeof(int32_t))
-    memcpy(dst.count, src.count, rows * sizeof(uint64_t))
-    memcpy(dst.errors, src.errors, rows * sizeof(uint64_t))
-    memcpy(dst.latency_sum, src.latency_sum, rows * sizeof(double))
-    memcpy(dst.kpi_n, src.kpi_n, rows * m * sizeof(uint64_t))
-    memcpy(dst.kpi_f, src.kpi_f, rows * m * F * sizeof(double))
-    memcpy(dst.blocktab, src.blocktab, rows * BLOCK_CODES * sizeof(int32_t))
-    memcpy(dst.blocks, src.blocks, blocks * BLOCK * sizeof(uint64_t))
+    memcpy(dst.rows, src.rows, <size_t>rows * row_bytes(m))
+    memcpy(dst.blocks, src.blocks, <size_t>blocks * BLOCK * sizeof(uint64_t))
     return 0
 
 
 cdef size_t state_bytes(const State *s, int m) noexcept nogil:
-    return (s.key_cap * sizeof(int32_t)
-            + s.cap_slots * (sizeof(int32_t) + 2 * sizeof(uint64_t) + sizeof(double)
-                             + m * sizeof(uint64_t) + m * F * sizeof(double)
-                             + BLOCK_CODES * sizeof(int32_t))
-            + s.cap_blocks * BLOCK * sizeof(uint64_t))
+    return (s.key_cap * sizeof(int32_t) + <size_t>s.cap_slots * row_bytes(m)
+            + <size_t>s.cap_blocks * BLOCK * sizeof(uint64_t))
 
 
 cdef object state_dump(const State *s, int m):
     """Arrays in the twin-neutral :class:`StateArrays` layout."""
     cdef int32_t rows = s.n_slots
-    cdef int32_t row, code, index, out = 0
+    cdef int32_t i, code, index, out = 0
+    cdef int j
+    cdef Row *row
+    cdef KpiCell *cell
     key_ids = np.empty(rows, np.int64)
     count = np.empty(rows, np.uint64)
     errors = np.empty(rows, np.uint64)
@@ -398,20 +416,20 @@ cdef object state_dump(const State *s, int m):
     cdef int64_t[::1] row_view = block_row
     cdef int64_t[::1] code_view = block_code
     cdef uint64_t[:, ::1] counts_view = block_counts
-    for row in range(rows):
-        ids_view[row] = s.slot_key[row]
-    if rows:
-        memcpy(&count_view[0], s.count, rows * sizeof(uint64_t))
-        memcpy(&errors_view[0], s.errors, rows * sizeof(uint64_t))
-        memcpy(&latency_view[0], s.latency_sum, rows * sizeof(double))
-        if m:
-            memcpy(&n_view[0, 0], s.kpi_n, rows * m * sizeof(uint64_t))
-            memcpy(&f_view[0, 0, 0], s.kpi_f, rows * m * F * sizeof(double))
-    for row in range(rows):
+    for i in range(rows):
+        row = row_at(s, i, m)
+        ids_view[i] = row.key
+        count_view[i] = row.count
+        errors_view[i] = row.errors
+        latency_view[i] = row.latency_sum
+        for j in range(m):
+            cell = cell_at(row, j)
+            n_view[i, j] = cell.n
+            memcpy(&f_view[i, j, 0], cell.f, F * sizeof(double))
         for code in range(BLOCK_CODES):
-            index = s.blocktab[row * BLOCK_CODES + code]
+            index = row.blocktab[code]
             if index >= 0:
-                row_view[out] = row
+                row_view[out] = i
                 code_view[out] = code
                 memcpy(&counts_view[out, 0], &s.blocks[index * BLOCK], BLOCK * sizeof(uint64_t))
                 out += 1
@@ -669,8 +687,8 @@ cdef class Aggregator:
                 return &self._retired
             if state_merge(&self._retired, &self._ring[index], self._m) < 0:
                 for row in range(self._ring[index].n_slots):
-                    self._dropped[R_MEMORY] += self._ring[index].count[row]
-            state_clear(&self._ring[index])
+                    self._dropped[R_MEMORY] += row_at(&self._ring[index], row, self._m).count
+            state_clear(&self._ring[index], self._m)
             self._ring_epoch[index] = epoch
         return &self._ring[index]
 
