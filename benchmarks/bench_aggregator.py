@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import per_call_ns, table, verdict  # noqa: E402
+from _timing import per_call_ns, table, verdict
 
-import bizops_otel  # noqa: E402
-from bizops_otel import Config, attributes  # noqa: E402
-from bizops_otel._pure import Aggregator as PureAggregator  # noqa: E402
+import bizops_otel
+from bizops_otel import Config, attributes
+from bizops_otel._pure import Aggregator as PureAggregator
 
 START = 1_700_000_000 * 10**9
 
@@ -43,7 +43,7 @@ def bench_record_span(aggregator_cls: Any, calls: int) -> float:
     attrs = span_attributes()
 
     def run(n: int) -> None:
-        for i in range(n):
+        for _i in range(n):
             record(attrs, START, START + 123_456_789)
 
     return per_call_ns(run, calls)
@@ -56,7 +56,7 @@ def bench_river(calls: int) -> float:
     update = correlation.update
 
     def run(n: int) -> None:
-        for i in range(n):
+        for _i in range(n):
             update(0.123456789, 42.5)
 
     return per_call_ns(run, calls)
@@ -71,11 +71,11 @@ def bench_prometheus(calls: int, bound: bool) -> float:
 
     def run_bound(n: int) -> None:
         observe = child.observe
-        for i in range(n):
+        for _i in range(n):
             observe(0.123456789)
 
     def run_labels(n: int) -> None:
-        for i in range(n):
+        for _i in range(n):
             histogram.labels("checkout", "spring_sale").observe(0.123456789)
 
     return per_call_ns(run_bound if bound else run_labels, calls)
