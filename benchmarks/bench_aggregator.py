@@ -126,6 +126,26 @@ def bench_keys(aggregator_cls: Any, keys: int, calls: int) -> float:
     return per_call_ns(run, calls, repeats=5)
 
 
+def bench_prometheus_keys(keys: int, calls: int) -> float:
+    """The peer under the same load: one labelled prometheus_client Histogram whose
+    campaign label cycles over ``keys`` values in the same random order."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    histogram = Histogram("latency_seconds", "latency", ["page_group", "campaign"],
+                          registry=CollectorRegistry())
+    names = [f"campaign-{i}" for i in range(keys)]
+    for name in names:
+        histogram.labels("checkout", name).observe(0.1)
+    order = np.random.default_rng(2).permutation(np.resize(np.arange(keys), calls))
+    stream = [names[i] for i in order]
+
+    def run(n: int) -> None:
+        for name in stream[:n]:
+            histogram.labels("checkout", name).observe(0.123456789)
+
+    return per_call_ns(run, calls, repeats=5)
+
+
 def bytes_per_key(aggregator_cls: Any, keys: int, spread_s: float) -> float:
     """Traced bytes per key (C state and Python key tables), 24 varied spans per key.
 
@@ -188,6 +208,8 @@ def main() -> None:
     key_calls = calls // 2
     few = bench_keys(native_cls, 10, key_calls)
     many_keys = bench_keys(native_cls, 100_000, key_calls)
+    peer_few = bench_prometheus_keys(10, key_calls)
+    peer_many = bench_prometheus_keys(100_000, key_calls)
     memory_keys = 2_000 if args.quick else 10_000
     window = Config().window
     native_bytes = bytes_per_key(native_cls, memory_keys, 0.0)
@@ -197,6 +219,9 @@ def main() -> None:
     print(table([("record_span at 10 keys", f"{few:.0f} ns"),
                  ("record_span at 100k keys", f"{many_keys:.0f} ns"),
                  ("ratio 100k / 10 keys", f"{many_keys / few:.2f}"),
+                 ("peer: prometheus_client labels().observe at 10 keys", f"{peer_few:.0f} ns"),
+                 ("peer: the same at 100k keys", f"{peer_many:.0f} ns"),
+                 ("peer ratio 100k / 10 keys", f"{peer_many / peer_few:.2f}"),
                  (f"{name}: bytes per key, busy in one sub-window ({memory_keys} keys)",
                   f"{native_bytes:.0f}"),
                  (f"{name}: bytes per key, busy in all {Config().window_slots} sub-windows",

@@ -22,7 +22,7 @@ from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
-from cpython.ref cimport PyObject
+from cpython.ref cimport PyObject, Py_XDECREF, Py_XINCREF
 from libc.math cimport isinf, isnan, log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -50,6 +50,7 @@ DEF HIST_SLOTS = 384          # 3 outcomes × 128
 DEF F = 10                    # per-KPI float fields
 DEF MAX_KPIS = 16
 DEF MAX_REASONS = 32
+DEF MAX_DIMS = 8
 
 assert _BLOCK == BLOCK and _BLOCKS_PER_OUTCOME == BLOCKS_PER_OUTCOME
 assert _KPI_FIELD_COUNT == F and len(DROP_REASONS) <= MAX_REASONS
@@ -73,6 +74,7 @@ cdef int R_MEMORY = DROP_INDEX["out_of_memory"]
 cdef int N_REASONS = len(DROP_REASONS)
 
 RAW_ENTRIES_PER_KEY = 4
+cdef object MISSING_VALUE = MISSING
 
 
 cdef bint _truthy(object flag) noexcept:
@@ -438,6 +440,129 @@ cdef object state_dump(const State *s, int m):
 
 
 # --------------------------------------------------------------------------------------
+# Raw dimension values -> key id. An open-addressing table of borrowed-then-owned ``str``
+# references: a hit costs the values' cached hashes and one probe, and allocates nothing.
+
+cdef struct Entry:
+    uint64_t hash
+    int32_t key
+    int32_t used
+    # followed by ``d`` owned PyObject* references to exact ``str`` values
+
+
+cdef struct KeyTable:
+    char *entries
+    size_t capacity         # a power of two, or 0
+    size_t used
+    int d
+
+
+cdef inline size_t entry_bytes(int d) noexcept nogil:
+    return sizeof(Entry) + d * sizeof(PyObject *)
+
+
+cdef inline Entry *entry_at(const KeyTable *t, size_t i) noexcept nogil:
+    return <Entry *>(t.entries + i * entry_bytes(t.d))
+
+
+cdef inline PyObject **entry_values(Entry *e) noexcept nogil:
+    return <PyObject **>(<char *>e + sizeof(Entry))
+
+
+cdef inline uint64_t mix_hashes(PyObject **values, int d) except? 0:
+    cdef uint64_t h = 0x243F6A8885A308D3
+    cdef int i
+    for i in range(d):
+        h ^= <uint64_t>hash(<object>values[i])
+        h *= <uint64_t>0x9E3779B97F4A7C15
+        h ^= h >> 29
+    return h | 1  # never 0, so 0 can mean "error" to Cython
+
+
+cdef int32_t table_find(const KeyTable *t, PyObject **values, uint64_t h) except -2:
+    """Key id of ``values``, or -1 when absent."""
+    cdef size_t mask, i
+    cdef Entry *e
+    cdef PyObject **stored
+    cdef int k
+    cdef bint same
+    if t.capacity == 0:
+        return -1
+    mask = t.capacity - 1
+    i = h & mask
+    while True:
+        e = entry_at(t, i)
+        if not e.used:
+            return -1
+        if e.hash == h:
+            stored = entry_values(e)
+            same = True
+            for k in range(t.d):
+                if stored[k] != values[k] and <str>stored[k] != <str>values[k]:
+                    same = False
+                    break
+            if same:
+                return e.key
+        i = (i + 1) & mask
+
+
+cdef int table_place(KeyTable *t, PyObject **values, uint64_t h, int32_t key) noexcept nogil:
+    cdef size_t i = h & (t.capacity - 1)
+    cdef Entry *e
+    while entry_at(t, i).used:
+        i = (i + 1) & (t.capacity - 1)
+    e = entry_at(t, i)
+    e.hash = h
+    e.key = key
+    e.used = 1
+    memcpy(entry_values(e), values, t.d * sizeof(PyObject *))
+    return 0
+
+
+cdef int table_insert(KeyTable *t, PyObject **values, uint64_t h, int32_t key) noexcept:
+    """Remember ``values`` -> ``key``, owning references to the values; -1: no memory."""
+    cdef KeyTable bigger
+    cdef size_t i
+    cdef Entry *e
+    cdef int k
+    if (t.used + 1) * 2 > t.capacity:
+        bigger.d = t.d
+        bigger.used = t.used
+        bigger.capacity = t.capacity * 2 if t.capacity else 64
+        bigger.entries = <char *>PyMem_RawMalloc(bigger.capacity * entry_bytes(t.d))
+        if bigger.entries == NULL:
+            return -1
+        memset(bigger.entries, 0, bigger.capacity * entry_bytes(t.d))
+        for i in range(t.capacity):
+            e = entry_at(t, i)
+            if e.used:
+                table_place(&bigger, entry_values(e), e.hash, e.key)
+        PyMem_RawFree(t.entries)
+        t.entries = bigger.entries
+        t.capacity = bigger.capacity
+    for k in range(t.d):
+        Py_XINCREF(values[k])
+    table_place(t, values, h, key)
+    t.used += 1
+    return 0
+
+
+cdef void table_free(KeyTable *t) noexcept:
+    cdef size_t i
+    cdef int k
+    cdef Entry *e
+    for i in range(t.capacity):
+        e = entry_at(t, i)
+        if e.used:
+            for k in range(t.d):
+                Py_XDECREF(entry_values(e)[k])
+    PyMem_RawFree(t.entries)
+    t.entries = NULL
+    t.capacity = 0
+    t.used = 0
+
+
+# --------------------------------------------------------------------------------------
 
 cdef class Aggregator:
     """Streaming latency–KPI statistics per key (native implementation).
@@ -455,13 +580,12 @@ cdef class Aggregator:
     cdef readonly object config
     cdef object _keys
     cdef object _key_of
-    cdef object _raw_root
+    cdef KeyTable _raw
     cdef object _lock
     cdef object _dim_keys
     cdef object _kpi_attrs
     cdef object _kpi_index
     cdef object _kpi_binary_obj
-    cdef Py_ssize_t _raw_entries
     cdef Py_ssize_t _raw_cap
     cdef int _m
     cdef int _d
@@ -484,6 +608,7 @@ cdef class Aggregator:
         self._ring = NULL
         self._ring_epoch = NULL
         memset(&self._retired, 0, sizeof(State))
+        memset(&self._raw, 0, sizeof(KeyTable))
 
     def __init__(self, config=None):
         cfg = config if config is not None else Config()
@@ -517,6 +642,7 @@ cdef class Aggregator:
 
     def __dealloc__(self):
         cdef int i
+        table_free(&self._raw)
         state_free(&self._retired)
         if self._ring != NULL:
             for i in range(self._slots):
@@ -529,8 +655,8 @@ cdef class Aggregator:
         cdef int i
         self._keys = []
         self._key_of = {}
-        self._raw_root = {}
-        self._raw_entries = 0
+        table_free(&self._raw)
+        self._raw.d = self._d
         state_free(&self._retired)
         for i in range(self._slots):
             state_free(&self._ring[i])
@@ -559,19 +685,17 @@ cdef class Aggregator:
     # Keys -------------------------------------------------------------------------------
     def _key_id(self, tuple raw):
         """Key id of raw dimension values (exact ``str`` or already sanitised)."""
-        cdef object node = self._raw_root
-        cdef PyObject *found
+        cdef PyObject *values[MAX_DIMS]
         cdef Py_ssize_t i
+        cdef int32_t key_id
         for i in range(self._d):
-            found = PyDict_GetItem(node, raw[i])
-            if found == NULL:
-                return self._create_key(raw)
-            node = <object>found
-        if self._d == 0:
-            return self._create_key(raw)
-        return node
+            values[i] = PyTuple_GET_ITEM(raw, i)
+        key_id = table_find(&self._raw, values, mix_hashes(values, self._d))
+        return key_id if key_id >= 0 else self._create_key(raw)
 
     def _create_key(self, tuple raw):
+        cdef PyObject *values[MAX_DIMS]
+        cdef Py_ssize_t i
         limit = self._value_length
         clean = tuple([sanitize_dimension(v, limit) for v in raw])
         with self._lock:
@@ -583,14 +707,12 @@ cdef class Aggregator:
                     self._key_of[clean] = key_id
                 else:
                     key_id = self._max_keys  # the overflow key
-            if self._raw_entries < self._raw_cap and self._d > 0:
-                node = self._raw_root
-                last = raw[self._d - 1]
-                for value in raw[:self._d - 1]:
-                    node = node.setdefault(value, {})
-                if last not in node:
-                    node[last] = key_id
-                    self._raw_entries += 1
+            for i in range(self._d):
+                values[i] = PyTuple_GET_ITEM(raw, i)
+            hashed = mix_hashes(values, self._d)
+            if (<Py_ssize_t>self._raw.used < self._raw_cap
+                    and table_find(&self._raw, values, hashed) < 0):
+                table_insert(&self._raw, values, hashed, key_id)
         return key_id
 
     cdef inline object _raw_value(self, object value):
@@ -601,30 +723,28 @@ cdef class Aggregator:
         return sanitize_dimension(value, self._value_length)
 
     cdef Py_ssize_t _span_key(self, object attributes, bint is_dict) except -1:
-        """Key id of a span's dimension attributes, without allocating on a cache hit."""
-        cdef object node = self._raw_root
-        cdef object value
+        """Key id of a span's dimension attributes, without allocating on a table hit.
+
+        The values are borrowed from the attribute dict; nothing below runs Python code
+        that could change it while they are in use.
+        """
+        cdef PyObject *values[MAX_DIMS]
         cdef PyObject *found
         cdef Py_ssize_t i
-        if self._d == 0:
-            return self._key_id(())
+        cdef int32_t key_id
+        if not is_dict:
+            return self._key_id(self._raw_dims(attributes))
         for i in range(self._d):
-            key = <object>PyTuple_GET_ITEM(self._dim_keys, i)
-            if is_dict:
-                found = PyDict_GetItemWithError(attributes, key)
-                if found == NULL:
-                    value = MISSING
-                elif type(<object>found) is str:
-                    value = <object>found
-                else:
-                    value = self._raw_value(<object>found)
-            else:
-                value = self._raw_value(attributes.get(key))
-            found = PyDict_GetItemWithError(node, value)
+            found = PyDict_GetItemWithError(attributes, <object>PyTuple_GET_ITEM(self._dim_keys, i))
             if found == NULL:
-                return self._create_key(self._raw_dims(attributes))
-            node = <object>found
-        return node
+                found = <PyObject *>MISSING_VALUE
+            elif type(<object>found) is not str:
+                return self._key_id(self._raw_dims(attributes))
+            values[i] = found
+        key_id = table_find(&self._raw, values, mix_hashes(values, self._d))
+        if key_id >= 0:
+            return key_id
+        return self._create_key(self._raw_dims(attributes))
 
     cdef tuple _raw_dims(self, object attributes):
         cdef list values = []
