@@ -722,7 +722,8 @@ cdef class Aggregator:
             return value
         return sanitize_dimension(value, self._value_length)
 
-    cdef Py_ssize_t _span_key(self, object attributes, bint is_dict) except -1:
+    cdef Py_ssize_t _span_key(self, object attributes, bint is_dict,
+                              object fallback) except -1:
         """Key id of a span's dimension attributes, without allocating on a table hit.
 
         The values are borrowed from the attribute dict; nothing below runs Python code
@@ -732,24 +733,35 @@ cdef class Aggregator:
         cdef PyObject *found
         cdef Py_ssize_t i
         cdef int32_t key_id
-        if not is_dict:
-            return self._key_id(self._raw_dims(attributes))
+        cdef bint has_fallback = fallback is not None
+        if not is_dict or (has_fallback and (type(fallback) is not tuple
+                                              or len(<tuple>fallback) != self._d)):
+            return self._key_id(self._raw_dims(attributes, fallback))
         for i in range(self._d):
             found = PyDict_GetItemWithError(attributes, <object>PyTuple_GET_ITEM(self._dim_keys, i))
             if found == NULL:
-                found = <PyObject *>MISSING_VALUE
-            elif type(<object>found) is not str:
-                return self._key_id(self._raw_dims(attributes))
+                if has_fallback:
+                    found = PyTuple_GET_ITEM(fallback, i)
+                    if found == <PyObject *>None:
+                        found = <PyObject *>MISSING_VALUE
+                else:
+                    found = <PyObject *>MISSING_VALUE
+            if type(<object>found) is not str:
+                return self._key_id(self._raw_dims(attributes, fallback))
             values[i] = found
         key_id = table_find(&self._raw, values, mix_hashes(values, self._d))
         if key_id >= 0:
             return key_id
-        return self._create_key(self._raw_dims(attributes))
+        return self._create_key(self._raw_dims(attributes, fallback))
 
-    cdef tuple _raw_dims(self, object attributes):
+    cdef tuple _raw_dims(self, object attributes, object fallback):
+        """Same as ``_pure.Aggregator._span_dims``."""
         cdef list values = []
-        for key in self._dim_keys:
-            values.append(self._raw_value(attributes.get(key)))
+        for i, key in enumerate(self._dim_keys):
+            value = attributes.get(key)
+            if value is None and fallback is not None:
+                value = fallback[i]
+            values.append(self._raw_value(value))
         return tuple(values)
 
     # Recording --------------------------------------------------------------------------
@@ -825,8 +837,12 @@ cdef class Aggregator:
                      self._m, error) < 0:
             self._dropped[R_MEMORY] += 1
 
-    def record_span(self, attributes, start_ns, end_ns, error=False):
-        """Record one finished span from its attribute mapping. Never raises."""
+    def record_span(self, attributes, start_ns, end_ns, error=False, fallback=None):
+        """Record one finished span from its attribute mapping. Never raises.
+
+        ``fallback`` gives, per dimension, the value to use when the span lacks that
+        attribute (the span processor passes the page group it derived from the route).
+        """
         cdef int64_t start, end
         cdef double values[MAX_KPIS]
         cdef int drops[MAX_KPIS]
@@ -851,7 +867,7 @@ cdef class Aggregator:
             return
         is_dict = type(attributes) is dict
         try:
-            key = self._span_key(attributes, is_dict)
+            key = self._span_key(attributes, is_dict, fallback)
             for j in range(self._m):
                 if is_dict:
                     found = PyDict_GetItemWithError(

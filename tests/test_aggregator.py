@@ -299,3 +299,29 @@ def test_forked_child_starts_empty(Aggregator: Any) -> None:
     os.waitpid(pid, 0)
     assert result == "0,1"
     assert agg.snapshot().total().count == 1  # the parent is untouched
+
+
+def test_fallback_fills_only_absent_dimensions(Aggregator: Any) -> None:
+    agg = Aggregator(Config())
+    fallback = ("/product/<id>", "")
+    agg.record_span({attr.CAMPAIGN_ID: "spring"}, 0, SECOND, fallback=fallback)
+    agg.record_span(span(page="checkout", campaign="spring"), 0, SECOND, fallback=fallback)
+    agg.record_span({attr.CAMPAIGN_ID: "spring"}, 0, SECOND, fallback=(None, 7))
+    agg.record_span(MappingWrapper({attr.CAMPAIGN_ID: "x"}), 0, SECOND, fallback=fallback)
+    agg.record_span({}, 0, SECOND, fallback=("short",))
+    snapshot = agg.snapshot()
+    assert {key: snapshot[key].count for key in snapshot} == {
+        ("/product/<id>", "spring"): 1, ("checkout", "spring"): 1, ("", "spring"): 1,
+        ("/product/<id>", "x"): 1,
+    }
+    assert snapshot.dropped["attributes_unreadable"] == 1
+
+
+class MappingWrapper:
+    """A read-only mapping that is not a dict, like the SDK's MappingProxyType view."""
+
+    def __init__(self, data: dict[str, object]) -> None:
+        self._data = data
+
+    def get(self, key: str, default: object = None) -> object:
+        return self._data.get(key, default)

@@ -45,7 +45,12 @@ def stream(seed: int, n: int) -> list[tuple[str, tuple[Any, ...]]]:
             duration = int(rng.lognormal(np.log(0.3), 1.2) * SECOND)
             if rng.random() < 0.01:
                 duration = -duration
-            events.append(("span", (attributes, clock - duration, clock, bool(rng.random() < .1))))
+            fallback = None
+            if rng.random() < 0.3:
+                fallback = (f"/route/{rng.integers(0, 5)}", None)
+                attributes.pop(attr.PAGE_GROUP)
+            events.append(("span", (attributes, clock - duration, clock,
+                                    bool(rng.random() < .1), fallback)))
         elif kind < 9:
             kpis = {"order_value": random_value(rng), "conversion": random_value(rng)}
             if rng.random() < 0.05:
@@ -67,8 +72,8 @@ def stream(seed: int, n: int) -> list[tuple[str, tuple[Any, ...]]]:
 def replay(agg: Any, events: list[tuple[str, tuple[Any, ...]]]) -> None:
     for kind, args in events:
         if kind == "span":
-            attributes, start, end, error = args
-            agg.record_span(attributes, start, end, error=error)
+            attributes, start, end, error, fallback = args
+            agg.record_span(attributes, start, end, error=error, fallback=fallback)
         elif kind == "record":
             dims, latency, kpis, end = args
             agg.record(dims, latency, kpis, end_ns=end)

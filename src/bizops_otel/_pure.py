@@ -274,6 +274,13 @@ class Aggregator:
                 self._raw[raw] = key_id
         return key_id
 
+    def _span_dims(self, attributes: Mapping[str, Any],
+                   fallback: tuple[str, ...] | None) -> tuple[str, ...]:
+        values = [attributes.get(k) for k in self._dim_keys]
+        if fallback is not None:
+            values = [fallback[i] if v is None else v for i, v in enumerate(values)]
+        return tuple(self._raw_value(v) for v in values)
+
     def _raw_value(self, value: object) -> str:
         if value is None:
             return MISSING
@@ -315,14 +322,18 @@ class Aggregator:
             self._target(end_ns).add(key_id, t, bucket, outcome, values, error)
 
     def record_span(self, attributes: Mapping[str, Any], start_ns: int, end_ns: int, *,
-                    error: bool = False) -> None:
-        """Record one finished span from its attribute mapping. Never raises."""
+                    error: bool = False, fallback: tuple[str, ...] | None = None) -> None:
+        """Record one finished span from its attribute mapping. Never raises.
+
+        ``fallback`` gives, per dimension, the value to use when the span lacks that
+        attribute (the span processor passes the page group it derived from the route).
+        """
         if (type(start_ns) is not int or type(end_ns) is not int or end_ns < start_ns
                 or start_ns < _INT64_MIN or end_ns > _INT64_MAX):
             self._drop(_LATENCY_INVALID)
             return
         try:
-            raw = tuple(self._raw_value(attributes.get(k)) for k in self._dim_keys)
+            raw = self._span_dims(attributes, fallback)
             values: list[tuple[int, float]] = []
             drops: list[int] = []
             for j, (attribute, binary, low, high) in enumerate(self._kpi_specs):
