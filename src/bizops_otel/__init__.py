@@ -5,9 +5,14 @@ The public API, and nothing more.
 
 from __future__ import annotations
 
-from . import attributes, stats
+from . import attributes, drops, stats
 from ._impl import NATIVE, Aggregator
 from .config import BUILTIN_KPIS, Config, Kpi
+from .context import business_context, record_conversion, record_order, set_kpi
+from .install import BizOps, install, installed
+from .processor import BizOpsSpanProcessor
+from .sampling import RecordUnsampled
+from .settings import ConfigError, load_config
 from .snapshot import ConversionCurve, Key, KeyStats, RawSums, Snapshot
 from .stats import Correlation
 
@@ -17,15 +22,27 @@ __all__ = [
     "BUILTIN_KPIS",
     "NATIVE",
     "Aggregator",
+    "BizOps",
+    "BizOpsSpanProcessor",
     "Config",
+    "ConfigError",
     "ConversionCurve",
     "Correlation",
     "Key",
     "KeyStats",
     "Kpi",
     "RawSums",
+    "RecordUnsampled",
     "Snapshot",
     "__version__",
     "attributes",
+    "business_context",
+    "drops",
+    "install",
+    "installed",
+    "load_config",
+    "record_conversion",
+    "record_order",
+    "set_kpi",
     "stats",
 ]

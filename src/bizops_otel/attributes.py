@@ -22,6 +22,24 @@ SESSION_ID: Final = "session.id"
 FEATURE_FLAG_KEY: Final = "feature_flag.key"
 FEATURE_FLAG_VARIANT: Final = "feature_flag.result.variant"
 
+# Semantic-convention keys set by HTTP instrumentations, read for enrichment. The Python
+# instrumentations emit the old ``http.target`` unless OTEL_SEMCONV_STABILITY_OPT_IN=http.
+HTTP_ROUTE: Final = "http.route"
+URL_PATH: Final = "url.path"
+URL_QUERY: Final = "url.query"
+HTTP_TARGET: Final = "http.target"
+
+#: Attributes that business_context(), baggage and record_order() may write, by short name.
+CONTEXT_NAMES: Final = {
+    "page_group": PAGE_GROUP,
+    "campaign": CAMPAIGN_ID,
+    "campaign_source": CAMPAIGN_SOURCE,
+    "campaign_medium": CAMPAIGN_MEDIUM,
+    "session_id": SESSION_ID,
+    "feature_flag": FEATURE_FLAG_KEY,
+    "variant": FEATURE_FLAG_VARIANT,
+}
+
 #: Dimension value used when a span does not carry the dimension attribute at all.
 MISSING: Final = ""
 

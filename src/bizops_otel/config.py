@@ -7,7 +7,8 @@ nothing on the hot path ever raises.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,26 @@ class Config:
     outcome: str | None = "conversion"
     max_value_length: int = attr.MAX_VALUE_LENGTH
 
+    # Span processing ---------------------------------------------------------------------
+    #: Whether install() does anything at all.
+    enabled: bool = True
+    #: Span kinds whose spans are recorded as requests.
+    record_kinds: tuple[str, ...] = ("server", "consumer")
+    #: Also record local root spans of other kinds (a job, a CLI command).
+    record_local_roots: bool = True
+    #: W3C baggage entries copied onto spans; a trailing ``*`` matches a prefix.
+    baggage_keys: tuple[str, ...] = ()
+    #: Ordered (pattern, page group) rules on http.route, url.path and the span name.
+    #: A pattern is a glob, or a regular expression when it starts with ``re:``; a rule
+    #: may also be a callable ``(route, path, name) -> group | None``.
+    page_groups: tuple[Any, ...] = ()
+    #: The currency order values are recorded in; None pins the first currency seen.
+    base_currency: str | None = None
+    #: Units of base currency per unit of another currency, e.g. {"USD": 0.92}.
+    currency_rates: tuple[tuple[str, float], ...] = ()
+    #: Wrap the sampler so dropped spans are still recorded (never exported).
+    record_unsampled: bool = False
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
         dims = self.dimensions
@@ -125,6 +146,7 @@ class Config:
                      f"{self.outcome!r} is not one of the KPIs {sorted(by_name)}")
             _require(by_name[self.outcome].binary, "outcome",
                      f"KPI {self.outcome!r} must be binary to split outcomes")
+        _validate_processing(self)
 
     @property
     def window_slot_ns(self) -> int:
@@ -150,6 +172,69 @@ class Config:
     def same_shape(self, other: Config) -> bool:
         """Whether snapshots of the two configs can be merged."""
         return self.kpis == other.kpis and self.dimensions == other.dimensions
+
+
+SPAN_KINDS = ("server", "consumer", "client", "producer", "internal")
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+def _string_tuple(config: Config, name: str) -> tuple[str, ...]:
+    value = getattr(config, name)
+    _require(not isinstance(value, str | bytes), name, "expected a sequence of strings")
+    result = tuple(value)
+    _require(all(isinstance(v, str) and v for v in result), name,
+             "every entry must be a non-empty string")
+    object.__setattr__(config, name, result)
+    return result
+
+
+def _validate_processing(config: Config) -> None:
+    for flag in ("enabled", "record_local_roots", "record_unsampled"):
+        _require(isinstance(getattr(config, flag), bool), flag, "must be true or false")
+    kinds = _string_tuple(config, "record_kinds")
+    unknown = [k for k in kinds if k not in SPAN_KINDS]
+    _require(not unknown, "record_kinds", f"unknown span kinds {unknown}; known: {SPAN_KINDS}")
+    _string_tuple(config, "baggage_keys")
+    rules = config.page_groups
+    if isinstance(rules, Mapping):
+        rules = tuple(rules.items())
+    _require(not isinstance(rules, str | bytes), "page_groups",
+             "expected (pattern, group) pairs or a mapping")
+    pairs: list[Any] = []
+    for rule in rules:
+        if callable(rule):
+            pairs.append(rule)
+            continue
+        _require(isinstance(rule, tuple | list) and len(rule) == 2
+                 and all(isinstance(x, str) and x for x in rule), "page_groups",
+                 f"each rule must be a (pattern, group) pair of strings, got {rule!r}")
+        pattern, group = rule
+        if pattern.startswith("re:"):
+            try:
+                re.compile(pattern[3:])
+            except re.error as error:
+                _require(False, "page_groups", f"bad regular expression {pattern!r}: {error}")
+        pairs.append((pattern, group))
+    object.__setattr__(config, "page_groups", tuple(pairs))
+    base = config.base_currency
+    _require(base is None or (isinstance(base, str) and bool(_CURRENCY_CODE.match(base))),
+             "base_currency", f"must be a 3-letter ISO 4217 code like 'EUR', got {base!r}")
+    rates = config.currency_rates
+    if isinstance(rates, Mapping):
+        rates = tuple(rates.items())
+    checked: list[tuple[str, float]] = []
+    for rate in rates:
+        _require(isinstance(rate, tuple | list) and len(rate) == 2, "currency_rates",
+                 f"expected (currency, rate) pairs, got {rate!r}")
+        code, value = rate
+        _require(isinstance(code, str) and bool(_CURRENCY_CODE.match(code)), "currency_rates",
+                 f"{code!r} is not a 3-letter currency code")
+        _require(_is_number(value) and value > 0, "currency_rates",
+                 f"rate for {code} must be a positive number, got {value!r}")
+        checked.append((code, float(value)))
+    _require(not checked or base is not None, "currency_rates",
+             "needs base_currency, the currency the rates convert into")
+    object.__setattr__(config, "currency_rates", tuple(checked))
 
 
 def _is_int(value: Any) -> bool:

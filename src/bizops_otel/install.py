@@ -1,0 +1,124 @@
+"""Wiring: ``install()`` puts bizops-otel into a service that OpenTelemetry instruments."""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import threading
+import weakref
+from typing import Any
+
+from opentelemetry import trace
+
+from . import context as business
+from ._impl import NATIVE, Aggregator
+from .config import Config
+from .processor import BizOpsSpanProcessor
+from .sampling import SamplingState, record_unsampled, sampling_state
+from .settings import load_config
+from .snapshot import Snapshot
+
+_logger = logging.getLogger("bizops_otel")
+_installed: weakref.WeakKeyDictionary[Any, BizOps] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+class BizOps:
+    """Handle of one installation: its aggregator, processor and configuration."""
+
+    def __init__(self, config: Config, aggregator: Aggregator | None,
+                 processor: BizOpsSpanProcessor | None, tracer_provider: Any) -> None:
+        self.config = config
+        self.aggregator = aggregator
+        self.processor = processor
+        self.tracer_provider = tracer_provider
+        self._shut_down = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.aggregator is not None and not self._shut_down
+
+    @property
+    def sampling(self) -> SamplingState:
+        return sampling_state(self.tracer_provider)
+
+    def snapshot(self) -> Snapshot | None:
+        return None if self.aggregator is None else self.aggregator.snapshot()
+
+    def shutdown(self) -> None:
+        """Stop recording. Safe to call more than once; the SDK provider keeps running."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if self.processor is not None:
+            self.processor.shutdown()
+        with _lock:
+            if _installed.get(self.tracer_provider) is self:
+                del _installed[self.tracer_provider]
+
+    def __repr__(self) -> str:
+        kind = "native" if NATIVE else "pure"
+        return (f"BizOps(enabled={self.enabled}, aggregator={kind}, "
+                f"sampling={self.sampling.description!r})")
+
+
+def _sdk_provider(tracer_provider: Any) -> Any:
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        # Nothing configured an SDK yet (no opentelemetry-instrument, no manual setup):
+        # set the SDK's default provider, configured from the standard OTEL_* variables.
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
+        provider = trace.get_tracer_provider()
+        _logger.info("bizops-otel: no SDK TracerProvider was set; installed a default one")
+    if not hasattr(provider, "add_span_processor"):
+        raise TypeError(f"bizops-otel needs the OpenTelemetry SDK's TracerProvider, "
+                        f"got {type(provider).__name__}")
+    return provider
+
+
+def install(tracer_provider: Any = None, meter_provider: Any = None, *,
+            config: Config | None = None, **overrides: Any) -> BizOps:
+    """Add bizops-otel to the given (or global) SDK TracerProvider and return its handle.
+
+    ``config`` (or, without it, ``BIZOPS_OTEL_*`` variables and ``BIZOPS_OTEL_CONFIG``)
+    with ``overrides`` on top. Calling it again for the same provider returns the first
+    handle. Configuration errors raise ``ValueError`` here, never later.
+    """
+    if config is None:
+        resolved = load_config(**overrides)
+    else:
+        resolved = dataclasses.replace(config, **overrides) if overrides else config
+    provider = _sdk_provider(tracer_provider)
+    with _lock:
+        existing = _installed.get(provider)
+        if existing is not None:
+            if existing.config != resolved:
+                _logger.warning("bizops-otel: already installed on this provider with another "
+                                "configuration; keeping the first")
+            return existing
+        if not resolved.enabled:
+            handle = BizOps(resolved, None, None, provider)
+            _installed[provider] = handle
+            return handle
+        aggregator = Aggregator(resolved)
+        processor = BizOpsSpanProcessor(aggregator, resolved)
+        provider.add_span_processor(processor)
+        if resolved.record_unsampled and not record_unsampled(provider):
+            _logger.warning("bizops-otel: could not wrap this provider's sampler; "
+                            "unsampled requests will not be counted")
+        business.configure(resolved)
+        handle = BizOps(resolved, aggregator, processor, provider)
+        _installed[provider] = handle
+    atexit.register(handle.shutdown)
+    del meter_provider  # metric export arrives with the exporters
+    return handle
+
+
+def installed(tracer_provider: Any = None) -> BizOps | None:
+    """The handle installed on ``tracer_provider`` (or the global one), if any."""
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    with _lock:
+        return _installed.get(provider)

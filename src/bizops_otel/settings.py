@@ -1,0 +1,148 @@
+"""Build the one :class:`Config` from arguments, a TOML file and environment variables.
+
+Precedence: constructor arguments, then the file named by ``BIZOPS_OTEL_CONFIG``, then
+``BIZOPS_OTEL_*`` variables, then the defaults. An unknown key or a bad value fails here,
+at configuration time, with the key named. OTLP endpoints and protocols are not ours:
+they come from the standard ``OTEL_EXPORTER_OTLP_*`` variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import Config, Kpi
+
+PREFIX = "BIZOPS_OTEL_"
+#: Variables read elsewhere (the build, the import switch, later subsystems).
+NOT_CONFIG_FIELDS = frozenset({"CONFIG", "NO_EXTENSIONS", "REQUIRE_EXTENSIONS",
+                               "MULTIPROC_DIR"})
+
+
+class ConfigError(ValueError):
+    """A configuration source holds an unknown key or a value of the wrong form."""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _pairs(text: str, separator: str, value: Callable[[str], Any]) -> tuple[tuple[str, Any], ...]:
+    """``"a=1,b=2"`` (or ``;``-separated) into pairs; the last ``=`` splits each pair."""
+    pairs = []
+    for part in text.split(separator):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ValueError(f"expected name=value, got {part.strip()!r}")
+        name, raw = part.rsplit("=", 1)
+        pairs.append((name.strip(), value(raw.strip())))
+    return tuple(pairs)
+
+
+def _optional_text(text: str) -> str | None:
+    return text.strip() or None
+
+
+#: How each environment variable's text becomes a Config field value.
+ENVIRONMENT: dict[str, Callable[[str], Any]] = {
+    "ENABLED": _bool,
+    "KPIS": _list,
+    "DIMENSIONS": _list,
+    "MAX_KEYS": int,
+    "WINDOW": float,
+    "WINDOW_SLOTS": int,
+    "OUTCOME": _optional_text,
+    "MAX_VALUE_LENGTH": int,
+    "RECORD_KINDS": _list,
+    "RECORD_LOCAL_ROOTS": _bool,
+    "BAGGAGE_KEYS": _list,
+    "PAGE_GROUPS": lambda text: _pairs(text, ";", str),
+    "BASE_CURRENCY": _optional_text,
+    "CURRENCY_RATES": lambda text: _pairs(text, ",", float),
+    "RECORD_UNSAMPLED": _bool,
+}
+
+_FIELDS = {f.name for f in dataclasses.fields(Config)}
+assert {name.lower() for name in ENVIRONMENT} == _FIELDS, "every field has a variable"
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Config fields set by ``BIZOPS_OTEL_*`` variables."""
+    values: dict[str, Any] = {}
+    for variable, text in environ.items():
+        if not variable.startswith(PREFIX):
+            continue
+        name = variable[len(PREFIX):]
+        if name in NOT_CONFIG_FIELDS:
+            continue
+        parse = ENVIRONMENT.get(name)
+        if parse is None:
+            known = ", ".join(PREFIX + n for n in sorted(ENVIRONMENT))
+            raise ConfigError(f"bizops-otel config: unknown variable {variable}; known: {known}")
+        try:
+            values[name.lower()] = parse(text)
+        except ValueError as error:
+            raise ConfigError(f"bizops-otel config: {variable}: {error}") from None
+    return values
+
+
+def _kpi_from_file(item: Any) -> Kpi | str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Mapping):
+        try:
+            return Kpi(**item)
+        except TypeError as error:
+            raise ConfigError(f"bizops-otel config: kpis: {error}") from None
+    raise ConfigError(f"bizops-otel config: kpis: expected a name or a table, got {item!r}")
+
+
+def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Config fields from a TOML file: top-level keys, or a ``[bizops_otel]`` table."""
+    location = Path(path)
+    try:
+        document = tomllib.loads(location.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"bizops-otel config: cannot read {location}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"bizops-otel config: {location}: {error}") from None
+    table = document.get("bizops_otel", document)
+    unknown = sorted(set(table) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"bizops-otel config: {location}: unknown keys {unknown}; "
+                          f"known: {sorted(_FIELDS)}")
+    values = dict(table)
+    if "kpis" in values:
+        values["kpis"] = tuple(_kpi_from_file(k) for k in values["kpis"])
+    if isinstance(values.get("page_groups"), list):
+        values["page_groups"] = tuple(tuple(rule) for rule in values["page_groups"])
+    return values
+
+
+def load_config(*, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """The Config for this process: arguments over file over environment over defaults."""
+    env = os.environ if environ is None else environ
+    unknown = sorted(set(overrides) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"bizops-otel config: unknown settings {unknown}; "
+                          f"known: {sorted(_FIELDS)}")
+    values = from_environment(env)
+    file = env.get(PREFIX + "CONFIG", "").strip()
+    if file:
+        values.update(from_file(file))
+    values.update(overrides)
+    return Config(**values)
