@@ -79,11 +79,12 @@ class RequestSpans:
         self._limit = limit
 
     def started(self, span: Span, span_id: int, parent_id: int | None, is_request: bool) -> None:
-        request: Span | None = span
+        request = span
         if not is_request:
-            request = None if parent_id is None else self._by_id.get(parent_id)
-            if request is None:
+            found = None if parent_id is None else self._by_id.get(parent_id)
+            if found is None:
                 return
+            request = found
         if len(self._by_id) >= self._limit:
             drops.count(drops.REQUEST_REGISTRY_FULL,
                         f"more than {self._limit} live spans; spans that never end?")
