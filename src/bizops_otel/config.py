@@ -119,6 +119,9 @@ class Config:
     currency_rates: tuple[tuple[str, float], ...] = ()
     #: Wrap the sampler so dropped spans are still recorded (never exported).
     record_unsampled: bool = False
+    #: Directory where each process writes its state for others to merge (pre-fork
+    #: servers, and any process whose state should outlive it).
+    multiproc_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
@@ -235,6 +238,9 @@ def _validate_processing(config: Config) -> None:
     _require(not checked or base is not None, "currency_rates",
              "needs base_currency, the currency the rates convert into")
     object.__setattr__(config, "currency_rates", tuple(checked))
+    directory = config.multiproc_dir
+    _require(directory is None or (isinstance(directory, str) and bool(directory)),
+             "multiproc_dir", f"must be a directory path, got {directory!r}")
 
 
 def _is_int(value: Any) -> bool:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
+import os
 import threading
 import weakref
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 
 from . import context as business
+from . import persist
 from ._impl import NATIVE, Aggregator
 from .config import Config
 from .processor import BizOpsSpanProcessor
@@ -46,13 +49,33 @@ class BizOps:
     def snapshot(self) -> Snapshot | None:
         return None if self.aggregator is None else self.aggregator.snapshot()
 
+    def state_path(self) -> Path | None:
+        """Where this process writes its state, when ``multiproc_dir`` is configured."""
+        directory = self.config.multiproc_dir
+        return None if directory is None else Path(directory) / f"bizops-{os.getpid()}.npz"
+
+    def write_state(self) -> Path | None:
+        """Write the current snapshot to :meth:`state_path` (atomically)."""
+        path = self.state_path()
+        snapshot = self.snapshot()
+        if path is None or snapshot is None:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        persist.write(snapshot, path)
+        return path
+
     def shutdown(self) -> None:
-        """Stop recording. Safe to call more than once; the SDK provider keeps running."""
+        """Stop recording and write the final state. Safe to call more than once; the SDK
+        provider keeps running."""
         if self._shut_down:
             return
         self._shut_down = True
         if self.processor is not None:
             self.processor.shutdown()
+        try:
+            self.write_state()
+        except Exception:
+            _logger.exception("bizops-otel: could not write the final state")
         with _lock:
             if _installed.get(self.tracer_provider) is self:
                 del _installed[self.tracer_provider]

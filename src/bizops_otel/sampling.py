@@ -60,13 +60,15 @@ def sampling_state(provider: Any) -> SamplingState:
 def record_unsampled(provider: Any) -> bool:
     """Wrap ``provider``'s sampler in place, including tracers already handed out (they
     keep their own reference to it). Returns False if this SDK's layout is unknown."""
-    sampler = getattr(provider, "_sampler", None)
+    # Older SDKs keep the sampler behind a read-only property over ``_sampler``.
+    slot = "_sampler" if hasattr(provider, "_sampler") else "sampler"
+    sampler = getattr(provider, slot, None)
     if sampler is None or not isinstance(sampler, Sampler):
         return False
     if isinstance(sampler, RecordUnsampled):
         return True
     wrapped = RecordUnsampled(sampler)
-    provider._sampler = wrapped
+    setattr(provider, slot, wrapped)
     for tracer in list(getattr(provider, "_tracers", {}).values()):
         if getattr(tracer, "sampler", None) is sampler:
             tracer.sampler = wrapped

@@ -19,8 +19,7 @@ from .config import Config, Kpi
 
 PREFIX = "BIZOPS_OTEL_"
 #: Variables read elsewhere (the build, the import switch, later subsystems).
-NOT_CONFIG_FIELDS = frozenset({"CONFIG", "NO_EXTENSIONS", "REQUIRE_EXTENSIONS",
-                               "MULTIPROC_DIR"})
+NOT_CONFIG_FIELDS = frozenset({"CONFIG", "NO_EXTENSIONS", "REQUIRE_EXTENSIONS"})
 
 
 class ConfigError(ValueError):
@@ -74,6 +73,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "BASE_CURRENCY": _optional_text,
     "CURRENCY_RATES": lambda text: _pairs(text, ",", float),
     "RECORD_UNSAMPLED": _bool,
+    "MULTIPROC_DIR": _optional_text,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}

@@ -283,6 +283,11 @@ class Snapshot(Mapping[Key, KeyStats]):
                         max(self.taken_ns, other.taken_ns))
 
     @property
+    def key_table(self) -> tuple[Key, ...]:
+        """The keys that ``state.key_ids`` index (the overflow key among them)."""
+        return self._keys
+
+    @property
     def state(self) -> StateArrays:
         """The raw arrays, read-only, for exporters."""
         return self._state

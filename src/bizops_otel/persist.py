@@ -1,0 +1,72 @@
+"""Snapshots to bytes and back, so another process can read and merge them.
+
+The format is a numpy ``.npz`` archive: the state arrays of the cumulative and the recent
+view, plus a JSON header with the key table, the drop counters and the KPI and dimension
+definitions needed to interpret them. Files are written atomically (temp file, rename),
+so a reader never sees half a snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._state import StateArrays
+from .config import Config, Kpi
+from .snapshot import Snapshot
+
+FORMAT_VERSION = 1
+_FIELDS = [f.name for f in dataclasses.fields(StateArrays)]
+
+
+def dumps(snapshot: Snapshot) -> bytes:
+    config = snapshot.config
+    header = {
+        "format": FORMAT_VERSION,
+        "kpis": [dataclasses.asdict(k) for k in config.kpis],
+        "dimensions": list(config.dimensions),
+        "outcome": config.outcome,
+        "keys": [list(k) for k in snapshot.key_table],
+        "dropped": dict(snapshot.dropped),
+        "taken_ns": snapshot.taken_ns,
+    }
+    arrays: dict[str, Any] = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
+    for prefix, state in (("cumulative", snapshot.state), ("recent", snapshot.recent().state)):
+        for name in _FIELDS:
+            arrays[f"{prefix}.{name}"] = getattr(state, name)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def loads(data: bytes) -> Snapshot:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        header = json.loads(bytes(archive["header"]).decode())
+        if header.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported snapshot format {header.get('format')!r}")
+        config = Config(kpis=tuple(Kpi(**k) for k in header["kpis"]),
+                        dimensions=tuple(header["dimensions"]), outcome=header["outcome"])
+        states = {prefix: StateArrays(*(np.array(archive[f"{prefix}.{name}"])
+                                        for name in _FIELDS))
+                  for prefix in ("cumulative", "recent")}
+    keys = [tuple(k) for k in header["keys"]]
+    recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"])
+    return Snapshot(config, keys, states["cumulative"], header["dropped"], recent,
+                    header["taken_ns"])
+
+
+def write(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(dumps(snapshot))
+    os.replace(temporary, target)
+
+
+def read(path: str | os.PathLike[str]) -> Snapshot:
+    return loads(Path(path).read_bytes())
