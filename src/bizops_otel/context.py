@@ -17,6 +17,7 @@ None of these functions raises into the application: a bad value is counted
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import math
@@ -42,6 +43,11 @@ from .attributes import (
 from .config import Config
 
 _CONTEXT_KEY = otel_context.create_key("bizops-otel-business-context")
+# The same values in a plain ContextVar. HTTP instrumentations attach a context extracted
+# afresh from the request headers when they start the request span, which hides values
+# attached around the request (by a WSGI middleware, say); this variable survives that
+# and propagates exactly like the OTel context does.
+_AROUND = contextvars.ContextVar[dict[str, str] | None]("bizops_otel_business", default=None)
 REQUEST_REGISTRY_LIMIT = 100_000
 
 P = ParamSpec("P")
@@ -128,7 +134,9 @@ def _attributes_from(names: Mapping[str, object]) -> dict[str, str]:
 def context_attributes(parent: otel_context.Context | None = None) -> Mapping[str, str] | None:
     """Business attributes carried by ``parent`` (or the current context), for on_start."""
     value = otel_context.get_value(_CONTEXT_KEY, parent)
-    return value if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        return value
+    return _AROUND.get()
 
 
 class business_context:  # lowercase: used like a function, as contextlib's helpers are
@@ -145,11 +153,12 @@ class business_context:  # lowercase: used like a function, as contextlib's help
 
     @contextmanager
     def _active(self) -> Iterator[None]:
-        token = None
+        token = around = None
         try:
             values = _attributes_from(self._attributes)
             merged = {**(context_attributes() or {}), **values}
             token = otel_context.attach(otel_context.set_value(_CONTEXT_KEY, merged))
+            around = _AROUND.set(merged)
             span = trace.get_current_span()
             if values and span.is_recording():
                 span.set_attributes(values)
@@ -161,6 +170,8 @@ class business_context:  # lowercase: used like a function, as contextlib's help
         try:
             yield
         finally:
+            if around is not None:
+                _AROUND.reset(around)
             if token is not None:
                 otel_context.detach(token)
 
