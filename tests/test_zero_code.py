@@ -1,0 +1,81 @@
+"""Zero-code: ``opentelemetry-instrument python app.py`` with BIZOPS_OTEL_* set, and an
+app that never imports bizops-otel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bizops_otel import persist
+
+APP = Path(__file__).parent / "apps" / "plain_shop.py"
+INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_app(extra_env: dict[str, str], paths: list[str]) -> tuple[int, str]:
+    """Start the app under opentelemetry-instrument, request ``paths``, stop it with
+    Ctrl-C; returns the exit code and what it logged."""
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "OTEL_TRACES_EXPORTER": "none",
+           "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+           "OTEL_PYTHON_LOG_LEVEL": "info", **extra_env}
+    process = subprocess.Popen([str(INSTRUMENT), sys.executable, str(APP)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise AssertionError("the app did not start: " + (process.stdout.read()
+                                         if process.stdout else "")) from None
+                time.sleep(0.1)
+        for path in paths:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+                assert reply.status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    return process.returncode, output
+
+
+@pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
+def test_zero_code_install_populates_the_aggregator(tmp_path: Path) -> None:
+    paths = ["/landing?utm_campaign=spring", "/landing?utm_campaign=spring",
+             "/product/1", "/product/2?utm_campaign=mail", "/landing"]
+    _, output = run_app({"BIZOPS_OTEL_MULTIPROC_DIR": str(tmp_path),
+                         "BIZOPS_OTEL_PAGE_GROUPS": "/product/*=product",
+                         "BIZOPS_OTEL_MAX_KEYS": "100"}, paths)
+    files = list(tmp_path.glob("bizops-*.npz"))
+    assert len(files) == 1, output
+    snapshot = persist.read(files[0])
+    counts = {key: snapshot[key].count for key in snapshot}
+    assert counts == {("/landing", "spring"): 2, ("product", ""): 1, ("product", "mail"): 1,
+                      ("/landing", ""): 1}, output
+
+
+@pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
+def test_zero_code_can_be_disabled_and_survives_bad_configuration(tmp_path: Path) -> None:
+    _, output = run_app({"BIZOPS_OTEL_MULTIPROC_DIR": str(tmp_path),
+                         "BIZOPS_OTEL_ENABLED": "false"}, ["/landing"])
+    assert not list(tmp_path.glob("bizops-*.npz"))
+    _, output = run_app({"BIZOPS_OTEL_MULTIPROC_DIR": str(tmp_path),
+                         "BIZOPS_OTEL_MAX_KEYS": "lots"}, ["/landing"])
+    assert not list(tmp_path.glob("bizops-*.npz"))
+    assert "BIZOPS_OTEL_MAX_KEYS" in output  # the service ran, and said why
