@@ -28,16 +28,19 @@ def _extensions() -> list[Extension]:
         if REQUIRE:
             raise
         return []
-    extension = Extension(
-        "bizops_otel._native",
-        sources=["ext/_native.pyx"],
-        extra_compile_args=["-O3"],
-        libraries=["m"],
-        optional=not REQUIRE,
-    )
+    extensions = [
+        Extension(
+            f"bizops_otel.{name}",
+            sources=[f"ext/{name}.pyx"],
+            extra_compile_args=["-O3"],
+            libraries=["m"],
+            optional=not REQUIRE,
+        )
+        for name in ("_native", "_native_hooks")
+    ]
     return list(
         cythonize(
-            [extension],
+            extensions,
             language_level=3,
             compiler_directives={
                 "boundscheck": False,

@@ -36,6 +36,16 @@ def load(name: str) -> Any:
         pytest.skip("native extension not built")
 
 
+def load_hooks(aggregator_cls: Any) -> Any:
+    """The span hooks of the same implementation as ``aggregator_cls``."""
+    if aggregator_cls.implementation == "pure":
+        return importlib.import_module("bizops_otel._hooks").SpanHooks
+    try:
+        return importlib.import_module("bizops_otel._native_hooks").SpanHooks
+    except ImportError as error:
+        pytest.fail(f"the native aggregator loaded but its span hooks did not: {error}")
+
+
 @pytest.fixture(params=IMPLEMENTATIONS)
 def Aggregator(request: pytest.FixtureRequest) -> Any:
     return load(request.param)

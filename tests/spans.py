@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Tracer
 
 from bizops_otel import BizOpsSpanProcessor, Config
+from tests.conftest import load_hooks
 
 
 @dataclass
@@ -30,7 +31,7 @@ def pipeline(aggregator_cls: Any, config: Config | None = None, **provider_args:
     provider = TracerProvider(**provider_args)
     exporter = InMemorySpanExporter()
     aggregator = aggregator_cls(config)
-    processor = BizOpsSpanProcessor(aggregator, config)
+    processor = BizOpsSpanProcessor(aggregator, config, hooks=load_hooks(aggregator_cls))
     provider.add_span_processor(processor)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return Pipeline(provider, provider.get_tracer("tests"), exporter, aggregator, processor)

@@ -39,9 +39,9 @@ def fresh_helpers() -> None:
 def test_business_context_reaches_nested_spans_and_the_aggregator(Aggregator: Any) -> None:
     p = pipeline(Aggregator)
     with business_context(page_group="checkout", campaign="spring"), \
-            p.tracer.start_as_current_span("request", kind=SERVER):
-        with business_context(variant="B"), p.tracer.start_as_current_span("db"):
-            pass
+            p.tracer.start_as_current_span("request", kind=SERVER), \
+            business_context(variant="B"), p.tracer.start_as_current_span("db"):
+        pass
     spans = p.spans()
     assert spans["request"].attributes[attr.PAGE_GROUP] == "checkout"
     assert spans["db"].attributes[attr.CAMPAIGN_ID] == "spring"
@@ -85,7 +85,7 @@ def test_decorator_works_for_plain_and_async_functions(Aggregator: Any) -> None:
     spans = p.spans()
     assert spans["plain"].attributes[attr.CAMPAIGN_ID] == "sync"
     assert spans["async"].attributes[attr.CAMPAIGN_ID] == "async"
-    assert otel_context.get_value(business._CONTEXT_KEY) is None  # detached again
+    assert otel_context.get_value(business.CONTEXT_KEY) is None  # detached again
 
 
 def test_context_follows_thread_pools_and_asyncio_tasks(Aggregator: Any) -> None:
@@ -256,9 +256,10 @@ def test_route_known_only_at_end_still_names_the_page_group(Aggregator: Any) -> 
 
 def test_only_request_spans_are_recorded_and_errors_are_flagged(Aggregator: Any) -> None:
     p = pipeline(Aggregator, Config(record_local_roots=False))
-    with p.tracer.start_as_current_span("job"):  # internal root: not recorded here
-        with p.tracer.start_as_current_span("call", kind=SpanKind.CLIENT):
-            pass
+    # An internal root is not a request here, nor is a client span under it.
+    with p.tracer.start_as_current_span("job"), \
+            p.tracer.start_as_current_span("call", kind=SpanKind.CLIENT):
+        pass
     with p.tracer.start_as_current_span("consume", kind=SpanKind.CONSUMER) as span:
         span.set_status(Status(StatusCode.ERROR))
     snapshot = p.aggregator.snapshot()
@@ -278,11 +279,13 @@ def test_processor_errors_are_counted_not_raised(Aggregator: Any) -> None:
         def record_span(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("aggregator down")
 
-    from bizops_otel import BizOpsSpanProcessor
     from opentelemetry.sdk.trace import TracerProvider
 
+    from bizops_otel import BizOpsSpanProcessor
+    from tests.conftest import load_hooks
+
     provider = TracerProvider()
-    provider.add_span_processor(BizOpsSpanProcessor(Failing()))
+    provider.add_span_processor(BizOpsSpanProcessor(Failing(), hooks=load_hooks(Aggregator)))
     with provider.get_tracer("t").start_as_current_span("request", kind=SERVER):
         pass
     assert drops.counts() == {"processor_error": 1}

@@ -47,7 +47,7 @@ def create_app(provider: TracerProvider) -> Flask:
 class _KeepAlive(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's
+    def log(self, type: str, message: str, *args: Any) -> None:
         pass  # one line per request would drown the test output
 
 

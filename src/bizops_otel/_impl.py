@@ -1,4 +1,4 @@
-"""Pick the native aggregator, or its pure-Python twin.
+"""Pick the native aggregator and span hooks, or their pure-Python twins.
 
 ``BIZOPS_OTEL_NO_EXTENSIONS=1`` forces the pure twin. Type checkers always see the pure
 one, which defines the contract.
@@ -9,24 +9,28 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from . import _pure
+from . import _hooks, _pure
 
 NO_EXTENSIONS = os.environ.get("BIZOPS_OTEL_NO_EXTENSIONS", "").strip().lower() in {
     "1", "true", "yes", "on",
 }
 
 if TYPE_CHECKING:
+    from ._hooks import SpanHooks
     from ._pure import Aggregator
     NATIVE = False
 else:
     Aggregator = _pure.Aggregator
+    SpanHooks = _hooks.SpanHooks
     NATIVE = False
     if not NO_EXTENSIONS:
         try:
             from ._native import Aggregator
+            from ._native_hooks import SpanHooks
         except ImportError:
-            pass
+            Aggregator = _pure.Aggregator
+            SpanHooks = _hooks.SpanHooks
         else:
             NATIVE = True
 
-__all__ = ["NATIVE", "Aggregator"]
+__all__ = ["NATIVE", "Aggregator", "SpanHooks"]

@@ -42,13 +42,12 @@ from .attributes import (
 )
 from .config import Config
 
-_CONTEXT_KEY = otel_context.create_key("bizops-otel-business-context")
+CONTEXT_KEY = otel_context.create_key("bizops-otel-business-context")
 # The same values in a plain ContextVar. HTTP instrumentations attach a context extracted
 # afresh from the request headers when they start the request span, which hides values
 # attached around the request (by a WSGI middleware, say); this variable survives that
 # and propagates exactly like the OTel context does.
-_AROUND = contextvars.ContextVar[dict[str, str] | None]("bizops_otel_business", default=None)
-REQUEST_REGISTRY_LIMIT = 100_000
+AROUND = contextvars.ContextVar[dict[str, str] | None]("bizops_otel_business", default=None)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,32 +79,16 @@ def configure(config: Config) -> None:
 class RequestSpans:
     """Live span id -> its request span. Written by the processor, read by the helpers."""
 
-    def __init__(self, limit: int = REQUEST_REGISTRY_LIMIT) -> None:
-        self._by_id: dict[int, Span] = {}
-        self._limit = limit
-
-    def started(self, span: Span, span_id: int, parent_id: int | None, is_request: bool) -> None:
-        request = span
-        if not is_request:
-            found = None if parent_id is None else self._by_id.get(parent_id)
-            if found is None:
-                return
-            request = found
-        if len(self._by_id) >= self._limit:
-            drops.count(drops.REQUEST_REGISTRY_FULL,
-                        f"more than {self._limit} live spans; spans that never end?")
-            return
-        self._by_id[span_id] = request
-
-    def ended(self, span_id: int) -> None:
-        self._by_id.pop(span_id, None)
+    def __init__(self) -> None:
+        #: Written directly by the span processor, on the hot path.
+        self.live: dict[int, Span] = {}
 
     def request_of(self, span: Span) -> Span:
-        found = self._by_id.get(span.get_span_context().span_id)
+        found = self.live.get(span.get_span_context().span_id)
         return span if found is None else found
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self.live)
 
 
 requests = RequestSpans()
@@ -133,10 +116,10 @@ def _attributes_from(names: Mapping[str, object]) -> dict[str, str]:
 
 def context_attributes(parent: otel_context.Context | None = None) -> Mapping[str, str] | None:
     """Business attributes carried by ``parent`` (or the current context), for on_start."""
-    value = otel_context.get_value(_CONTEXT_KEY, parent)
+    value = otel_context.get_value(CONTEXT_KEY, parent)
     if isinstance(value, dict):
         return value
-    return _AROUND.get()
+    return AROUND.get()
 
 
 class business_context:  # lowercase: used like a function, as contextlib's helpers are
@@ -157,8 +140,8 @@ class business_context:  # lowercase: used like a function, as contextlib's help
         try:
             values = _attributes_from(self._attributes)
             merged = {**(context_attributes() or {}), **values}
-            token = otel_context.attach(otel_context.set_value(_CONTEXT_KEY, merged))
-            around = _AROUND.set(merged)
+            token = otel_context.attach(otel_context.set_value(CONTEXT_KEY, merged))
+            around = AROUND.set(merged)
             span = trace.get_current_span()
             if values and span.is_recording():
                 span.set_attributes(values)
@@ -171,7 +154,7 @@ class business_context:  # lowercase: used like a function, as contextlib's help
             yield
         finally:
             if around is not None:
-                _AROUND.reset(around)
+                AROUND.reset(around)
             if token is not None:
                 otel_context.detach(token)
 

@@ -1,0 +1,128 @@
+"""Pure-Python twin of ``ext/_native_hooks.pyx``: the span processor's per-span hooks.
+
+``on_start`` and ``on_end`` run for every span of the application, so they are written
+flat and hand over to :class:`~bizops_otel.processor.Enricher` only when there is
+something to write. The SDK's spans keep their fields in the instance dict, which is read
+directly (a property or helper call costs about 0.1 µs here); a span that does not, from
+another SDK version, takes the public properties instead. SpanKind is an Enum whose hash
+is Python code, so kinds are matched by identity in a tuple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from opentelemetry.context import Context, get_current
+from opentelemetry.trace import SpanKind, StatusCode
+
+from . import drops
+from .attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
+from .context import AROUND, CONTEXT_KEY
+
+#: Live spans remembered for record_order(); past this, new ones are not (and counted).
+LIVE_SPAN_LIMIT = 100_000
+
+
+class Enrichment(Protocol):
+    """The slow paths the hooks hand over to (``processor.Enricher``)."""
+
+    always: bool
+    page_group_at: int
+    fallbacks: dict[tuple[Any, str], tuple[str, ...]]
+
+    def enrich(self, span: Any, parent_context: Context | None, attributes: Mapping[str, Any],
+               carried: Mapping[str, str] | None) -> None: ...
+
+    def fallback(self, attributes: Mapping[str, Any], name: str) -> tuple[str, ...]: ...
+
+
+def public_fields(span: Any) -> tuple[SpanKind, Any, int, Mapping[str, Any]]:
+    """(kind, parent, span id, attributes) through the public API."""
+    context = span.get_span_context() if hasattr(span, "get_span_context") else span.context
+    return span.kind, span.parent, context.span_id if context else 0, span.attributes or {}
+
+
+class SpanHooks:
+    """on_start/on_end for BizOpsSpanProcessor (pure implementation)."""
+
+    implementation = "pure"
+
+    def __init__(self, record: Callable[..., None], live: dict[int, Any],
+                 kinds: tuple[SpanKind, ...], local_roots: bool, enricher: Enrichment) -> None:
+        self.active = True
+        self._record = record
+        self._live = live
+        self._kinds = kinds
+        self._local_roots = local_roots
+        self._enricher = enricher
+        self._always = enricher.always
+        self._page_group_at = enricher.page_group_at
+        self._fallbacks = enricher.fallbacks
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        if not self.active:
+            return
+        try:
+            try:
+                fields = span.__dict__
+                parent = fields["_parent"]
+                kind = fields["_kind"]
+                span_id = fields["_context"].span_id
+                attributes = fields["_attributes"]._dict
+            except (AttributeError, KeyError):
+                kind, parent, span_id, attributes = public_fields(span)
+            local_parent = parent is not None and not parent.is_remote
+            live = self._live
+            if len(live) >= LIVE_SPAN_LIMIT:  # spans that never end must not leak here
+                drops.count(drops.REQUEST_REGISTRY_FULL, f"over {LIVE_SPAN_LIMIT} live spans")
+            elif kind in self._kinds or (self._local_roots and not local_parent):
+                live[span_id] = span
+            elif local_parent:
+                request = live.get(parent.span_id)
+                if request is not None:
+                    live[span_id] = request
+            context = parent_context if parent_context is not None else get_current()
+            carried: Mapping[str, str] | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+            if carried is None:
+                carried = AROUND.get()
+            if not carried and not self._always:
+                query = attributes.get(URL_QUERY)
+                if query is None:
+                    query = attributes.get(HTTP_TARGET)
+                if query.__class__ is not str or "utm_" not in query:
+                    return
+            self._enricher.enrich(span, parent_context, attributes, carried)
+        except Exception as error:
+            drops.count(drops.PROCESSOR_ERROR, f"on_start: {error!r}")
+
+    def on_end(self, span: Any) -> None:
+        if not self.active:
+            return
+        try:
+            try:
+                fields = span.__dict__
+                kind = fields["_kind"]
+                parent = fields["_parent"]
+                span_id = fields["_context"].span_id
+                attributes = fields["_attributes"]._dict
+                start = fields["_start_time"]
+                end = fields["_end_time"]
+                failed = fields["_status"].status_code is StatusCode.ERROR
+                name = fields["_name"]
+            except (AttributeError, KeyError):
+                kind, parent, span_id, attributes = public_fields(span)
+                start, end, name = span.start_time, span.end_time, span.name
+                failed = span.status.status_code is StatusCode.ERROR
+            self._live.pop(span_id, None)
+            if kind not in self._kinds and (
+                    not self._local_roots or (parent is not None and not parent.is_remote)):
+                return
+            fallback = None
+            if self._page_group_at >= 0 and PAGE_GROUP not in attributes:
+                fallback = self._fallbacks.get((attributes.get(HTTP_ROUTE), name))
+                if fallback is None:
+                    fallback = self._enricher.fallback(attributes, name)
+            self._record(attributes, start, end, error=failed, fallback=fallback)
+        except Exception as error:
+            drops.count(drops.PROCESSOR_ERROR, f"on_end: {error!r}")
