@@ -1,0 +1,94 @@
+"""Configuration from arguments, a TOML file and BIZOPS_OTEL_* variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bizops_otel import Config, ConfigError, Kpi, load_config
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_environment_variables_fill_the_config() -> None:
+    config = load_config(environ={
+        "BIZOPS_OTEL_MAX_KEYS": "50",
+        "BIZOPS_OTEL_WINDOW": "60",
+        "BIZOPS_OTEL_KPIS": "order_value, conversion",
+        "BIZOPS_OTEL_PAGE_GROUPS": "/product/*=product;re:^/api/v[0-9]+/cart=cart",
+        "BIZOPS_OTEL_BASE_CURRENCY": "EUR",
+        "BIZOPS_OTEL_CURRENCY_RATES": "USD=0.92, GBP=1.17",
+        "BIZOPS_OTEL_RECORD_KINDS": "server",
+        "BIZOPS_OTEL_ENABLED": "yes",
+        "BIZOPS_OTEL_OUTCOME": "conversion",
+        "BIZOPS_OTEL_NO_EXTENSIONS": "1",  # not a Config field, and not an error
+        "OTHER": "ignored",
+    })
+    assert config.max_keys == 50 and config.window == 60.0
+    assert config.kpi_names == ("order_value", "conversion")
+    assert config.page_groups == (("/product/*", "product"), ("re:^/api/v[0-9]+/cart", "cart"))
+    assert config.currency_rates == (("USD", 0.92), ("GBP", 1.17))
+    assert config.record_kinds == ("server",)
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"BIZOPS_OTEL_MAXKEYS": "5"}, "unknown variable BIZOPS_OTEL_MAXKEYS"),
+    ({"BIZOPS_OTEL_MAX_KEYS": "lots"}, "BIZOPS_OTEL_MAX_KEYS"),
+    ({"BIZOPS_OTEL_ENABLED": "maybe"}, "BIZOPS_OTEL_ENABLED"),
+    ({"BIZOPS_OTEL_CURRENCY_RATES": "USD"}, "BIZOPS_OTEL_CURRENCY_RATES"),
+    ({"BIZOPS_OTEL_CURRENCY_RATES": "USD=0.9"}, "currency_rates: needs base_currency"),
+    ({"BIZOPS_OTEL_BASE_CURRENCY": "euro"}, "base_currency"),
+    ({"BIZOPS_OTEL_RECORD_KINDS": "server,weird"}, "record_kinds"),
+    ({"BIZOPS_OTEL_PAGE_GROUPS": "re:[=x"}, "page_groups: bad regular expression"),
+    ({"BIZOPS_OTEL_CONFIG": "/nonexistent/bizops.toml"}, "cannot read"),
+])
+def test_bad_settings_name_the_culprit(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(environ=environ)
+
+
+def test_precedence_arguments_over_file_over_environment(tmp_path: Path) -> None:
+    file = tmp_path / "bizops.toml"
+    file.write_text('max_keys = 300\nwindow = 30.0\n[[kpis]]\nname = "basket"\n'
+                    'attribute = "shop.basket"\nmaximum = 50.0\n')
+    environ = {"BIZOPS_OTEL_CONFIG": str(file), "BIZOPS_OTEL_MAX_KEYS": "100",
+               "BIZOPS_OTEL_WINDOW": "90", "BIZOPS_OTEL_WINDOW_SLOTS": "6",
+               "BIZOPS_OTEL_OUTCOME": ""}
+    config = load_config(environ=environ, window=15.0)
+    assert config.max_keys == 300  # the file beats the environment
+    assert config.window == 15.0  # the argument beats both
+    assert config.window_slots == 6  # the environment fills the rest
+    assert config.kpis == (Kpi("basket", "shop.basket", maximum=50.0),)
+
+
+def test_file_errors_are_clear(tmp_path: Path) -> None:
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("max_key = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['max_key'\]"):
+        load_config(environ={"BIZOPS_OTEL_CONFIG": str(unknown)})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("max_keys = \n")
+    with pytest.raises(ConfigError, match="broken.toml"):
+        load_config(environ={"BIZOPS_OTEL_CONFIG": str(broken)})
+    with pytest.raises(ConfigError, match="unknown settings"):
+        load_config(environ={}, max_kyes=3)
+
+
+def test_the_readme_example_file_is_valid(tmp_path: Path) -> None:
+    example = re.search(r"```toml\n(.*?)```", README.read_text(), re.S)
+    assert example is not None
+    file = tmp_path / "bizops.toml"
+    file.write_text(example.group(1))
+    config = load_config(environ={"BIZOPS_OTEL_CONFIG": str(file)})
+    assert config.base_currency == "EUR" and config.max_keys == 5000
+    assert "basket_size" in config.kpi_names
+
+
+def test_every_config_field_has_a_documented_variable() -> None:
+    import dataclasses
+
+    text = README.read_text()
+    for field in dataclasses.fields(Config):
+        assert f"BIZOPS_OTEL_{field.name.upper()}" in text, field.name
