@@ -70,7 +70,7 @@ def test_file_errors_are_clear(tmp_path: Path) -> None:
         load_config(environ={"BIZOPS_OTEL_CONFIG": str(unknown)})
     broken = tmp_path / "broken.toml"
     broken.write_text("max_keys = \n")
-    with pytest.raises(ConfigError, match="broken.toml"):
+    with pytest.raises(ConfigError, match=r"broken\.toml"):
         load_config(environ={"BIZOPS_OTEL_CONFIG": str(broken)})
     with pytest.raises(ConfigError, match="unknown settings"):
         load_config(environ={}, max_kyes=3)

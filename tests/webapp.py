@@ -18,18 +18,12 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 import bizops_otel
 from bizops_otel.wsgi import BusinessContextMiddleware
+from tests.apps.plain_shop import add_pages
 
 
 def create_app(provider: TracerProvider) -> Flask:
     app = Flask("shop")
-
-    @app.get("/landing")
-    def landing() -> str:
-        return "welcome"
-
-    @app.get("/product/<int:product_id>")
-    def product(product_id: int) -> str:
-        return f"product {product_id}"
+    add_pages(app)
 
     @app.post("/checkout")
     def checkout() -> str:

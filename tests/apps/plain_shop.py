@@ -4,18 +4,21 @@ import os
 
 from flask import Flask
 
+
+def add_pages(app: Flask) -> None:
+    """The shop's read-only pages, shared with the instrumented test app."""
+
+    @app.get("/landing")
+    def landing() -> str:
+        return "welcome"
+
+    @app.get("/product/<int:product_id>")
+    def product(product_id: int) -> str:
+        return f"product {product_id}"
+
+
 app = Flask("plain-shop")
-
-
-@app.get("/landing")
-def landing() -> str:
-    return "welcome"
-
-
-@app.get("/product/<int:product_id>")
-def product(product_id: int) -> str:
-    return f"product {product_id}"
-
+add_pages(app)
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=int(os.environ["PORT"]), threaded=True)
