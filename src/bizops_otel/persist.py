@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,14 @@ def dumps(snapshot: Snapshot) -> bytes:
 
 
 def loads(data: bytes) -> Snapshot:
+    """The snapshot in ``data``; ``ValueError`` when it is not one this version reads."""
+    try:
+        return _loads(data)
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as error:
+        raise ValueError(f"not a bizops-otel snapshot: {error}") from None
+
+
+def _loads(data: bytes) -> Snapshot:
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         header = json.loads(bytes(archive["header"]).decode())
         if header.get("format") != FORMAT_VERSION:
