@@ -1,0 +1,1 @@
+"""Exporters: the metric model (``model``), OpenTelemetry metrics and Prometheus scrapes."""

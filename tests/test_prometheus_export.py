@@ -1,0 +1,133 @@
+"""The Prometheus collector: names, types and numbers, scraped over real HTTP."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+
+from bizops_otel import Config
+from bizops_otel._layout import bucket_of, bucket_edges
+from bizops_otel.export.model import BOUNDARIES
+from bizops_otel.export.prometheus import BizOpsCollector
+from tests.datasets import traffic
+
+
+def fed(aggregator_cls: Any) -> tuple[Any, Any]:
+    agg = aggregator_cls(Config(max_keys=2))
+    data = traffic(31, n=900)
+    for i in range(900):
+        agg.record(("checkout", ["a", "b", "c"][i % 3]), float(data.latency[i]),
+                   {"order_value": float(data.order_value[i]),
+                    "conversion": float(data.conversion[i])}, error=i % 50 == 0)
+    agg.record(("checkout", "a"), 0.2, {"order_value": "bad"})
+    return agg, data
+
+
+def scrape(registry: CollectorRegistry) -> dict[str, Any]:
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert len(families) == text.count("# TYPE "), "one family per name"
+    return families
+
+
+def samples(family: Any, suffix: str = "", **labels: str) -> list[Any]:
+    return [s for s in family.samples if s.name == family.name + suffix
+            and all(s.labels.get(k) == v for k, v in labels.items())]
+
+
+def test_raw_sums_and_counts_equal_the_snapshot(Aggregator: Any) -> None:
+    agg, data = fed(Aggregator)
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(agg.snapshot))
+    families = scrape(registry)
+    snapshot = agg.snapshot()
+    requests = families["bizops_requests"]
+    assert sum(s.value for s in samples(requests, "_total")) == 901
+    assert samples(requests, "_total", otel_metric_overflow="true")[0].value == 300
+    key_a = {"bizops_page_group": "checkout", "bizops_campaign_id": "a"}
+    stats = snapshot[("checkout", "a")]
+    sums = stats.raw_sums("order_value")
+    expected = {"bizops_kpi_pairs": sums.n, "bizops_kpi_latency_sum_seconds": sums.sum_t,
+                "bizops_kpi_latency_sum_of_squares_seconds_squared": sums.sum_t2,
+                "bizops_kpi_value_sum": sums.sum_v, "bizops_kpi_value_sum_of_squares": sums.sum_v2,
+                "bizops_kpi_cross_sum_seconds": sums.sum_tv}
+    for name, value in expected.items():
+        (sample,) = samples(families[name], "_total", bizops_kpi="order_value", **key_a)
+        assert sample.value == pytest.approx(value, rel=1e-12), name
+    assert samples(families["bizops_request_errors"], "_total", **key_a)[0].value == stats.errors
+    dropped = samples(families["bizops_internal_dropped"], "_total", reason="kpi_type")
+    assert dropped[0].value == 1
+    assert samples(families["bizops_internal_keys"])[0].value == 2
+
+
+def test_latency_buckets_by_outcome_are_exact(Aggregator: Any) -> None:
+    agg, data = fed(Aggregator)
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(agg.snapshot))
+    histogram = scrape(registry)["bizops_request_duration_seconds"]
+    assert histogram.type == "histogram"
+    rows = np.arange(900)
+    in_a = rows % 3 == 0
+    edges = bucket_edges()
+    for outcome, value in (("converted", 1.0), ("not_converted", 0.0)):
+        chosen = data.latency[in_a & (data.conversion == value)]
+        buckets = {s.labels["le"]: s.value for s in samples(
+            histogram, "_bucket", bizops_campaign_id="a", bizops_outcome=outcome)}
+        assert len(buckets) == len(BOUNDARIES) + 1
+        assert buckets["+Inf"] == len(chosen)
+        for boundary in BOUNDARIES:
+            index = int(np.searchsorted(edges, boundary))  # the boundary is an internal edge
+            below = sum(1 for t in chosen if bucket_of(float(t)) < index)
+            assert buckets[f"{boundary:.6g}"] == below
+
+
+def test_derived_gauges_per_window(Aggregator: Any) -> None:
+    agg, _ = fed(Aggregator)
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(agg.snapshot))
+    families = scrape(registry)
+    stats = agg.snapshot()[("checkout", "b")]
+    key_b = {"bizops_page_group": "checkout", "bizops_campaign_id": "b"}
+    for window in ("cumulative", "recent"):
+        (pearson,) = samples(families["bizops_kpi_correlation"], bizops_kpi="order_value",
+                             method="pearson", bizops_window=window, **key_b)
+        assert pearson.value == pytest.approx(stats.pearson("order_value").r, rel=1e-12)
+        (spearman,) = samples(families["bizops_kpi_correlation"], bizops_kpi="conversion",
+                              method="spearman", bizops_window=window, **key_b)
+        assert spearman.value == pytest.approx(stats.spearman("conversion"), rel=1e-12)
+        (p99,) = samples(families["bizops_request_duration_quantile_seconds"], quantile="0.99",
+                         bizops_window=window, **key_b)
+        assert p99.value == pytest.approx(stats.quantile(0.99), rel=1e-12)
+    (slope,) = samples(families["bizops_kpi_slope_per_second"], bizops_kpi="order_value",
+                       bizops_window="cumulative", **key_b)
+    assert slope.value == pytest.approx(stats.slope("order_value"), rel=1e-12)
+
+
+def test_served_by_start_http_server_and_wsgi(Aggregator: Any) -> None:
+    agg, _ = fed(Aggregator)
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(agg.snapshot))  # describe() runs here
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            body = reply.read().decode()
+        assert 'bizops_kpi_pairs_total{bizops_campaign_id="a"' in body
+    finally:
+        server.shutdown()
+        thread.join(10)
+    app = make_wsgi_app(registry)
+    chunks = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""},
+                 lambda status, headers: None)
+    assert b"bizops_request_duration_seconds_bucket" in b"".join(chunks)
+
+
+def test_nothing_to_export_yet() -> None:
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(lambda: None))
+    assert scrape(registry) == {}
