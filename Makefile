@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet .
 	$(BIN)/python examples/kpi_table.py
 
-test: $(BIN)/python
+# Debian's prometheus package gives the tests a real Prometheus server and promtool.
+system-deps:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+test: $(BIN)/python system-deps
 	$(BIN)/python -m pip install --quiet ".[dev]"
 	$(BIN)/python -m pytest
 	$(MAKE) lint

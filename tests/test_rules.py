@@ -1,0 +1,24 @@
+"""The recording and alerting rules pass promtool's checks and unit tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.tools import require
+
+RULES = Path(__file__).parent.parent / "deploy" / "prometheus"
+
+
+def test_promtool_check_rules() -> None:
+    result = subprocess.run([require("promtool"), "check", "rules", "bizops-rules.yml"],
+                            cwd=RULES, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_unit_tests() -> None:
+    result = subprocess.run([require("promtool"), "test", "rules", "bizops-rules.test.yml"],
+                            cwd=RULES, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout

@@ -1,0 +1,19 @@
+"""External programs the tests need (Debian's prometheus package provides them; .ci/run and
+``make test`` install it). Missing locally, their tests skip; missing in CI, they fail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require(program: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        message = f"{program} is not installed (Debian package: prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
