@@ -1,0 +1,115 @@
+"""A real Prometheus server scrapes two processes and evaluates the fleet rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bizops_otel._layout import bucket_edges, bucket_of
+from tests.apps.metrics_app import SPANS
+from tests.datasets import traffic
+from tests.test_zero_code import free_port
+from tests.tools import require
+
+ROOT = Path(__file__).parent.parent
+APP = ROOT / "tests" / "apps" / "metrics_app.py"
+RULES = ROOT / "deploy" / "prometheus" / "bizops-rules.yml"
+SEEDS = (41, 42)
+
+
+def query(port: int, expression: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        body = json.load(reply)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def wait_for(port: int, expression: str, check: Any, seconds: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + seconds
+    result: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            result = query(port, expression)
+            if check(result):
+                return result
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {expression}: {result}")
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[int]:
+    binary = require("prometheus")
+    apps = []
+    for seed in SEEDS:
+        port = free_port()
+        apps.append((port, subprocess.Popen([sys.executable, str(APP), str(seed), str(port)],
+                                            stdout=subprocess.PIPE, text=True)))
+    for _, process in apps:
+        assert process.stdout is not None and process.stdout.readline().strip() == "serving"
+    targets = ", ".join(f"'127.0.0.1:{port}'" for port, _ in apps)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n  - {RULES}\n"
+        f"scrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: [{targets}]\n")
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        server.terminate()
+        for _, process in apps:
+            process.terminate()
+        server.wait(30)
+        for _, process in apps:
+            process.wait(30)
+
+
+def test_fleet_pearson_and_conversion_curve_from_a_real_prometheus(prometheus: int) -> None:
+    union = [traffic(seed, n=SPANS) for seed in SEEDS]
+    latency = np.concatenate([d.latency for d in union])
+    value = np.concatenate([d.order_value for d in union])
+    converted = np.concatenate([d.conversion for d in union])
+    wait_for(prometheus, 'sum(bizops_kpi_pairs_total{bizops_kpi="order_value"})',
+             lambda r: r and float(r[0]["value"][1]) == 2 * SPANS)
+    expected = float(np.corrcoef(latency, value)[0, 1])
+    (pearson,) = wait_for(prometheus, 'bizops:kpi_pearson:total{bizops_kpi="order_value"}',
+                          lambda r: len(r) == 1 and abs(float(r[0]["value"][1]) - expected)
+                          < 1e-6 * abs(expected))
+    assert float(pearson["value"][1]) == pytest.approx(expected, rel=1e-6)
+    assert pearson["metric"]["bizops_page_group"] == "checkout"
+
+    # Rules evaluate on their own clock: wait for an evaluation that saw both processes.
+    overall = float(converted.mean())
+    curve = wait_for(prometheus, 'bizops:conversion_rate_by_le:total', lambda r: any(
+        s["metric"]["le"] == "+Inf" and abs(float(s["value"][1]) - overall) < 1e-12 for s in r))
+    edges = bucket_edges()
+    buckets = np.array([bucket_of(float(t)) for t in latency])
+    checked = 0
+    for series in curve:
+        le = series["metric"]["le"]
+        # The label carries the internal edge to 6 significant digits: take the nearest.
+        nearest = int(np.argmin(np.abs(edges[1:-1] - float(le)))) + 1
+        below = np.ones_like(buckets, bool) if le == "+Inf" else buckets < nearest
+        if below.sum() == 0:
+            continue
+        rate = float(series["value"][1])
+        assert rate == pytest.approx(converted[below].mean(), rel=1e-9), le
+        checked += 1
+    assert checked >= 5
