@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app,
 from prometheus_client.parser import text_string_to_metric_families
 
 from bizops_otel import Config
-from bizops_otel._layout import bucket_of, bucket_edges
+from bizops_otel._layout import bucket_edges, bucket_of
 from bizops_otel.export.model import BOUNDARIES
 from bizops_otel.export.prometheus import BizOpsCollector
 from tests.datasets import traffic
@@ -41,7 +41,7 @@ def samples(family: Any, suffix: str = "", **labels: str) -> list[Any]:
 
 
 def test_raw_sums_and_counts_equal_the_snapshot(Aggregator: Any) -> None:
-    agg, data = fed(Aggregator)
+    agg, _data = fed(Aggregator)
     registry = CollectorRegistry()
     registry.register(BizOpsCollector(agg.snapshot))
     families = scrape(registry)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from prometheus_client import CollectorRegistry, start_http_server  # noqa: E402
+from prometheus_client import CollectorRegistry, start_http_server
 
-from bizops_otel import Aggregator, Config  # noqa: E402
-from bizops_otel.export.prometheus import BizOpsCollector  # noqa: E402
-from tests.datasets import traffic  # noqa: E402
+from bizops_otel import Aggregator, Config
+from bizops_otel.export.prometheus import BizOpsCollector
+from tests.datasets import traffic
 
 SPANS = 3000
 

@@ -56,12 +56,12 @@ def _family(family: Family) -> Iterator[Metric]:
         by_names.setdefault(tuple(names), []).append((values, value))
     gauge = family.kind != "counter"
     name = prometheus_name(family.name, family.unit, gauge=gauge)
-    for names, points in by_names.items() or [((), [])]:
+    for label_names, points in by_names.items() or [((), [])]:
         metric: CounterMetricFamily | GaugeMetricFamily
         if gauge:
-            metric = GaugeMetricFamily(name, family.description, labels=list(names))
+            metric = GaugeMetricFamily(name, family.description, labels=list(label_names))
         else:
-            metric = CounterMetricFamily(name, family.description, labels=list(names))
+            metric = CounterMetricFamily(name, family.description, labels=list(label_names))
         for values, value in points:
             metric.add_metric(values, value)
         yield metric
@@ -73,9 +73,9 @@ def _histogram(family: HistogramFamily) -> Iterator[Metric]:
     for labels, counts, total in family.points:
         names, values = _split(labels)
         by_names.setdefault(tuple(names), []).append((values, counts, total))
-    for names, points in by_names.items() or [((), [])]:
-        metric = HistogramMetricFamily(name, family.description, labels=list(names))
-        for values, counts, total in points:
+    for label_names, histogram_points in by_names.items() or [((), [])]:
+        metric = HistogramMetricFamily(name, family.description, labels=list(label_names))
+        for values, counts, total in histogram_points:
             buckets = [(f"{edge:.6g}", float(count))
                        for edge, count in zip(family.boundaries, counts, strict=True)]
             buckets.append(("+Inf", float(total)))
