@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import attributes, drops, stats
 from ._impl import NATIVE, Aggregator
+from ._version import __version__
 from .config import BUILTIN_KPIS, Config, Kpi
 from .context import business_context, record_conversion, record_order, set_kpi
 from .install import BizOps, install, installed
@@ -15,8 +16,6 @@ from .sampling import RecordUnsampled
 from .settings import ConfigError, load_config
 from .snapshot import ConversionCurve, Key, KeyStats, RawSums, Snapshot
 from .stats import Correlation
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BUILTIN_KPIS",

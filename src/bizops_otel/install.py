@@ -17,6 +17,8 @@ from . import context as business
 from . import persist
 from ._impl import NATIVE, Aggregator
 from .config import Config
+from .export import otlp
+from .export.otel import OTelMetrics
 from .processor import BizOpsSpanProcessor
 from .sampling import SamplingState, record_unsampled, sampling_state
 from .settings import load_config
@@ -36,7 +38,22 @@ class BizOps:
         self.aggregator = aggregator
         self.processor = processor
         self.tracer_provider = tracer_provider
+        self.meter_provider: Any = None
+        self.metrics: OTelMetrics | None = None
+        self._owns_meter_provider = False
         self._shut_down = False
+
+    def attach_metrics(self, meter_provider: Any, owned: bool) -> None:
+        """Export through ``meter_provider``; an owned one is flushed and shut down with us."""
+        if self.aggregator is None:
+            return
+        self.meter_provider = meter_provider
+        self._owns_meter_provider = owned
+        self.metrics = OTelMetrics(meter_provider, self.snapshot, self.config)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        flush = getattr(self.meter_provider, "force_flush", None)
+        return bool(flush(timeout_millis)) if flush is not None else True
 
     @property
     def enabled(self) -> bool:
@@ -70,12 +87,17 @@ class BizOps:
         if self._shut_down:
             return
         self._shut_down = True
-        if self.processor is not None:
-            self.processor.shutdown()
         try:
             self.write_state()
         except Exception:
             _logger.exception("bizops-otel: could not write the final state")
+        if self._owns_meter_provider:
+            try:
+                self.meter_provider.shutdown()  # exports the final state, stops its thread
+            except Exception:
+                _logger.exception("bizops-otel: could not flush metrics at shutdown")
+        if self.processor is not None:
+            self.processor.shutdown()
         with _lock:
             if _installed.get(self.tracer_provider) is self:
                 del _installed[self.tracer_provider]
@@ -135,9 +157,28 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
         business.configure(resolved)
         handle = BizOps(resolved, aggregator, processor, provider)
         _installed[provider] = handle
+    _wire_metrics(handle, meter_provider)
     atexit.register(handle.shutdown)
-    del meter_provider  # metric export arrives with the exporters
     return handle
+
+
+def _wire_metrics(handle: BizOps, meter_provider: Any) -> None:
+    """OTel metrics go to the given MeterProvider, else to the global one when an SDK is
+    configured (opentelemetry-instrument does that), else to an own OTLP-pushing one when
+    the standard OTEL_* variables ask for it."""
+    if meter_provider is not None:
+        handle.attach_metrics(meter_provider, owned=False)
+        return
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    global_provider = metrics.get_meter_provider()
+    if isinstance(global_provider, MeterProvider):
+        handle.attach_metrics(global_provider, owned=False)
+        return
+    own = otlp.meter_provider()
+    if own is not None:
+        handle.attach_metrics(own, owned=True)
 
 
 def installed(tracer_provider: Any = None) -> BizOps | None:

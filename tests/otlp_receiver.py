@@ -1,0 +1,97 @@
+"""An OTLP metrics receiver on 127.0.0.1, gRPC or HTTP, built from the official
+opentelemetry-proto service definitions. It keeps every request it receives."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+
+
+class Received:
+    def __init__(self) -> None:
+        self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.lock = threading.Lock()
+
+    def add(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
+        with self.lock:
+            self.requests.append(request)
+
+    def last_points(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """Metric name -> [(attributes, value)] from the most recent export."""
+        with self.lock:
+            request = self.requests[-1]
+        points: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for resource_metrics in request.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    data = metric.sum if metric.HasField("sum") else metric.gauge
+                    for point in data.data_points:
+                        attributes = {a.key: a.value.string_value for a in point.attributes}
+                        value = (point.as_double if point.HasField("as_double")
+                                 else float(point.as_int))
+                        points.setdefault(metric.name, []).append((attributes, value))
+        return points
+
+    def resources(self) -> list[dict[str, str]]:
+        with self.lock:
+            return [{a.key: a.value.string_value for a in rm.resource.attributes}
+                    for request in self.requests for rm in request.resource_metrics]
+
+
+class _Service(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, received: Received) -> None:
+        self._received = received
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
+        self._received.add(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+@contextmanager
+def grpc_receiver() -> Iterator[tuple[str, Received]]:
+    received = Received()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Service(received), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.stop(grace=None)
+
+
+@contextmanager
+def http_receiver() -> Iterator[tuple[str, Received]]:
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            request = metrics_service_pb2.ExportMetricsServiceRequest()
+            request.ParseFromString(body)
+            received.add(request)
+            reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        thread.join(10)

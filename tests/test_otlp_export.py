@@ -1,0 +1,118 @@
+"""OTel metrics over the real OTLP exporters, gRPC and HTTP, to a receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import bizops_otel
+from bizops_otel import Config
+from bizops_otel.export import otlp
+from tests.datasets import traffic
+from tests.otlp_receiver import grpc_receiver, http_receiver
+
+
+def feed(handle: bizops_otel.BizOps) -> None:
+    data = traffic(51, n=600)
+    assert handle.aggregator is not None
+    for i in range(600):
+        handle.aggregator.record(("checkout", "spring" if i % 2 else ""), float(data.latency[i]),
+                                 {"order_value": float(data.order_value[i]),
+                                  "conversion": float(data.conversion[i])})
+
+
+def find(points: list[tuple[dict[str, str], float]], **attributes: str) -> float:
+    matches = [v for a, v in points if all(a.get(k) == v for k, v in attributes.items())
+               and all(k in attributes or k in ("bizops.page_group", "bizops.campaign.id")
+                       for k in a)]
+    assert len(matches) == 1, (attributes, points[:5])
+    return matches[0]
+
+
+@pytest.mark.parametrize(("receiver", "protocol"), [(grpc_receiver, "grpc"),
+                                                    (http_receiver, "http/protobuf")])
+def test_points_pushed_over_otlp_equal_the_snapshot(
+        receiver: Callable[[], Any], protocol: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with receiver() as (endpoint, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "shop")
+        meter_provider = otlp.meter_provider()
+        assert meter_provider is not None
+        handle = bizops_otel.install(TracerProvider(), meter_provider, config=Config())
+        feed(handle)
+        assert handle.force_flush()
+        points = received.last_points()
+        snapshot = handle.snapshot()
+        handle.shutdown()
+        meter_provider.shutdown()
+    assert snapshot is not None
+    stats = snapshot[("checkout", "spring")]
+    sums = stats.raw_sums("order_value")
+    key = {"bizops.page_group": "checkout", "bizops.campaign.id": "spring"}
+    with_kpi = {**key, "bizops.kpi": "order_value"}
+    assert find(points["bizops.kpi.pairs"], **with_kpi) == sums.n
+    assert find(points["bizops.kpi.latency.sum"], **with_kpi) == pytest.approx(sums.sum_t, 1e-12)
+    assert find(points["bizops.kpi.cross.sum"], **with_kpi) == pytest.approx(sums.sum_tv, 1e-12)
+    assert find(points["bizops.kpi.value.sum_of_squares"], **with_kpi) == pytest.approx(
+        sums.sum_v2, 1e-12)
+    assert find(points["bizops.requests"], **key) == stats.count
+    r = find(points["bizops.kpi.correlation"], **with_kpi, method="pearson",
+             **{"bizops.window": "cumulative"})
+    assert r == pytest.approx(stats.pearson("order_value").r, rel=1e-12)
+    buckets = points["bizops.request.duration.bucket"]
+    total = find(buckets, **key, le="+Inf", **{"bizops.outcome": "converted"})
+    assert total == int(stats.histogram[2].sum())
+    no_campaign = [a for a, _ in points["bizops.requests"] if "bizops.campaign.id" not in a]
+    assert no_campaign == [{"bizops.page_group": "checkout"}]  # empty labels are left out
+    resource = received.resources()[-1]
+    assert resource["service.name"] == "shop" and resource["service.instance.id"]
+
+
+def test_otlp_is_pushed_only_when_asked() -> None:
+    assert otlp.meter_provider({}) is None
+    assert otlp.meter_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+                                "OTEL_METRICS_EXPORTER": "none"}) is None
+    assert otlp.wanted({"OTEL_METRICS_EXPORTER": "console,otlp"})
+    with pytest.raises(ValueError, match="protocol 'http/json'"):
+        otlp.exporter({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+def test_each_process_pushes_its_own_instance_id() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    first, second = otlp.meter_provider(env), otlp.meter_provider(env)
+    assert first is not None and second is not None
+    ids = {p._sdk_config.resource.attributes["service.instance.id"] for p in (first, second)}
+    assert len(ids) == 2
+    first.shutdown(timeout_millis=100)
+    second.shutdown(timeout_millis=100)
+
+
+def test_one_snapshot_per_collection(Aggregator: Any) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from bizops_otel.export.otel import OTelMetrics
+
+    agg = Aggregator(Config())
+    agg.record(("checkout", ""), 0.25, {"order_value": 10.0, "conversion": True})
+    calls = []
+
+    def source() -> Any:
+        calls.append(1)
+        return agg.snapshot()
+
+    reader = InMemoryMetricReader()
+    metrics = OTelMetrics(MeterProvider(metric_readers=[reader]), source, Config())
+    assert len(metrics.instruments) > 15
+    for expected in (1, 2):
+        data = reader.get_metrics_data()
+        assert len(calls) == expected
+    names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics
+             for m in sm.metrics}
+    assert {"bizops.kpi.pairs", "bizops.request.duration.bucket",
+            "bizops.internal.dropped"} <= names
