@@ -49,7 +49,7 @@ class _Service(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, received: Received) -> None:
         self._received = received
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
+    def Export(self, request: Any, context: Any) -> Any:
         self._received.add(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -72,7 +72,7 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             request = metrics_service_pb2.ExportMetricsServiceRequest()
             request.ParseFromString(body)
@@ -84,7 +84,7 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
             self.end_headers()
             self.wfile.write(reply)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

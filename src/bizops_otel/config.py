@@ -122,6 +122,8 @@ class Config:
     #: Directory where each process writes its state for others to merge (pre-fork
     #: servers, and any process whose state should outlive it).
     multiproc_dir: str | None = None
+    #: Seconds between two writes of this process's state to ``multiproc_dir``.
+    multiproc_interval: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
@@ -241,6 +243,9 @@ def _validate_processing(config: Config) -> None:
     directory = config.multiproc_dir
     _require(directory is None or (isinstance(directory, str) and bool(directory)),
              "multiproc_dir", f"must be a directory path, got {directory!r}")
+    interval = config.multiproc_interval
+    _require(_is_number(interval) and 0.05 <= interval <= 3600, "multiproc_interval",
+             f"must be seconds in [0.05, 3600], got {interval!r}")
 
 
 def _is_int(value: Any) -> bool:

@@ -18,6 +18,7 @@ from . import persist
 from ._impl import NATIVE, Aggregator
 from .config import Config
 from .export import otlp
+from .export.multiproc import StateWriter, state_file
 from .export.otel import OTelMetrics
 from .processor import BizOpsSpanProcessor
 from .sampling import SamplingState, record_unsampled, sampling_state
@@ -39,6 +40,7 @@ class BizOps:
         self.processor = processor
         self.tracer_provider = tracer_provider
         self.meter_provider: Any = None
+        self._writer: StateWriter | None = None
         self.metrics: OTelMetrics | None = None
         self._owns_meter_provider = False
         self._shut_down = False
@@ -69,7 +71,19 @@ class BizOps:
     def state_path(self) -> Path | None:
         """Where this process writes its state, when ``multiproc_dir`` is configured."""
         directory = self.config.multiproc_dir
-        return None if directory is None else Path(directory) / f"bizops-{os.getpid()}.npz"
+        return None if directory is None else state_file(directory)
+
+    def start_writer(self) -> None:
+        """Write this process's state periodically (``multiproc_interval``)."""
+        if self.config.multiproc_dir is None or self.aggregator is None or self._shut_down:
+            return
+        self._writer = StateWriter(self.write_state, self.config.multiproc_interval)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's writer thread does not exist here, and this process needs its own
+        # file; the aggregator itself was emptied by its own fork hook.
+        self._writer = None
+        self.start_writer()
 
     def write_state(self) -> Path | None:
         """Write the current snapshot to :meth:`state_path` (atomically)."""
@@ -87,6 +101,8 @@ class BizOps:
         if self._shut_down:
             return
         self._shut_down = True
+        if self._writer is not None:
+            self._writer.stop()
         try:
             self.write_state()
         except Exception:
@@ -158,8 +174,18 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
         handle = BizOps(resolved, aggregator, processor, provider)
         _installed[provider] = handle
     _wire_metrics(handle, meter_provider)
+    handle.start_writer()
+    if hasattr(os, "register_at_fork"):
+        reference = weakref.ref(handle)
+        os.register_at_fork(after_in_child=lambda: _restart(reference))
     atexit.register(handle.shutdown)
     return handle
+
+
+def _restart(reference: weakref.ref[BizOps]) -> None:
+    handle = reference()
+    if handle is not None:
+        handle._after_fork_in_child()
 
 
 def _wire_metrics(handle: BizOps, meter_provider: Any) -> None:

@@ -74,6 +74,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "CURRENCY_RATES": lambda text: _pairs(text, ",", float),
     "RECORD_UNSAMPLED": _bool,
     "MULTIPROC_DIR": _optional_text,
+    "MULTIPROC_INTERVAL": float,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}

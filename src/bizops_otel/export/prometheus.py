@@ -112,3 +112,10 @@ class BizOpsCollector(Collector):
             yield (GaugeMetricFamily if gauge else CounterMetricFamily)(name, family.description)
         yield HistogramMetricFamily(prometheus_name("bizops.request.duration", "s"),
                                     f"Request latency by outcome ({len(BOUNDARIES)} bounds)")
+
+
+def multiprocess_collector(directory: str) -> BizOpsCollector:
+    """A collector over every process's state in ``directory`` (``multiproc_dir``)."""
+    from .multiproc import merged_snapshot
+
+    return BizOpsCollector(lambda: merged_snapshot(directory))
