@@ -133,3 +133,54 @@ def histogram_quantile(counts: FloatArray, edges: FloatArray, q: float) -> float
 def conversion_rate(conversions: float, trials: float) -> float:
     """Share of trials that converted; nan with no trials."""
     return conversions / trials if trials > 0 else math.nan
+
+
+# Vectorised forms, one value per row, for exporters that read thousands of keys at once.
+# Each performs the same arithmetic as its scalar twin above.
+def pearson_many(m2_t: FloatArray, m2_v: FloatArray, c_tv: FloatArray) -> FloatArray:
+    """:func:`pearson` per row."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denominator = np.sqrt(m2_t * m2_v)
+        r = np.clip(c_tv / denominator, -1.0, 1.0)
+    ok = (m2_t > 0.0) & (m2_v > 0.0) & (denominator > 0.0)
+    return np.where(ok, r, np.nan)
+
+
+def slope_many(m2_t: FloatArray, c_tv: FloatArray) -> FloatArray:
+    """:func:`slope` per row."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(m2_t > 0.0, c_tv / m2_t, np.nan)
+
+
+def spearman_binary_many(negatives: FloatArray, positives: FloatArray) -> FloatArray:
+    """:func:`spearman_binary` per row of (rows, buckets) histograms."""
+    per_bucket = negatives + positives
+    n = per_bucket.sum(axis=1)
+    n1 = positives.sum(axis=1)
+    n0 = negatives.sum(axis=1)
+    below = np.cumsum(per_bucket, axis=1) - per_bucket
+    ranks = below + (per_bucket + 1.0) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_rank = (n + 1.0) / 2.0
+        variance = (per_bucket * (ranks - mean_rank[:, None]) ** 2).sum(axis=1) / n
+        mean_pos = (positives * ranks).sum(axis=1) / n1
+        mean_neg = (negatives * ranks).sum(axis=1) / n0
+        rho = (mean_pos - mean_neg) / np.sqrt(variance) * np.sqrt((n1 / n) * (n0 / n))
+    return np.where((n1 > 0) & (n0 > 0) & (variance > 0.0), rho, np.nan)
+
+
+def histogram_quantile_many(counts: FloatArray, edges: FloatArray, q: float) -> FloatArray:
+    """:func:`histogram_quantile` per row of (rows, buckets) counts."""
+    n = counts.sum(axis=1)
+    rank = q * (n - 1.0)
+    cumulative = np.cumsum(counts, axis=1)
+    bucket = np.minimum((cumulative <= rank[:, None]).sum(axis=1), counts.shape[1] - 1)
+    rows = np.arange(counts.shape[0])
+    low, high = edges[bucket], edges[bucket + 1]
+    in_bucket = counts[rows, bucket]
+    below = cumulative[rows, bucket] - in_bucket
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.clip((rank - below + 0.5) / in_bucket, 0.0, 1.0)
+        inside = low * (high / low) ** fraction
+    result = np.where(bucket == 0, high, np.where(np.isinf(high), low, inside))
+    return np.where(n > 0, result, np.nan)

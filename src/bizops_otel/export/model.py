@@ -18,15 +18,29 @@ Labels are only bounded, sanitised dimension values; the overflow key is labelle
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
-from .._layout import BUCKETS, GROWTH, LOWEST, OUTCOMES, bucket_edges
+from .. import stats
+from .._layout import (
+    BLOCK,
+    BLOCK_CODES,
+    BLOCKS_PER_OUTCOME,
+    BUCKETS,
+    GROWTH,
+    LOWEST,
+    OUTCOME_CONVERTED,
+    OUTCOME_NOT_CONVERTED,
+    OUTCOMES,
+    bucket_edges,
+)
+from .._state import StateArrays
 from ..config import Config
-from ..snapshot import OVERFLOW_VALUE, KeyStats, Snapshot
+from ..snapshot import OVERFLOW_VALUE, Snapshot
 
 Kind = Literal["counter", "updown", "gauge"]
 Labels = tuple[tuple[str, str], ...]
@@ -109,66 +123,117 @@ def _families(config: Config) -> dict[str, Family]:
     return {name: Family(name, kind, unit, text) for name, kind, unit, text in specs}
 
 
-def _finite(value: float) -> bool:
-    return not math.isnan(value) and not math.isinf(value)
+def dense_histograms(state: StateArrays) -> npt.NDArray[np.uint64]:
+    """The (rows, outcomes, buckets) latency counts of every row of ``state``."""
+    rows = state.rows
+    dense = np.zeros((rows * BLOCK_CODES, BLOCK), np.uint64)
+    dense[state.block_row * BLOCK_CODES + state.block_code] = state.block_counts
+    return dense.reshape(rows, len(OUTCOMES), BLOCKS_PER_OUTCOME * BLOCK)[:, :, :BUCKETS]
 
 
-def _add_raw(families: dict[str, Family], config: Config, labels: Labels,
-             stats: KeyStats) -> None:
-    families["bizops.requests"].points.append((labels, float(stats.count)))
-    families["bizops.request.errors"].points.append((labels, float(stats.errors)))
-    families["bizops.request.time"].points.append((labels, stats.latency_sum))
-    for kpi in config.kpi_names:
-        sums = stats.raw_sums(kpi)
-        if sums.n == 0:
-            continue
-        with_kpi = (*labels, (KPI_LABEL, kpi))
-        for name, value in (("bizops.kpi.pairs", sums.n),
-                            ("bizops.kpi.latency.sum", sums.sum_t),
-                            ("bizops.kpi.latency.sum_of_squares", sums.sum_t2),
-                            ("bizops.kpi.value.sum", sums.sum_v),
-                            ("bizops.kpi.value.sum_of_squares", sums.sum_v2),
-                            ("bizops.kpi.cross.sum", sums.sum_tv)):
-            families[name].points.append((with_kpi, float(value)))
+class _Rows:
+    """Per-row statistics of one state, computed for all rows at once."""
+
+    def __init__(self, config: Config, state: StateArrays) -> None:
+        self.state = state
+        self.histogram = dense_histograms(state)
+        f = state.kpi_f
+        self.pearson = stats.pearson_many(f[:, :, 2], f[:, :, 3], f[:, :, 4])
+        self.slope = stats.slope_many(f[:, :, 2], f[:, :, 4])
+        counts = self.histogram.astype(np.float64)
+        trials = counts[:, OUTCOME_CONVERTED].sum(axis=1) + counts[:, OUTCOME_NOT_CONVERTED].sum(
+            axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.conversion = np.where(
+                trials > 0, counts[:, OUTCOME_CONVERTED].sum(axis=1) / trials, np.nan)
+        self.spearman = (stats.spearman_binary_many(counts[:, OUTCOME_NOT_CONVERTED],
+                                                    counts[:, OUTCOME_CONVERTED])
+                         if config.outcome is not None else None)
+        total = counts.sum(axis=1)
+        edges = bucket_edges()
+        self.quantiles = [stats.histogram_quantile_many(total, edges, q) for q in QUANTILES]
 
 
-def _add_derived(families: dict[str, Family], config: Config, labels: Labels,
-                 stats: KeyStats, window: str) -> None:
-    labels = (*labels, (WINDOW_LABEL, window))
-    for kpi in config.kpi_names:
-        with_kpi = (*labels, (KPI_LABEL, kpi))
-        r = stats.pearson(kpi).r
-        if _finite(r):
-            families["bizops.kpi.correlation"].points.append(
-                ((*with_kpi, ("method", "pearson")), r))
-        if kpi == config.outcome:
-            rho = stats.spearman(kpi)
-            if _finite(rho):
-                families["bizops.kpi.correlation"].points.append(
-                    ((*with_kpi, ("method", "spearman")), rho))
-        slope = stats.slope(kpi)
-        if _finite(slope):
-            families["bizops.kpi.slope"].points.append((with_kpi, slope))
-    rate = stats.conversion_rate()
-    if _finite(rate):
-        families["bizops.conversion.rate"].points.append((labels, rate))
-    if stats.count:
-        for q in QUANTILES:
-            families["bizops.request.duration.quantile"].points.append(
-                ((*labels, ("quantile", f"{q:g}")), stats.quantile(q)))
+def _labels_by_row(snapshot: Snapshot, state: StateArrays) -> list[Labels]:
+    table = snapshot.key_table
+    return [key_labels(snapshot.config, table[int(key_id)]) for key_id in state.key_ids]
 
 
-def _histogram_points(stats: KeyStats, labels: Labels
-                      ) -> Iterator[tuple[Labels, list[int], int]]:
+def _add_raw(families: dict[str, Family], config: Config, labels: list[Labels],
+             rows: _Rows) -> None:
+    state = rows.state
+    requests = families["bizops.requests"].points
+    errors = families["bizops.request.errors"].points
+    spent = families["bizops.request.time"].points
+    raw = [families[name].points for name in (
+        "bizops.kpi.latency.sum", "bizops.kpi.latency.sum_of_squares", "bizops.kpi.value.sum",
+        "bizops.kpi.value.sum_of_squares", "bizops.kpi.cross.sum")]
+    pairs = families["bizops.kpi.pairs"].points
+    count, error_count, latency = (state.count.tolist(), state.errors.tolist(),
+                                   state.latency_sum.tolist())
+    kpi_n = state.kpi_n.tolist()
+    sums = state.kpi_f[:, :, 5:].tolist()
+    names = config.kpi_names
+    for row, key in enumerate(labels):
+        requests.append((key, float(count[row])))
+        errors.append((key, float(error_count[row])))
+        spent.append((key, latency[row]))
+        for j, kpi in enumerate(names):
+            n = kpi_n[row][j]
+            if n == 0:
+                continue
+            with_kpi = (*key, (KPI_LABEL, kpi))
+            pairs.append((with_kpi, float(n)))
+            for points, value in zip(raw, sums[row][j], strict=True):
+                points.append((with_kpi, value))
+
+
+def _add_derived(families: dict[str, Family], config: Config, labels: list[Labels],
+                 rows: _Rows, window: str) -> None:
+    correlation = families["bizops.kpi.correlation"].points
+    slopes = families["bizops.kpi.slope"].points
+    conversion = families["bizops.conversion.rate"].points
+    quantile_points = families["bizops.request.duration.quantile"].points
+    pearson, slope = rows.pearson.tolist(), rows.slope.tolist()
+    spearman = rows.spearman.tolist() if rows.spearman is not None else None
+    rates = rows.conversion.tolist()
+    quantiles = [q.tolist() for q in rows.quantiles]
+    counts = rows.state.count.tolist()
+    outcome = config.outcome_index
+    window_label = (WINDOW_LABEL, window)
+    for row, key in enumerate(labels):
+        base = (*key, window_label)
+        for j, kpi in enumerate(config.kpi_names):
+            with_kpi = (*base, (KPI_LABEL, kpi))
+            if _finite(pearson[row][j]):
+                correlation.append(((*with_kpi, ("method", "pearson")), pearson[row][j]))
+            if j == outcome and spearman is not None and _finite(spearman[row]):
+                correlation.append(((*with_kpi, ("method", "spearman")), spearman[row]))
+            if _finite(slope[row][j]):
+                slopes.append((with_kpi, slope[row][j]))
+        if _finite(rates[row]):
+            conversion.append((base, rates[row]))
+        if counts[row]:
+            for q, values in zip(QUANTILES, quantiles, strict=True):
+                quantile_points.append(((*base, ("quantile", f"{q:g}")), values[row]))
+
+
+def _add_histograms(histogram: HistogramFamily, labels: list[Labels], rows: _Rows) -> None:
     """Cumulative counts at the export boundaries. Boundary ``edges[i]`` is the upper
     edge of internal bucket ``i - 1``, so the count below it is exact."""
-    cumulative = np.cumsum(stats.histogram, axis=1)
-    for outcome, name in enumerate(OUTCOMES):
-        total = int(cumulative[outcome, -1])
-        if total == 0:
-            continue
-        counts = [int(cumulative[outcome, i - 1]) for i in _EDGE_INDEX]
-        yield ((*labels, (OUTCOME_LABEL, name)), counts, total)
+    cumulative = np.cumsum(rows.histogram, axis=2)
+    at_bounds = cumulative[:, :, _EDGE_INDEX - 1].tolist()
+    totals = cumulative[:, :, -1].tolist()
+    for row, key in enumerate(labels):
+        for outcome, name in enumerate(OUTCOMES):
+            total = totals[row][outcome]
+            if total:
+                histogram.points.append(((*key, (OUTCOME_LABEL, name)), at_bounds[row][outcome],
+                                         total))
+
+
+def _finite(value: float) -> bool:
+    return not math.isnan(value) and not math.isinf(value)
 
 
 def metric_families(snapshot: Snapshot) -> tuple[list[Family], HistogramFamily]:
@@ -177,20 +242,16 @@ def metric_families(snapshot: Snapshot) -> tuple[list[Family], HistogramFamily]:
     families = _families(config)
     histogram = HistogramFamily("bizops.request.duration", "s",
                                 "Request latency by outcome", BOUNDARIES)
-    entries = [(key, snapshot[key]) for key in snapshot]
-    if snapshot.overflow is not None:
-        entries.append((snapshot.overflow.key or (), snapshot.overflow))
-    for key, stats in entries:
-        labels = key_labels(config, key)
-        _add_raw(families, config, labels, stats)
-        _add_derived(families, config, labels, stats, "cumulative")
-        histogram.points.extend(_histogram_points(stats, labels))
+    state = snapshot.state
+    labels = _labels_by_row(snapshot, state)
+    rows = _Rows(config, state)
+    _add_raw(families, config, labels, rows)
+    _add_derived(families, config, labels, rows, "cumulative")
+    _add_histograms(histogram, labels, rows)
     recent = snapshot.recent()
-    recent_entries = [(key, recent[key]) for key in recent]
-    if recent.overflow is not None:
-        recent_entries.append((recent.overflow.key or (), recent.overflow))
-    for key, stats in recent_entries:
-        _add_derived(families, config, key_labels(config, key), stats, "recent")
+    if recent is not snapshot:
+        _add_derived(families, config, _labels_by_row(recent, recent.state),
+                     _Rows(config, recent.state), "recent")
     for reason, count in snapshot.dropped.items():
         families["bizops.internal.dropped"].points.append(((("reason", reason),), float(count)))
     families["bizops.internal.keys"].points.append(((), float(len(snapshot))))

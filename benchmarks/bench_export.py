@@ -1,0 +1,135 @@
+"""Export cost at 10k keys: snapshot, metric model, Prometheus scrape, OTel collection.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_export.py [--keys N]
+
+Each key holds 20 spans with three KPIs, spread over the recent window, so both the
+cumulative and the recent families are exported. The peer is prometheus_client exposing
+what a hand-rolled exporter would hold for the same keys (a labelled Histogram and two
+counters), serialised in the same run. Target: collect and scrape within 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import table, verdict
+
+import bizops_otel
+from bizops_otel import Config
+from bizops_otel.export.model import metric_families
+from bizops_otel.export.otel import OTelMetrics
+from bizops_otel.export.prometheus import BizOpsCollector
+
+
+def millis(action: Callable[[], object], repeats: int = 5) -> float:
+    action()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(samples)
+
+
+def fed_aggregator(keys: int) -> bizops_otel.Aggregator:
+    aggregator = bizops_otel.Aggregator(Config(max_keys=keys))
+    rng = np.random.default_rng(1)
+    now = time.time_ns()
+    for step in range(20):
+        latency = rng.lognormal(-1.0, 0.6, keys)
+        end = now - (20 - step) * 5 * 10**9
+        for key in range(keys):
+            aggregator.record((f"page-{key % 50}", f"campaign-{key}"), float(latency[key]),
+                              {"order_value": 20.0 + key % 90, "conversion": float(key % 3 == 0),
+                               "items": 2.0}, end_ns=end)
+    return aggregator
+
+
+def otel_collection_ms(keys: int) -> tuple[float, int]:
+    """One OTel SDK collection of every instrument, and how many points it produced."""
+    aggregator = fed_aggregator(keys)
+    reader = InMemoryMetricReader()
+    OTelMetrics(MeterProvider(metric_readers=[reader]), aggregator.snapshot, Config())
+    data = reader.get_metrics_data()
+    points = sum(len(m.data.data_points) for rm in data.resource_metrics
+                 for sm in rm.scope_metrics for m in sm.metrics)
+    return millis(reader.get_metrics_data, repeats=3), points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--otel-keys", type=int, default=1_000,
+                        help="keys for the OTel SDK collection, which is far slower")
+    args = parser.parse_args()
+    keys = args.keys
+    aggregator = fed_aggregator(keys)
+    snapshot = aggregator.snapshot()
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(aggregator.snapshot))
+    body = generate_latest(registry)
+    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+
+    def scrape() -> None:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            reply.read()
+
+    otel_ms, otel_points = otel_collection_ms(args.otel_keys)
+
+    peer = CollectorRegistry()
+    histogram = Histogram("request_duration_seconds", "latency", ["page_group", "campaign"],
+                          registry=peer)
+    counter = Counter("order_value", "orders", ["page_group", "campaign"], registry=peer)
+    requests = Counter("requests", "requests", ["page_group", "campaign"], registry=peer)
+    for key in range(keys):
+        labels = (f"page-{key % 50}", f"campaign-{key}")
+        histogram.labels(*labels).observe(0.3)
+        counter.labels(*labels).inc(20.0)
+        requests.labels(*labels).inc()
+    peer_body = generate_latest(peer)
+
+    rows = [
+        ("aggregator.snapshot()", millis(aggregator.snapshot)),
+        ("metric model from a snapshot", millis(lambda: metric_families(snapshot))),
+        ("Prometheus collect + serialise (generate_latest)",
+         millis(lambda: generate_latest(registry))),
+        ("Prometheus scrape over HTTP", millis(scrape)),
+        (f"OTel SDK collection at {args.otel_keys} keys ({otel_points} points)", otel_ms),
+        ("peer: prometheus_client generate_latest, same keys",
+         millis(lambda: generate_latest(peer))),
+    ]
+    server.shutdown()
+    thread.join(10)
+    implementation = "native" if bizops_otel.NATIVE else "pure"
+    print(f"bizops-otel {bizops_otel.__version__} ({implementation}); {keys} keys, "
+          f"{series} Prometheus series ({len(body) / 1e6:.1f} MB); the peer exposes "
+          f"{sum(1 for line in peer_body.splitlines() if not line.startswith(b'#'))} series\n")
+    print(table([(name, f"{value:.1f}") for name, value in rows], ("operation", "ms")))
+    collect = rows[2][1]
+    scrape_ms = rows[3][1]
+    print(f"\n- collect ≤ 50 ms: {collect:.0f} ms — {verdict(collect <= 50)}")
+    print(f"- scrape ≤ 50 ms: {scrape_ms:.0f} ms — {verdict(scrape_ms <= 50)}")
+
+
+if __name__ == "__main__":
+    main()
