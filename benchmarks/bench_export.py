@@ -34,6 +34,8 @@ from _timing import table, verdict
 
 import bizops_otel
 from bizops_otel import Config
+from bizops_otel.export.exposition import render
+from bizops_otel.export.exposition import start_http_server as serve_direct
 from bizops_otel.export.model import metric_families
 from bizops_otel.export.otel import OTelMetrics
 from bizops_otel.export.prometheus import BizOpsCollector
@@ -88,11 +90,15 @@ def main() -> None:
     body = generate_latest(registry)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    direct_server, direct_thread = serve_direct(0, aggregator.snapshot, addr="127.0.0.1")
 
-    def scrape() -> None:
-        with urllib.request.urlopen(url, timeout=30) as reply:
-            reply.read()
+    def scraper(server: object) -> Callable[[], None]:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"  # type: ignore[attr-defined]
+
+        def scrape() -> None:
+            with urllib.request.urlopen(url, timeout=60) as reply:
+                reply.read()
+        return scrape
 
     otel_ms, otel_points = otel_collection_ms(args.otel_keys)
 
@@ -111,15 +117,18 @@ def main() -> None:
     rows = [
         ("aggregator.snapshot()", millis(aggregator.snapshot)),
         ("metric model from a snapshot", millis(lambda: metric_families(snapshot))),
-        ("Prometheus collect + serialise (generate_latest)",
+        ("direct exposition: render(snapshot())", millis(lambda: render(aggregator.snapshot()))),
+        ("direct exposition: scrape over HTTP", millis(scraper(direct_server))),
+        ("prometheus_client collector: generate_latest",
          millis(lambda: generate_latest(registry))),
-        ("Prometheus scrape over HTTP", millis(scrape)),
+        ("prometheus_client collector: scrape over HTTP", millis(scraper(server))),
         (f"OTel SDK collection at {args.otel_keys} keys ({otel_points} points)", otel_ms),
         ("peer: prometheus_client generate_latest, same keys",
          millis(lambda: generate_latest(peer))),
     ]
-    server.shutdown()
-    thread.join(10)
+    for running, worker in ((server, thread), (direct_server, direct_thread)):
+        running.shutdown()
+        worker.join(10)
     implementation = "native" if bizops_otel.NATIVE else "pure"
     print(f"bizops-otel {bizops_otel.__version__} ({implementation}); {keys} keys, "
           f"{series} Prometheus series ({len(body) / 1e6:.1f} MB); the peer exposes "
@@ -127,8 +136,8 @@ def main() -> None:
     print(table([(name, f"{value:.1f}") for name, value in rows], ("operation", "ms")))
     collect = rows[2][1]
     scrape_ms = rows[3][1]
-    print(f"\n- collect ≤ 50 ms: {collect:.0f} ms — {verdict(collect <= 50)}")
-    print(f"- scrape ≤ 50 ms: {scrape_ms:.0f} ms — {verdict(scrape_ms <= 50)}")
+    print(f"\n- collect (direct exposition) ≤ 50 ms: {collect:.0f} ms — {verdict(collect <= 50)}")
+    print(f"- scrape (direct exposition) ≤ 50 ms: {scrape_ms:.0f} ms — {verdict(scrape_ms <= 50)}")
 
 
 if __name__ == "__main__":

@@ -131,3 +131,42 @@ def test_nothing_to_export_yet() -> None:
     registry = CollectorRegistry()
     registry.register(BizOpsCollector(lambda: None))
     assert scrape(registry) == {}
+
+
+def _sample_set(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    return {(s.name, tuple(sorted(s.labels.items())), round(s.value, 12))
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_direct_exposition_equals_the_collector(Aggregator: Any) -> None:
+    from bizops_otel.export.exposition import render
+
+    agg, _ = fed(Aggregator)
+    agg.record(('odd "page"\\', "new\nline"), 0.3, {"order_value": 5.0})
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(agg.snapshot))
+    snapshot = agg.snapshot()
+    collector_text = generate_latest(registry).decode()
+    direct_text = render(snapshot).decode()
+    direct = _sample_set(direct_text)
+    assert direct == _sample_set(collector_text)
+    assert len(direct) > 100
+    types = {f.name: f.type for f in text_string_to_metric_families(direct_text)}
+    assert types == {f.name: f.type for f in text_string_to_metric_families(collector_text)}
+    assert render(None) == b""
+
+
+def test_direct_exposition_over_http(Aggregator: Any) -> None:
+    from bizops_otel.export.exposition import start_http_server as serve
+
+    agg, _ = fed(Aggregator)
+    server, thread = serve(0, agg.snapshot, addr="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            families = {f.name for f in text_string_to_metric_families(reply.read().decode())}
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert {"bizops_kpi_pairs", "bizops_request_duration_seconds"} <= families

@@ -29,13 +29,11 @@ def on_starting(server):  # type: ignore[no-untyped-def]
 
 
 def when_ready(server):  # type: ignore[no-untyped-def]
-    from prometheus_client import CollectorRegistry, start_http_server
+    from bizops_otel.export.exposition import start_http_server
+    from bizops_otel.export.multiproc import merged_snapshot
 
-    from bizops_otel.export.prometheus import multiprocess_collector
-
-    registry = CollectorRegistry()
-    registry.register(multiprocess_collector(_directory()))
-    start_http_server(METRICS_PORT, addr="127.0.0.1", registry=registry)
+    directory = _directory()
+    start_http_server(METRICS_PORT, lambda: merged_snapshot(directory), addr="127.0.0.1")
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]

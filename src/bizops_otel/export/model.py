@@ -56,14 +56,54 @@ EXPORT_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 
 
 @dataclass
+class RowLabels:
+    """The dimension labels of every row of one state; shared by the columns that use it."""
+
+    names: tuple[str, ...]
+    values: list[tuple[str, ...]]
+
+
+@dataclass
+class Column:
+    """Points of one family that share their extra labels: one per listed row."""
+
+    keys: RowLabels
+    rows: npt.NDArray[np.int64]
+    extra: Labels
+    values: npt.NDArray[np.float64]
+
+
+@dataclass
 class Family:
-    """A metric: OTel name, kind, unit, and its points."""
+    """A metric: OTel name, kind, unit, and its points in columns (plus a few loose ones)."""
 
     name: str
     kind: Kind
     unit: str
     description: str
-    points: list[tuple[Labels, float]] = field(default_factory=list)
+    columns: list[Column] = field(default_factory=list)
+    loose: list[tuple[Labels, float]] = field(default_factory=list)
+
+    @property
+    def points(self) -> list[tuple[Labels, float]]:
+        """Every point as (labels, value); convenient, not fast."""
+        result = list(self.loose)
+        for column in self.columns:
+            names = column.keys.names
+            for row, value in zip(column.rows.tolist(), column.values.tolist(), strict=True):
+                labels = tuple(zip(names, column.keys.values[row], strict=True))
+                result.append(((*labels, *column.extra), value))
+        return result
+
+
+@dataclass
+class HistogramColumn:
+    keys: RowLabels
+    rows: npt.NDArray[np.int64]
+    extra: Labels
+    #: (rows, boundaries) cumulative counts, and the total per row
+    counts: npt.NDArray[np.int64]
+    totals: npt.NDArray[np.int64]
 
 
 @dataclass
@@ -74,27 +114,38 @@ class HistogramFamily:
     unit: str
     description: str
     boundaries: tuple[float, ...]
-    #: (labels, cumulative counts at the boundaries, total count)
-    points: list[tuple[Labels, list[int], int]] = field(default_factory=list)
+    columns: list[HistogramColumn] = field(default_factory=list)
+
+    @property
+    def points(self) -> list[tuple[Labels, list[int], int]]:
+        """(labels, cumulative counts at the boundaries, total count) per series."""
+        result = []
+        for column in self.columns:
+            for i, row in enumerate(column.rows.tolist()):
+                labels = tuple(zip(column.keys.names, column.keys.values[row], strict=True))
+                result.append(((*labels, *column.extra), column.counts[i].tolist(),
+                               int(column.totals[i])))
+        return result
 
 
-def _export_edges() -> tuple[np.ndarray, tuple[float, ...]]:
+def _export_edges() -> tuple[npt.NDArray[np.int64], tuple[float, ...]]:
     """Internal edge indices nearest EXPORT_BOUNDARIES, and their exact values."""
     edges = bucket_edges()
     indices = sorted({min(BUCKETS - 1, max(1, round(math.log(b / LOWEST) / math.log(GROWTH)) + 1))
                       for b in EXPORT_BOUNDARIES})
-    return np.array(indices), tuple(float(edges[i]) for i in indices)
+    return np.array(indices, np.int64), tuple(float(edges[i]) for i in indices)
 
 
 _EDGE_INDEX, BOUNDARIES = _export_edges()
 
 
-def key_labels(config: Config, key: Sequence[str]) -> Labels:
-    """Dimension labels plus the overflow marker. Every series of a family has the same
-    label names (Prometheus needs that); an empty value means the label is absent."""
+def key_labels(config: Config, key: Sequence[str]) -> tuple[str, ...]:
+    """Label values of a key: its dimensions, then the overflow marker. Every series of a
+    family has the same label names (Prometheus needs that); an empty value means the
+    label is absent."""
     if key and key[0] == OVERFLOW_VALUE:
-        return (*((d, "") for d in config.dimensions), (OVERFLOW_LABEL, "true"))
-    return (*zip(config.dimensions, key, strict=True), (OVERFLOW_LABEL, ""))
+        return (*("" for _ in config.dimensions), "true")
+    return (*key, "")
 
 
 def _families(config: Config) -> dict[str, Family]:
@@ -134,18 +185,21 @@ def dense_histograms(state: StateArrays) -> npt.NDArray[np.uint64]:
 class _Rows:
     """Per-row statistics of one state, computed for all rows at once."""
 
-    def __init__(self, config: Config, state: StateArrays) -> None:
+    def __init__(self, snapshot: Snapshot, state: StateArrays) -> None:
+        config = snapshot.config
+        table = snapshot.key_table
         self.state = state
+        self.keys = RowLabels((*config.dimensions, OVERFLOW_LABEL),
+                              [key_labels(config, table[int(k)]) for k in state.key_ids])
         self.histogram = dense_histograms(state)
         f = state.kpi_f
         self.pearson = stats.pearson_many(f[:, :, 2], f[:, :, 3], f[:, :, 4])
         self.slope = stats.slope_many(f[:, :, 2], f[:, :, 4])
         counts = self.histogram.astype(np.float64)
-        trials = counts[:, OUTCOME_CONVERTED].sum(axis=1) + counts[:, OUTCOME_NOT_CONVERTED].sum(
-            axis=1)
+        converted = counts[:, OUTCOME_CONVERTED].sum(axis=1)
+        trials = converted + counts[:, OUTCOME_NOT_CONVERTED].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            self.conversion = np.where(
-                trials > 0, counts[:, OUTCOME_CONVERTED].sum(axis=1) / trials, np.nan)
+            self.conversion = np.where(trials > 0, converted / trials, np.nan)
         self.spearman = (stats.spearman_binary_many(counts[:, OUTCOME_NOT_CONVERTED],
                                                     counts[:, OUTCOME_CONVERTED])
                          if config.outcome is not None else None)
@@ -153,87 +207,60 @@ class _Rows:
         edges = bucket_edges()
         self.quantiles = [stats.histogram_quantile_many(total, edges, q) for q in QUANTILES]
 
+    def column(self, mask: npt.NDArray[np.bool_], extra: Labels,
+               values: npt.NDArray[np.generic]) -> Column:
+        rows = np.flatnonzero(mask)
+        return Column(self.keys, rows, extra, np.asarray(values, np.float64)[rows])
 
-def _labels_by_row(snapshot: Snapshot, state: StateArrays) -> list[Labels]:
-    table = snapshot.key_table
-    return [key_labels(snapshot.config, table[int(key_id)]) for key_id in state.key_ids]
 
-
-def _add_raw(families: dict[str, Family], config: Config, labels: list[Labels],
-             rows: _Rows) -> None:
+def _add_raw(families: dict[str, Family], config: Config, rows: _Rows) -> None:
     state = rows.state
-    requests = families["bizops.requests"].points
-    errors = families["bizops.request.errors"].points
-    spent = families["bizops.request.time"].points
-    raw = [families[name].points for name in (
-        "bizops.kpi.latency.sum", "bizops.kpi.latency.sum_of_squares", "bizops.kpi.value.sum",
-        "bizops.kpi.value.sum_of_squares", "bizops.kpi.cross.sum")]
-    pairs = families["bizops.kpi.pairs"].points
-    count, error_count, latency = (state.count.tolist(), state.errors.tolist(),
-                                   state.latency_sum.tolist())
-    kpi_n = state.kpi_n.tolist()
-    sums = state.kpi_f[:, :, 5:].tolist()
-    names = config.kpi_names
-    for row, key in enumerate(labels):
-        requests.append((key, float(count[row])))
-        errors.append((key, float(error_count[row])))
-        spent.append((key, latency[row]))
-        for j, kpi in enumerate(names):
-            n = kpi_n[row][j]
-            if n == 0:
-                continue
-            with_kpi = (*key, (KPI_LABEL, kpi))
-            pairs.append((with_kpi, float(n)))
-            for points, value in zip(raw, sums[row][j], strict=True):
-                points.append((with_kpi, value))
+    everyone = np.ones(state.rows, np.bool_)
+    families["bizops.requests"].columns.append(rows.column(everyone, (), state.count))
+    families["bizops.request.errors"].columns.append(rows.column(everyone, (), state.errors))
+    families["bizops.request.time"].columns.append(rows.column(everyone, (), state.latency_sum))
+    sums = ("bizops.kpi.latency.sum", "bizops.kpi.latency.sum_of_squares",
+            "bizops.kpi.value.sum", "bizops.kpi.value.sum_of_squares", "bizops.kpi.cross.sum")
+    for j, kpi in enumerate(config.kpi_names):
+        present = state.kpi_n[:, j] > 0
+        extra = ((KPI_LABEL, kpi),)
+        families["bizops.kpi.pairs"].columns.append(
+            rows.column(present, extra, state.kpi_n[:, j]))
+        for k, name in enumerate(sums):
+            families[name].columns.append(rows.column(present, extra, state.kpi_f[:, j, 5 + k]))
 
 
-def _add_derived(families: dict[str, Family], config: Config, labels: list[Labels],
-                 rows: _Rows, window: str) -> None:
-    correlation = families["bizops.kpi.correlation"].points
-    slopes = families["bizops.kpi.slope"].points
-    conversion = families["bizops.conversion.rate"].points
-    quantile_points = families["bizops.request.duration.quantile"].points
-    pearson, slope = rows.pearson.tolist(), rows.slope.tolist()
-    spearman = rows.spearman.tolist() if rows.spearman is not None else None
-    rates = rows.conversion.tolist()
-    quantiles = [q.tolist() for q in rows.quantiles]
-    counts = rows.state.count.tolist()
-    outcome = config.outcome_index
-    window_label = (WINDOW_LABEL, window)
-    for row, key in enumerate(labels):
-        base = (*key, window_label)
-        for j, kpi in enumerate(config.kpi_names):
-            with_kpi = (*base, (KPI_LABEL, kpi))
-            if _finite(pearson[row][j]):
-                correlation.append(((*with_kpi, ("method", "pearson")), pearson[row][j]))
-            if j == outcome and spearman is not None and _finite(spearman[row]):
-                correlation.append(((*with_kpi, ("method", "spearman")), spearman[row]))
-            if _finite(slope[row][j]):
-                slopes.append((with_kpi, slope[row][j]))
-        if _finite(rates[row]):
-            conversion.append((base, rates[row]))
-        if counts[row]:
-            for q, values in zip(QUANTILES, quantiles, strict=True):
-                quantile_points.append(((*base, ("quantile", f"{q:g}")), values[row]))
+def _add_derived(families: dict[str, Family], config: Config, rows: _Rows, window: str) -> None:
+    windowed = ((WINDOW_LABEL, window),)
+    for j, kpi in enumerate(config.kpi_names):
+        with_kpi = (*windowed, (KPI_LABEL, kpi))
+        pearson = rows.pearson[:, j]
+        families["bizops.kpi.correlation"].columns.append(
+            rows.column(np.isfinite(pearson), (*with_kpi, ("method", "pearson")), pearson))
+        if j == config.outcome_index and rows.spearman is not None:
+            families["bizops.kpi.correlation"].columns.append(rows.column(
+                np.isfinite(rows.spearman), (*with_kpi, ("method", "spearman")), rows.spearman))
+        slope = rows.slope[:, j]
+        families["bizops.kpi.slope"].columns.append(
+            rows.column(np.isfinite(slope), with_kpi, slope))
+    families["bizops.conversion.rate"].columns.append(
+        rows.column(np.isfinite(rows.conversion), windowed, rows.conversion))
+    busy = rows.state.count > 0
+    for q, values in zip(QUANTILES, rows.quantiles, strict=True):
+        families["bizops.request.duration.quantile"].columns.append(
+            rows.column(busy, (*windowed, ("quantile", f"{q:g}")), values))
 
 
-def _add_histograms(histogram: HistogramFamily, labels: list[Labels], rows: _Rows) -> None:
+def _add_histograms(histogram: HistogramFamily, rows: _Rows) -> None:
     """Cumulative counts at the export boundaries. Boundary ``edges[i]`` is the upper
     edge of internal bucket ``i - 1``, so the count below it is exact."""
-    cumulative = np.cumsum(rows.histogram, axis=2)
-    at_bounds = cumulative[:, :, _EDGE_INDEX - 1].tolist()
-    totals = cumulative[:, :, -1].tolist()
-    for row, key in enumerate(labels):
-        for outcome, name in enumerate(OUTCOMES):
-            total = totals[row][outcome]
-            if total:
-                histogram.points.append(((*key, (OUTCOME_LABEL, name)), at_bounds[row][outcome],
-                                         total))
-
-
-def _finite(value: float) -> bool:
-    return not math.isnan(value) and not math.isinf(value)
+    cumulative = np.cumsum(rows.histogram, axis=2).astype(np.int64)
+    for outcome, name in enumerate(OUTCOMES):
+        totals = cumulative[:, outcome, -1]
+        chosen = np.flatnonzero(totals > 0)
+        histogram.columns.append(HistogramColumn(
+            rows.keys, chosen, ((OUTCOME_LABEL, name),),
+            cumulative[chosen, outcome][:, _EDGE_INDEX - 1], totals[chosen]))
 
 
 def metric_families(snapshot: Snapshot) -> tuple[list[Family], HistogramFamily]:
@@ -242,19 +269,16 @@ def metric_families(snapshot: Snapshot) -> tuple[list[Family], HistogramFamily]:
     families = _families(config)
     histogram = HistogramFamily("bizops.request.duration", "s",
                                 "Request latency by outcome", BOUNDARIES)
-    state = snapshot.state
-    labels = _labels_by_row(snapshot, state)
-    rows = _Rows(config, state)
-    _add_raw(families, config, labels, rows)
-    _add_derived(families, config, labels, rows, "cumulative")
-    _add_histograms(histogram, labels, rows)
+    rows = _Rows(snapshot, snapshot.state)
+    _add_raw(families, config, rows)
+    _add_derived(families, config, rows, "cumulative")
+    _add_histograms(histogram, rows)
     recent = snapshot.recent()
     if recent is not snapshot:
-        _add_derived(families, config, _labels_by_row(recent, recent.state),
-                     _Rows(config, recent.state), "recent")
+        _add_derived(families, config, _Rows(recent, recent.state), "recent")
     for reason, count in snapshot.dropped.items():
-        families["bizops.internal.dropped"].points.append(((("reason", reason),), float(count)))
-    families["bizops.internal.keys"].points.append(((), float(len(snapshot))))
+        families["bizops.internal.dropped"].loose.append(((("reason", reason),), float(count)))
+    families["bizops.internal.keys"].loose.append(((), float(len(snapshot))))
     overflowed = snapshot.overflow.count if snapshot.overflow is not None else 0
-    families["bizops.internal.overflow"].points.append(((), float(overflowed)))
+    families["bizops.internal.overflow"].loose.append(((), float(overflowed)))
     return list(families.values()), histogram

@@ -19,7 +19,15 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from .._version import __version__
 from ..config import Config
 from ..snapshot import Snapshot
-from .model import OUTCOME_LABEL, Family, HistogramFamily, Labels, _families, metric_families
+from .model import (
+    OUTCOME_LABEL,
+    Family,
+    HistogramFamily,
+    Labels,
+    RowLabels,
+    _families,
+    metric_families,
+)
 
 #: A second collection within this many seconds reuses the snapshot (several readers).
 REUSE_SECONDS = 0.5
@@ -40,6 +48,7 @@ class _Collection:
         self._taken = -1.0
         self._families: dict[str, Family] = {}
         self._histogram: HistogramFamily | None = None
+        self._attributes_of: dict[int, list[dict[str, str]]] = {}
 
     def refresh(self, force: bool) -> None:
         with self._lock:
@@ -52,25 +61,45 @@ class _Collection:
                 self._families, self._histogram = {}, None
                 return
             families, histogram = metric_families(snapshot)
+            self._attributes_of = {}
             self._families = {f.name: f for f in families}
             self._histogram = histogram
+
+    def _row_attributes(self, keys: RowLabels) -> list[dict[str, str]]:
+        """Attributes of every row, built once per collection and shared by its points."""
+        cached = self._attributes_of.get(id(keys))
+        if cached is None:
+            cached = [_attributes(tuple(zip(keys.names, values, strict=True)))
+                      for values in keys.values]
+            self._attributes_of[id(keys)] = cached
+        return cached
 
     def observations(self, name: str) -> list[Observation]:
         family = self._families.get(name)
         if family is None:
             return []
-        return [Observation(value, _attributes(labels)) for labels, value in family.points]
+        result = [Observation(value, _attributes(labels)) for labels, value in family.loose]
+        for column in family.columns:
+            attributes = self._row_attributes(column.keys)
+            extra = _attributes(column.extra)
+            result.extend(Observation(value, {**attributes[row], **extra}) for row, value
+                          in zip(column.rows.tolist(), column.values.tolist(), strict=True))
+        return result
 
     def bucket_observations(self) -> list[Observation]:
         histogram = self._histogram
         if histogram is None:
             return []
         observations = []
-        for labels, counts, total in histogram.points:
-            attributes = _attributes(labels)
-            for edge, count in zip(histogram.boundaries, counts, strict=True):
-                observations.append(Observation(count, {**attributes, "le": f"{edge:.6g}"}))
-            observations.append(Observation(total, {**attributes, "le": "+Inf"}))
+        bounds = [f"{edge:.6g}" for edge in histogram.boundaries]
+        for column in histogram.columns:
+            attributes = self._row_attributes(column.keys)
+            extra = _attributes(column.extra)
+            for i, row in enumerate(column.rows.tolist()):
+                base = {**attributes[row], **extra}
+                for le, count in zip(bounds, column.counts[i].tolist(), strict=True):
+                    observations.append(Observation(count, {**base, "le": le}))
+                observations.append(Observation(int(column.totals[i]), {**base, "le": "+Inf"}))
         return observations
 
 

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..snapshot import Snapshot
-from .model import Family, HistogramFamily, Labels, metric_families
+from .model import Family, HistogramFamily, metric_families
 
 _UNIT_SUFFIX = {"s": "seconds", "s2": "seconds_squared", "1": "", "1/s": "per_second"}
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -43,44 +43,49 @@ def label_name(key: str) -> str:
     return _INVALID.sub("_", key)
 
 
-def _split(labels: Labels) -> tuple[list[str], list[str]]:
-    return [label_name(k) for k, _ in labels], [v for _, v in labels]
-
-
 def _family(family: Family) -> Iterator[Metric]:
-    """The Prometheus family; the model gives all its points the same label names, so
-    this yields exactly one family per name."""
-    by_names: dict[tuple[str, ...], list[tuple[list[str], float]]] = {}
-    for labels, value in family.points:
-        names, values = _split(labels)
-        by_names.setdefault(tuple(names), []).append((values, value))
+    """The Prometheus family; the model gives all its points the same label names."""
     gauge = family.kind != "counter"
     name = prometheus_name(family.name, family.unit, gauge=gauge)
-    for label_names, points in by_names.items() or [((), [])]:
-        metric: CounterMetricFamily | GaugeMetricFamily
-        if gauge:
-            metric = GaugeMetricFamily(name, family.description, labels=list(label_names))
-        else:
-            metric = CounterMetricFamily(name, family.description, labels=list(label_names))
-        for values, value in points:
-            metric.add_metric(values, value)
+    cls = GaugeMetricFamily if gauge else CounterMetricFamily
+    if family.loose:
+        names = [label_name(k) for k, _ in family.loose[0][0]]
+        metric = cls(name, family.description, labels=names)
+        for labels, value in family.loose:
+            metric.add_metric([v for _, v in labels], value)
         yield metric
+        return
+    if not family.columns:
+        yield cls(name, family.description, labels=[])
+        return
+    first = family.columns[0]
+    names = [label_name(k) for k in (*first.keys.names, *(k for k, _ in first.extra))]
+    metric = cls(name, family.description, labels=names)
+    for column in family.columns:
+        extra = [v for _, v in column.extra]
+        values = column.keys.values
+        for row, value in zip(column.rows.tolist(), column.values.tolist(), strict=True):
+            metric.add_metric([*values[row], *extra], value)
+    yield metric
 
 
 def _histogram(family: HistogramFamily) -> Iterator[Metric]:
     name = prometheus_name(family.name, family.unit)
-    by_names: dict[tuple[str, ...], list[tuple[list[str], list[int], int]]] = {}
-    for labels, counts, total in family.points:
-        names, values = _split(labels)
-        by_names.setdefault(tuple(names), []).append((values, counts, total))
-    for label_names, histogram_points in by_names.items() or [((), [])]:
-        metric = HistogramMetricFamily(name, family.description, labels=list(label_names))
-        for values, counts, total in histogram_points:
-            buckets = [(f"{edge:.6g}", float(count))
-                       for edge, count in zip(family.boundaries, counts, strict=True)]
-            buckets.append(("+Inf", float(total)))
-            metric.add_metric(values, buckets, sum_value=None)
-        yield metric
+    if not family.columns:
+        yield HistogramMetricFamily(name, family.description, labels=[])
+        return
+    first = family.columns[0]
+    names = [label_name(k) for k in (*first.keys.names, *(k for k, _ in first.extra))]
+    metric = HistogramMetricFamily(name, family.description, labels=names)
+    bounds = [f"{edge:.6g}" for edge in family.boundaries]
+    for column in family.columns:
+        extra = [v for _, v in column.extra]
+        for i, row in enumerate(column.rows.tolist()):
+            buckets = [(le, float(count))
+                       for le, count in zip(bounds, column.counts[i].tolist(), strict=True)]
+            buckets.append(("+Inf", float(column.totals[i])))
+            metric.add_metric([*column.keys.values[row], *extra], buckets, sum_value=None)
+    yield metric
 
 
 class BizOpsCollector(Collector):
