@@ -11,7 +11,7 @@ exported through OTel instruments to that reader.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..snapshot import Snapshot
-from .model import Family, HistogramFamily, metric_families
+from .model import Column, Family, HistogramColumn, HistogramFamily, metric_families
 
 _UNIT_SUFFIX = {"s": "seconds", "s2": "seconds_squared", "1": "", "1/s": "per_second"}
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -43,6 +43,14 @@ def label_name(key: str) -> str:
     return _INVALID.sub("_", key)
 
 
+def _column_label_names(columns: Sequence[Column | HistogramColumn]) -> list[str]:
+    """Label names of a family's series: every column shares them (see model)."""
+    if not columns:
+        return []
+    first = columns[0]
+    return [label_name(k) for k in (*first.keys.names, *(k for k, _ in first.extra))]
+
+
 def _family(family: Family) -> Iterator[Metric]:
     """The Prometheus family; the model gives all its points the same label names."""
     gauge = family.kind != "counter"
@@ -55,12 +63,7 @@ def _family(family: Family) -> Iterator[Metric]:
             metric.add_metric([v for _, v in labels], value)
         yield metric
         return
-    if not family.columns:
-        yield cls(name, family.description, labels=[])
-        return
-    first = family.columns[0]
-    names = [label_name(k) for k in (*first.keys.names, *(k for k, _ in first.extra))]
-    metric = cls(name, family.description, labels=names)
+    metric = cls(name, family.description, labels=_column_label_names(family.columns))
     for column in family.columns:
         extra = [v for _, v in column.extra]
         values = column.keys.values
@@ -71,12 +74,8 @@ def _family(family: Family) -> Iterator[Metric]:
 
 def _histogram(family: HistogramFamily) -> Iterator[Metric]:
     name = prometheus_name(family.name, family.unit)
-    if not family.columns:
-        yield HistogramMetricFamily(name, family.description, labels=[])
-        return
-    first = family.columns[0]
-    names = [label_name(k) for k in (*first.keys.names, *(k for k, _ in first.extra))]
-    metric = HistogramMetricFamily(name, family.description, labels=names)
+    metric = HistogramMetricFamily(name, family.description,
+                                   labels=_column_label_names(family.columns))
     bounds = [f"{edge:.6g}" for edge in family.boundaries]
     for column in family.columns:
         extra = [v for _, v in column.extra]
