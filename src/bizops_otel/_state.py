@@ -67,6 +67,14 @@ class StateArrays:
                            self.kpi_f, self.block_row, self.block_code, self.block_counts)
 
 
+def _segment_starts(sorted_values: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """Where each run of equal values starts in a sorted array."""
+    change = np.empty(sorted_values.shape[0], np.bool_)
+    change[:1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
 def merge_states(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
     """Merge states row-wise by key id; rows of the result are sorted by key id.
 
@@ -83,11 +91,13 @@ def merge_states(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
         return StateArrays.empty(kpis)
     key_ids = np.concatenate([p.key_ids for p in parts])
     unique_ids, group = np.unique(key_ids, return_inverse=True)
-    groups = unique_ids.shape[0]
+    # Sums per group as segment sums over the rows sorted by group: np.add.reduceat is
+    # an order of magnitude faster than np.add.at, and exact for the integer counts.
+    order = np.argsort(group, kind="stable")
+    starts = _segment_starts(group[order])
 
     def add(values: npt.NDArray[Scalar]) -> npt.NDArray[Scalar]:
-        out: npt.NDArray[Scalar] = np.zeros((groups, *values.shape[1:]), values.dtype)
-        np.add.at(out, group, values)
+        out: npt.NDArray[Scalar] = np.add.reduceat(values[order], starts, axis=0)
         return out
 
     count = add(np.concatenate([p.count for p in parts]))
@@ -103,7 +113,7 @@ def merge_states(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
     mean_v = add(n * kpi_f[:, :, 1]) / safe
     dt = kpi_f[:, :, 0] - mean_t[group]
     dv = kpi_f[:, :, 1] - mean_v[group]
-    merged_f = np.empty((groups, kpi_f.shape[1], KPI_FIELD_COUNT), np.float64)
+    merged_f = np.empty((unique_ids.shape[0], kpi_f.shape[1], KPI_FIELD_COUNT), np.float64)
     merged_f[:, :, 0] = mean_t
     merged_f[:, :, 1] = mean_v
     merged_f[:, :, 2] = add(kpi_f[:, :, 2] + n * dt * dt)
@@ -117,9 +127,12 @@ def merge_states(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
     )
     block_codes = np.concatenate([p.block_code for p in parts])
     combined = block_rows * BLOCK_CODES + block_codes
-    unique_blocks, block_group = np.unique(combined, return_inverse=True)
-    block_counts = np.zeros((unique_blocks.shape[0], BLOCK), np.uint64)
-    np.add.at(block_counts, block_group, np.concatenate([p.block_counts for p in parts]))
+    block_order = np.argsort(combined, kind="stable")
+    sorted_blocks = combined[block_order]
+    block_starts = _segment_starts(sorted_blocks)
+    unique_blocks = sorted_blocks[block_starts]
+    block_counts = np.add.reduceat(np.concatenate([p.block_counts for p in parts])[block_order],
+                                   block_starts, axis=0)
     return StateArrays(
         key_ids=unique_ids.astype(np.int64),
         count=count,
