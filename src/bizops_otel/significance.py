@@ -1,0 +1,114 @@
+"""Significance tests for A/B variants, from sufficient statistics only.
+
+Each function takes counts, means and variances (what the aggregator keeps) and returns
+the effect, the test statistic and a two-sided p-value. No raw observations are needed,
+and nothing here needs SciPy: the Student t distribution comes from the regularised
+incomplete beta function, computed by its continued fraction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+
+class TestResult(NamedTuple):
+    """An effect (second group minus first), its statistic and two-sided p-value."""
+
+    difference: float
+    statistic: float
+    p_value: float
+    degrees_of_freedom: float = math.inf
+
+
+def normal_sf(z: float) -> float:
+    """P(Z > z) for a standard normal Z."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz's method)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return fraction
+
+
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularised incomplete beta function."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
+
+
+def student_t_two_sided(t: float, df: float) -> float:
+    """P(|T| > |t|) for Student's t with ``df`` degrees of freedom."""
+    if math.isnan(t) or df <= 0:
+        return math.nan
+    if math.isinf(df):
+        return 2.0 * normal_sf(abs(t))
+    return regularized_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+def two_proportions(successes_a: float, trials_a: float, successes_b: float,
+                    trials_b: float) -> TestResult:
+    """Pooled two-proportion z-test of p_b − p_a::
+
+        p̂ = (x_a + x_b) / (n_a + n_b)
+        z = (p_b − p_a) / √(p̂ (1 − p̂) (1/n_a + 1/n_b))
+    """
+    if trials_a <= 0 or trials_b <= 0:
+        return TestResult(math.nan, math.nan, math.nan)
+    p_a, p_b = successes_a / trials_a, successes_b / trials_b
+    pooled = (successes_a + successes_b) / (trials_a + trials_b)
+    variance = pooled * (1.0 - pooled) * (1.0 / trials_a + 1.0 / trials_b)
+    if variance <= 0.0:
+        return TestResult(p_b - p_a, math.nan, math.nan)
+    z = (p_b - p_a) / math.sqrt(variance)
+    return TestResult(p_b - p_a, z, 2.0 * normal_sf(abs(z)))
+
+
+def welch(mean_a: float, variance_a: float, n_a: float, mean_b: float, variance_b: float,
+          n_b: float) -> TestResult:
+    """Welch's t-test of mean_b − mean_a from sample means and unbiased variances::
+
+        t = (x̄_b − x̄_a) / √(s_a²/n_a + s_b²/n_b)
+        ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a − 1) + (s_b²/n_b)²/(n_b − 1))
+    """
+    if n_a < 2 or n_b < 2:
+        return TestResult(math.nan, math.nan, math.nan, math.nan)
+    ea, eb = variance_a / n_a, variance_b / n_b
+    if ea + eb <= 0.0:
+        return TestResult(mean_b - mean_a, math.nan, math.nan, math.nan)
+    t = (mean_b - mean_a) / math.sqrt(ea + eb)
+    df = (ea + eb) ** 2 / (ea * ea / (n_a - 1) + eb * eb / (n_b - 1))
+    return TestResult(mean_b - mean_a, t, student_t_two_sided(t, df), df)
+
+
+def correlation_difference(r_a: float, n_a: float, r_b: float, n_b: float) -> TestResult:
+    """Difference of two independent correlations by Fisher's z::
+
+        z = (atanh r_b − atanh r_a) / √(1/(n_a − 3) + 1/(n_b − 3))
+    """
+    if n_a <= 3 or n_b <= 3 or math.isnan(r_a) or math.isnan(r_b) or \
+            abs(r_a) >= 1.0 or abs(r_b) >= 1.0:
+        return TestResult(math.nan, math.nan, math.nan)
+    z = (math.atanh(r_b) - math.atanh(r_a)) / math.sqrt(1.0 / (n_a - 3) + 1.0 / (n_b - 3))
+    return TestResult(r_b - r_a, z, 2.0 * normal_sf(abs(z)))
