@@ -54,6 +54,17 @@ class RawSums(NamedTuple):
     sum_tv: float
 
 
+class Moments(NamedTuple):
+    """Co-moments of (latency t, KPI value v): means, Σ squared and cross deviations."""
+
+    n: int
+    mean_t: float
+    mean_v: float
+    m2_t: float
+    m2_v: float
+    c_tv: float
+
+
 class ConversionCurve(NamedTuple):
     """Conversion against latency: ``trials[b]`` requests with an outcome in bucket b,
     ``conversions[b]`` of them converted. Bucket b covers ``[edges[b], edges[b+1])``."""
@@ -166,6 +177,12 @@ class KeyStats:
         trials = converted + self._histogram[OUTCOME_NOT_CONVERTED]
         return ConversionCurve(_EDGES, trials, converted.copy())
 
+    def moments(self, kpi: str) -> Moments:
+        """The Welford co-moments of (latency, ``kpi``)."""
+        j = self._config.kpi_index(kpi)
+        f = self._f[j]
+        return Moments(int(self._n[j]), *(float(x) for x in f[:5]))
+
     def raw_sums(self, kpi: str) -> RawSums:
         j = self._config.kpi_index(kpi)
         f = self._f[j]
@@ -247,9 +264,20 @@ class Snapshot(Mapping[Key, KeyStats]):
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
-    def total(self) -> KeyStats:
-        """All keys merged into one, the overflow key included."""
-        merged = merge_states([self._state.with_key_ids(np.zeros(self._state.rows, np.int64))],
+    def total(self, where: Mapping[str, str] | None = None) -> KeyStats:
+        """All keys merged into one, the overflow key included; with ``where``
+        (dimension -> value), only the keys that match every condition."""
+        state = self._state
+        if where:
+            positions = {d: i for i, d in enumerate(self.config.dimensions)}
+            unknown = [d for d in where if d not in positions]
+            if unknown:
+                raise KeyError(f"not dimensions: {unknown}; configured: "
+                               f"{list(self.config.dimensions)}")
+            chosen = [row for row, key_id in enumerate(state.key_ids.tolist())
+                      if all(self._keys[key_id][positions[d]] == v for d, v in where.items())]
+            state = _rows_of(state, np.array(chosen, np.int64))
+        merged = merge_states([state.with_key_ids(np.zeros(state.rows, np.int64))],
                               len(self.config.kpis))
         if merged.rows == 0:
             merged = _empty_row(len(self.config.kpis))
@@ -293,6 +321,17 @@ class Snapshot(Mapping[Key, KeyStats]):
         return self._state
 
 
+def _rows_of(state: StateArrays, rows: npt.NDArray[np.int64]) -> StateArrays:
+    """The given rows of ``state`` (renumbered), with their histogram blocks."""
+    keep = np.isin(state.block_row, rows)
+    renumber = np.full(max(state.rows, 1), -1, np.int64)
+    renumber[rows] = np.arange(rows.shape[0])
+    return StateArrays(state.key_ids[rows], state.count[rows], state.errors[rows],
+                       state.latency_sum[rows], state.kpi_n[rows], state.kpi_f[rows],
+                       renumber[state.block_row[keep]], state.block_code[keep],
+                       state.block_counts[keep])
+
+
 def _empty_row(kpis: int) -> StateArrays:
     empty = StateArrays.empty(kpis)
     return StateArrays(
@@ -304,4 +343,5 @@ def _empty_row(kpis: int) -> StateArrays:
     )
 
 
-__all__ = ["BLOCK_CODES", "ConversionCurve", "Key", "KeyStats", "RawSums", "Snapshot"]
+__all__ = ["BLOCK_CODES", "ConversionCurve", "Key", "KeyStats", "Moments", "RawSums",
+           "Snapshot"]
