@@ -6,7 +6,7 @@ recording goes on. Everything it reports is derived by :mod:`bizops_otel.stats`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
@@ -264,18 +264,22 @@ class Snapshot(Mapping[Key, KeyStats]):
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
-    def total(self, where: Mapping[str, str] | None = None) -> KeyStats:
+    def total(self, where: Mapping[str, str] | None = None,
+              keys: Callable[[Key], bool] | None = None) -> KeyStats:
         """All keys merged into one, the overflow key included; with ``where``
-        (dimension -> value), only the keys that match every condition."""
+        (dimension -> value) only the keys that match every condition, and with ``keys``
+        only those it accepts."""
         state = self._state
-        if where:
+        if where or keys is not None:
             positions = {d: i for i, d in enumerate(self.config.dimensions)}
-            unknown = [d for d in where if d not in positions]
+            unknown = [d for d in (where or {}) if d not in positions]
             if unknown:
                 raise KeyError(f"not dimensions: {unknown}; configured: "
                                f"{list(self.config.dimensions)}")
+            conditions = [(positions[d], v) for d, v in (where or {}).items()]
             chosen = [row for row, key_id in enumerate(state.key_ids.tolist())
-                      if all(self._keys[key_id][positions[d]] == v for d, v in where.items())]
+                      if all(self._keys[key_id][i] == v for i, v in conditions)
+                      and (keys is None or keys(self._keys[key_id]))]
             state = _rows_of(state, np.array(chosen, np.int64))
         merged = merge_states([state.with_key_ids(np.zeros(state.rows, np.int64))],
                               len(self.config.kpis))

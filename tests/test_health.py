@@ -1,0 +1,79 @@
+"""Campaign health on simulated traffic: broken launches turn failing, healthy ones stay ok."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from bizops_otel import BizOpsSpanProcessor, Config, attributes
+from bizops_otel.health import FAILING, OK, WARMING_UP, CampaignHealth, CampaignMonitor
+from bizops_otel.simulate import Campaign, Scenario, Simulator, emit
+from tests.conftest import load_hooks
+
+EPOCH = 1_700_000_000 * 10**9
+LAUNCH_S = 300.0
+
+
+def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600.0
+                     ) -> tuple[dict[float, dict[str, CampaignHealth]], list[CampaignHealth]]:
+    scenario = Scenario(campaigns=(Campaign("spring_sale", 0.15), broken))
+    config = Config(page_groups=(("/", "landing"), ("/product/*", "product"),
+                                 ("/cart", "cart"), ("/checkout", "checkout")))
+    aggregator = aggregator_cls(config)
+    provider = TracerProvider()
+    provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
+                                                    hooks=load_hooks(aggregator_cls)))
+    tracer = provider.get_tracer("simulator")
+    sessions = list(Simulator(scenario, seed=5).sessions(int(seconds * 10), rate_per_s=10.0))
+    monitor = CampaignMonitor(lambda: None)
+    alerts: list[CampaignHealth] = []
+    monitor.on_campaign_alert(alerts.append)
+    timeline: dict[float, dict[str, CampaignHealth]] = {}
+    emitted = 0
+    for check in range(10, int(seconds) + 1, 10):
+        due = [s for s in sessions[emitted:] if s.requests[0].start_s <= check]
+        emit(tracer, due, EPOCH)
+        emitted += len(due)
+        health = monitor.check(aggregator.snapshot(now_ns=EPOCH + check * 10**9))
+        timeline[float(check)] = {h.campaign: h for h in health}
+    return timeline, alerts
+
+
+@pytest.mark.parametrize("broken", [
+    Campaign("broken", 0.15, launch_s=LAUNCH_S, error_rate=0.3),
+    Campaign("broken", 0.15, launch_s=LAUNCH_S, latency_factor=10.0),
+], ids=["errors", "latency"])
+def test_broken_launch_fails_within_two_minutes_and_healthy_stays_ok(
+        Aggregator: Any, broken: Campaign) -> None:
+    timeline, alerts = replay_and_watch(Aggregator, broken)
+    failing_at = min(t for t, h in timeline.items()
+                     if "broken" in h and h["broken"].state == FAILING)
+    assert failing_at <= LAUNCH_S + 120
+    first_seen = timeline[failing_at]["broken"].first_seen_ns
+    assert EPOCH + LAUNCH_S * 10**9 <= first_seen <= EPOCH + (LAUNCH_S + 10) * 10**9
+    assert all(h["spring_sale"].state in (OK, WARMING_UP) for h in timeline.values()
+               if "spring_sale" in h)
+    assert [a.campaign for a in alerts if a.state == FAILING] == ["broken"]
+    assert alerts[0].reason  # says why
+
+
+def test_callbacks_run_off_the_request_path_and_survive_errors(Aggregator: Any) -> None:
+    seen: list[str] = []
+    monitor = CampaignMonitor(lambda: None)
+
+    @monitor.on_campaign_alert
+    def explode(health: CampaignHealth) -> None:
+        raise RuntimeError("flag service down")
+
+    monitor.on_campaign_alert(lambda health: seen.append(health.campaign))
+    agg = Aggregator(Config())
+    for i in range(40):
+        agg.record(("landing", "bad"), 0.2, {"conversion": 0.0}, error=i % 2 == 0)
+        agg.record(("landing", ""), 0.2, {"conversion": 1.0})
+    health = monitor.check(agg.snapshot())
+    assert [h.state for h in health] == [FAILING]
+    assert seen == ["bad"]
+    assert monitor.check(agg.snapshot()) and seen == ["bad"]  # no repeat without a change
+    assert attributes.CAMPAIGN_ID in agg.config.dimensions
