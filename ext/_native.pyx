@@ -388,11 +388,6 @@ cdef int state_copy(State *dst, const State *src, int m) noexcept nogil:
     return 0
 
 
-cdef size_t state_bytes(const State *s, int m) noexcept nogil:
-    return (s.key_cap * sizeof(int32_t) + <size_t>s.cap_slots * row_bytes(m)
-            + <size_t>s.cap_blocks * BLOCK * sizeof(uint64_t))
-
-
 cdef object state_dump(const State *s, int m):
     """Arrays in the twin-neutral :class:`StateArrays` layout."""
     cdef int32_t rows = s.n_slots
@@ -673,14 +668,6 @@ cdef class Aggregator:
     def _after_fork_in_child(self):
         self._lock = threading.Lock()  # the parent's lock may have been held at fork
         self._clear()
-
-    def memory_bytes(self):
-        """Bytes held in C arrays by all states (tracemalloc sees the same memory)."""
-        cdef size_t total = state_bytes(&self._retired, self._m)
-        cdef int i
-        for i in range(self._slots):
-            total += state_bytes(&self._ring[i], self._m)
-        return total
 
     # Keys -------------------------------------------------------------------------------
     def _key_id(self, tuple raw):

@@ -64,8 +64,6 @@ DROP_REASONS: Final = (
 )
 DROP_INDEX: Final = {name: index for index, name in enumerate(DROP_REASONS)}
 
-_FIRST_KPI_REASON: Final = DROP_INDEX["kpi_type"]
-
 
 def sanitize_dimension(value: object, max_length: int = MAX_VALUE_LENGTH) -> str:
     """Turn any attribute value into a bounded, printable label value.

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ._periodic import Periodic
 from .attributes import CAMPAIGN_ID, MISSING, PAGE_GROUP
 from .snapshot import KeyStats, Snapshot
 
@@ -128,13 +128,12 @@ class CampaignMonitor:
     def __init__(self, source: Callable[[], Snapshot | None], interval: float = 5.0,
                  limits: Thresholds | None = None) -> None:
         self._source = source
-        self._interval = interval
         self._limits = limits or Thresholds()
         self._callbacks: list[AlertCallback] = []
         self._states: dict[str, str] = {}
         self._first_seen: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task = Periodic("bizops-otel-campaigns", interval, self.check,
+                              "campaign health check failed")
         self.latest: list[CampaignHealth] = []
 
     def on_campaign_alert(self, callback: AlertCallback) -> AlertCallback:
@@ -160,21 +159,7 @@ class CampaignMonitor:
         return self.latest
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="bizops-otel-campaigns",
-                                            daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.check()
-            except Exception:
-                _logger.exception("bizops-otel: campaign health check failed")
+        self._task.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
+        self._task.stop()

@@ -16,9 +16,10 @@ from opentelemetry import trace
 from . import context as business
 from . import persist
 from ._impl import NATIVE, Aggregator
+from ._periodic import Periodic
 from .config import Config
 from .export import otlp
-from .export.multiproc import StateWriter, state_file
+from .export.multiproc import state_file
 from .export.otel import OTelMetrics
 from .processor import BizOpsSpanProcessor
 from .sampling import SamplingState, record_unsampled, sampling_state
@@ -40,7 +41,7 @@ class BizOps:
         self.processor = processor
         self.tracer_provider = tracer_provider
         self.meter_provider: Any = None
-        self._writer: StateWriter | None = None
+        self._writer: Periodic | None = None
         self.metrics: OTelMetrics | None = None
         self._owns_meter_provider = False
         self._shut_down = False
@@ -77,7 +78,9 @@ class BizOps:
         """Write this process's state periodically (``multiproc_interval``)."""
         if self.config.multiproc_dir is None or self.aggregator is None or self._shut_down:
             return
-        self._writer = StateWriter(self.write_state, self.config.multiproc_interval)
+        self._writer = Periodic("bizops-otel-state", self.config.multiproc_interval,
+                                self.write_state, "could not write this process's state")
+        self._writer.start()
 
     def _after_fork_in_child(self) -> None:
         # The parent's writer thread does not exist here, and this process needs its own

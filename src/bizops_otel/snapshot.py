@@ -7,7 +7,6 @@ recording goes on. Everything it reports is derived by :mod:`bizops_otel.stats`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -187,12 +186,6 @@ class KeyStats:
         j = self._config.kpi_index(kpi)
         f = self._f[j]
         return RawSums(int(self._n[j]), *(float(x) for x in f[5:10]))
-
-
-@dataclass(frozen=True)
-class _Parts:
-    keys: tuple[Key, ...]
-    state: StateArrays
 
 
 class Snapshot(Mapping[Key, KeyStats]):

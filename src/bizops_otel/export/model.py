@@ -84,17 +84,6 @@ class Family:
     columns: list[Column] = field(default_factory=list)
     loose: list[tuple[Labels, float]] = field(default_factory=list)
 
-    @property
-    def points(self) -> list[tuple[Labels, float]]:
-        """Every point as (labels, value); convenient, not fast."""
-        result = list(self.loose)
-        for column in self.columns:
-            names = column.keys.names
-            for row, value in zip(column.rows.tolist(), column.values.tolist(), strict=True):
-                labels = tuple(zip(names, column.keys.values[row], strict=True))
-                result.append(((*labels, *column.extra), value))
-        return result
-
 
 @dataclass
 class HistogramColumn:
@@ -115,17 +104,6 @@ class HistogramFamily:
     description: str
     boundaries: tuple[float, ...]
     columns: list[HistogramColumn] = field(default_factory=list)
-
-    @property
-    def points(self) -> list[tuple[Labels, list[int], int]]:
-        """(labels, cumulative counts at the boundaries, total count) per series."""
-        result = []
-        for column in self.columns:
-            for i, row in enumerate(column.rows.tolist()):
-                labels = tuple(zip(column.keys.names, column.keys.values[row], strict=True))
-                result.append(((*labels, *column.extra), column.counts[i].tolist(),
-                               int(column.totals[i])))
-        return result
 
 
 def _export_edges() -> tuple[npt.NDArray[np.int64], tuple[float, ...]]:

@@ -1,8 +1,8 @@
 """Per-process state in a shared directory, merged exactly at scrape time.
 
 Pre-fork servers (gunicorn, uwsgi) run one aggregator per worker. Each worker writes its
-snapshot to ``multiproc_dir`` every ``multiproc_interval`` seconds and at shutdown
-(:class:`StateWriter`); whoever serves the scrape merges all of them
+snapshot to ``multiproc_dir`` every ``multiproc_interval`` seconds and at shutdown (a
+periodic task started by ``install()``); whoever serves the scrape merges all of them
 (:func:`merged_snapshot`). prometheus_client's own multi-process mode cannot do this for
 a custom collector; bizops-otel's statistics are mergeable, so it can.
 
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from .. import persist
@@ -105,28 +104,3 @@ def merged_snapshot(directory: str | os.PathLike[str]) -> Snapshot | None:
             continue  # vanished or being replaced; the next scrape reads it
         merged = snapshot if merged is None else merged.merge(snapshot)
     return merged
-
-
-class StateWriter:
-    """Writes ``source()`` to this process's state file every ``interval`` seconds."""
-
-    def __init__(self, write: Callable[[], object], interval: float) -> None:
-        self._write = write
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bizops-otel-state",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._write()
-            except Exception:
-                _logger.exception("bizops-otel: could not write this process's state")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(10)
-
