@@ -39,7 +39,15 @@ from bizops_otel._layout import (
     LOWEST as _LOWEST,
 )
 from bizops_otel._state import StateArrays, merge_states
-from bizops_otel.attributes import DROP_INDEX, DROP_REASONS, MISSING, classify_kpi, sanitize_dimension
+from bizops_otel.attributes import (
+    DROP_INDEX,
+    DROP_REASONS,
+    MISSING,
+    PAGE_GROUP,
+    SESSION_ID,
+    classify_kpi,
+    sanitize_dimension,
+)
 from bizops_otel.config import Config
 from bizops_otel.snapshot import Snapshot
 
@@ -71,10 +79,12 @@ cdef int R_UNKNOWN = DROP_INDEX["kpi_unknown"]
 cdef int R_ARITY = DROP_INDEX["dimension_arity"]
 cdef int R_UNREADABLE = DROP_INDEX["attributes_unreadable"]
 cdef int R_MEMORY = DROP_INDEX["out_of_memory"]
+cdef int R_SESSION = DROP_INDEX["session_invalid"]
 cdef int N_REASONS = len(DROP_REASONS)
 
 RAW_ENTRIES_PER_KEY = 4
 cdef object MISSING_VALUE = MISSING
+cdef object SESSION_KEY = SESSION_ID
 
 
 cdef bint _truthy(object flag) noexcept:
@@ -559,6 +569,10 @@ cdef void table_free(KeyTable *t) noexcept:
 
 # --------------------------------------------------------------------------------------
 
+include "_native_sessions.pxi"
+
+# --------------------------------------------------------------------------------------
+
 cdef class Aggregator:
     """Streaming latency–KPI statistics per key (native implementation).
 
@@ -585,6 +599,10 @@ cdef class Aggregator:
     cdef int _m
     cdef int _d
     cdef int _outcome
+    cdef int _revenue
+    cdef int _page_at
+    cdef SessionTable _sessions
+    cdef int32_t *_key_group     # key id -> session-table row of its page group
     cdef int _slots
     cdef int32_t _max_keys
     cdef int _value_length
@@ -602,6 +620,7 @@ cdef class Aggregator:
     def __cinit__(self):
         self._ring = NULL
         self._ring_epoch = NULL
+        self._key_group = NULL
         memset(&self._retired, 0, sizeof(State))
         memset(&self._raw, 0, sizeof(KeyTable))
 
@@ -621,6 +640,8 @@ cdef class Aggregator:
             self._kpi_min[j] = k.minimum
             self._kpi_max[j] = k.maximum
         self._outcome = cfg.outcome_index
+        self._revenue = cfg.revenue_index
+        self._page_at = cfg.dimensions.index(PAGE_GROUP) if PAGE_GROUP in cfg.dimensions else -1
         self._slots = cfg.window_slots
         self._max_keys = cfg.max_keys
         self._value_length = cfg.max_value_length
@@ -632,6 +653,9 @@ cdef class Aggregator:
         if self._ring == NULL or self._ring_epoch == NULL:
             raise MemoryError()
         memset(self._ring, 0, self._slots * sizeof(State))
+        self._key_group = <int32_t *>PyMem_RawMalloc((cfg.max_keys + 1) * sizeof(int32_t))
+        if self._key_group == NULL:
+            raise MemoryError()
         self._clear()
         _fork.track(self)
 
@@ -644,6 +668,7 @@ cdef class Aggregator:
                 state_free(&self._ring[i])
             PyMem_RawFree(self._ring)
         PyMem_RawFree(self._ring_epoch)
+        PyMem_RawFree(self._key_group)
 
     # Life cycle -------------------------------------------------------------------------
     cdef int _clear(self) except -1:
@@ -658,6 +683,11 @@ cdef class Aggregator:
             self._ring_epoch[i] = -1
         self._newest_epoch = -1
         memset(self._dropped, 0, sizeof(self._dropped))
+        cfg = self.config
+        self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
+                          if cfg.max_sessions else None)
+        for i in range(self._max_keys + 1):
+            self._key_group[i] = 1  # the overflow row, until a key is created
         return 0
 
     def reset(self):
@@ -692,6 +722,9 @@ cdef class Aggregator:
                     key_id = len(self._keys)
                     self._keys.append(clean)
                     self._key_of[clean] = key_id
+                    if self._sessions is not None:
+                        page = clean[self._page_at] if self._page_at >= 0 else MISSING
+                        self._key_group[key_id] = self._sessions.groups.row(page)
                 else:
                     key_id = self._max_keys  # the overflow key
             for i in range(self._d):
@@ -812,16 +845,31 @@ cdef class Aggregator:
         return &self._ring[index]
 
     cdef void _commit(self, Py_ssize_t key, double t, const double *values, uint32_t mask,
-                      const int *drops, int n_drops, bint error, int64_t end_ns) noexcept:
+                      const int *drops, int n_drops, bint error, int64_t end_ns,
+                      PyObject *session) noexcept:
         cdef int outcome = 0
         cdef int i
+        cdef double revenue = 0.0
+        cdef Py_hash_t session_hash
         if self._outcome >= 0 and (mask >> self._outcome) & 1:
             outcome = 2 if values[self._outcome] == 1.0 else 1
+        if self._revenue >= 0 and (mask >> self._revenue) & 1:
+            revenue = values[self._revenue]
         cdef int bucket = bucket_of(t)
         for i in range(n_drops):
             self._dropped[drops[i]] += 1
         if state_add(self._target(end_ns), <int32_t>key, t, bucket, outcome, values, mask,
                      self._m, error) < 0:
+            self._dropped[R_MEMORY] += 1
+        if session == NULL or session == <PyObject *>None or self._sessions is None:
+            return
+        if type(<object>session) is not str or len(<str>session) == 0:
+            self._dropped[R_SESSION] += 1
+            return
+        # An exact str's hash is cached after the first call and cannot fail.
+        session_hash = PyObject_Hash(<object>session)
+        if self._sessions.touch(<uint64_t>session_hash, self._key_group[key], t, outcome == 2,
+                                revenue, end_ns) < 0:
             self._dropped[R_MEMORY] += 1
 
     def record_span(self, attributes, start_ns, end_ns, error=False, fallback=None):
@@ -839,6 +887,8 @@ cdef class Aggregator:
         cdef Py_ssize_t key
         cdef bint is_dict
         cdef PyObject *found
+        cdef PyObject *session = NULL
+        cdef object session_value = None
         cdef object value
         if type(start_ns) is not int or type(end_ns) is not int:
             self._dropped[R_LATENCY] += 1
@@ -872,14 +922,23 @@ cdef class Aggregator:
                 else:
                     drops[n_drops] = reason
                     n_drops += 1
+            if self._sessions is not None:
+                if is_dict:
+                    session = PyDict_GetItemWithError(attributes, SESSION_KEY)
+                else:
+                    session_value = attributes.get(SESSION_KEY)
+                    session = <PyObject *>session_value
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return
         self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops,
-                     error is True or (error is not False and _truthy(error)), end)
+                     error is True or (error is not False and _truthy(error)), end, session)
 
-    def record(self, dims, latency_s, kpis=None, *, error=False, end_ns=None):
-        """Record one observation by dimension values and KPI names. Never raises."""
+    def record(self, dims, latency_s, kpis=None, *, error=False, end_ns=None, session=None):
+        """Record one observation by dimension values and KPI names. Never raises.
+
+        ``session`` is the session id the request belongs to, if any.
+        """
         cdef double values[MAX_KPIS]
         cdef int drops[MAX_KPIS * 2]
         cdef int n_drops = 0
@@ -920,7 +979,8 @@ cdef class Aggregator:
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return
-        self._commit(key, x, values, mask, drops, n_drops, bool(error), when)
+        self._commit(key, x, values, mask, drops, n_drops, bool(error), when,
+                     <PyObject *>session)
 
     def record_many(self, dims, latency_s, kpis=None, *, errors=None, end_ns=None):
         """Record a batch for one key. NaN in a KPI array means "no value on that row".
@@ -1068,6 +1128,7 @@ cdef class Aggregator:
             if failed:
                 raise MemoryError("bizops-otel: no memory for a snapshot")
             keys = self._keys[:n_keys]
+            sessions = self._sessions.dump(now) if self._sessions is not None else None
             retired = state_dump(&copies[0], self._m)
             ring = [(state_dump(&copies[i + 1], self._m), epochs[i])
                     for i in range(self._slots)]
@@ -1079,4 +1140,5 @@ cdef class Aggregator:
         recent = merge_states([state for state, epoch in ring
                                if current - self._slots < epoch <= current], self._m)
         return Snapshot.from_state(self.config, keys, cumulative,
-                                   [dropped[i] for i in range(N_REASONS)], recent, now)
+                                   [dropped[i] for i in range(N_REASONS)], recent, now,
+                                   sessions)

@@ -41,6 +41,20 @@ KPI_FIELDS: Final = (
 )
 KPI_FIELD_COUNT: Final = len(KPI_FIELDS)
 
+# Sessions. Finalised sessions are counted per page group in a table of
+# (session outcome, pages in the session, the session's mean latency on the group's
+# bucket). Pages per session are binned 1, 2, …, 15 and "16 or more".
+PAGE_BINS: Final = 16
+#: Distinct page groups tracked inside one session; more still count for "all pages".
+GROUPS_PER_SESSION: Final = 8
+#: Page groups with session statistics of their own; later ones share the overflow row.
+MAX_SESSION_GROUPS: Final = 64
+#: Session-table rows before the named groups: every page, and the overflow group.
+SESSION_ROW_ALL: Final = 0
+SESSION_ROW_OVERFLOW: Final = 1
+SESSION_FIXED_ROWS: Final = 2
+SESSION_CELLS: Final = 2 * PAGE_BINS * BUCKETS
+
 INV_LOWEST: Final = 1.0 / LOWEST
 INV_LOG_GROWTH: Final = 1.0 / math.log(GROWTH)
 

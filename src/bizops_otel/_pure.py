@@ -28,13 +28,17 @@ from ._layout import (
     OUTCOME_CONVERTED,
     OUTCOME_NONE,
     OUTCOME_NOT_CONVERTED,
+    SESSION_ROW_OVERFLOW,
     bucket_of,
 )
+from ._pure_sessions import SessionTable
 from ._state import StateArrays, merge_states
 from .attributes import (
     DROP_INDEX,
     DROP_REASONS,
     MISSING,
+    PAGE_GROUP,
+    SESSION_ID,
     classify_kpi,
     sanitize_dimension,
 )
@@ -44,6 +48,7 @@ from .snapshot import Snapshot
 _F = KPI_FIELD_COUNT
 _LATENCY_INVALID = DROP_INDEX["latency_invalid"]
 _UNREADABLE = DROP_INDEX["attributes_unreadable"]
+_SESSION_INVALID = DROP_INDEX["session_invalid"]
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # timestamps are int64 nanoseconds
 #: Raw-value lookups kept per key before further raw variants take the slow path.
 RAW_ENTRIES_PER_KEY = 4
@@ -220,6 +225,8 @@ class Aggregator:
                            for k in cfg.kpis]
         self._kpi_index = {k.name: j for j, k in enumerate(cfg.kpis)}
         self._outcome = cfg.outcome_index
+        self._revenue = cfg.revenue_index
+        self._page_at = cfg.dimensions.index(PAGE_GROUP) if PAGE_GROUP in cfg.dimensions else -1
         self._slot_ns = cfg.window_slot_ns
         self._lock = threading.Lock()
         self._clear()
@@ -239,6 +246,11 @@ class Aggregator:
         self._ring_epoch = [-1] * self._config.window_slots
         self._newest_epoch = -1
         self._dropped = [0] * len(DROP_REASONS)
+        cfg = self._config
+        self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
+                          if cfg.max_sessions else None)
+        # Key id -> session-table row of the key's page group.
+        self._key_group: list[int] = []
 
     def reset(self) -> None:
         """Forget everything: keys, statistics, windows and drop counters."""
@@ -268,6 +280,9 @@ class Aggregator:
                     key_id = len(self._keys)
                     self._keys.append(clean)
                     self._key_of[clean] = key_id
+                    if self._sessions is not None:
+                        page = clean[self._page_at] if self._page_at >= 0 else MISSING
+                        self._key_group.append(self._sessions.groups.row(page))
                 else:
                     key_id = self._config.max_keys  # the overflow key
             if len(self._raw) < RAW_ENTRIES_PER_KEY * (self._config.max_keys + 1):
@@ -310,16 +325,28 @@ class Aggregator:
         return self._ring[index]
 
     def _commit(self, key_id: int, t: float, values: list[tuple[int, float]],
-                drops: list[int], error: bool, end_ns: int) -> None:
+                drops: list[int], error: bool, end_ns: int, session: object = None) -> None:
         outcome = OUTCOME_NONE
+        revenue = 0.0
         for j, v in values:
             if j == self._outcome:
                 outcome = OUTCOME_CONVERTED if v == 1.0 else OUTCOME_NOT_CONVERTED
+            if j == self._revenue:
+                revenue = v
         bucket = bucket_of(t)
         with self._lock:
             for reason in drops:
                 self._dropped[reason] += 1
             self._target(end_ns).add(key_id, t, bucket, outcome, values, error)
+            if session is None or self._sessions is None:
+                return
+            if type(session) is not str or not session:
+                self._dropped[_SESSION_INVALID] += 1
+                return
+            group = (self._key_group[key_id] if key_id < len(self._key_group)
+                     else SESSION_ROW_OVERFLOW)
+            self._sessions.touch(session, group, t, outcome == OUTCOME_CONVERTED, revenue,
+                                 end_ns)
 
     def record_span(self, attributes: Mapping[str, Any], start_ns: int, end_ns: int, *,
                     error: bool = False, fallback: tuple[str, ...] | None = None) -> None:
@@ -345,16 +372,20 @@ class Aggregator:
                     values.append((j, number))
                 else:
                     drops.append(reason)
+            session = attributes.get(SESSION_ID) if self._sessions is not None else None
         except Exception:
             self._drop(_UNREADABLE)
             return
         self._commit(self._key_id(raw), (end_ns - start_ns) * 1e-9, values, drops,
-                     bool(error), end_ns)
+                     bool(error), end_ns, session)
 
     def record(self, dims: tuple[Any, ...], latency_s: float,
                kpis: Mapping[str, Any] | None = None, *, error: bool = False,
-               end_ns: int | None = None) -> None:
-        """Record one observation by dimension values and KPI names. Never raises."""
+               end_ns: int | None = None, session: str | None = None) -> None:
+        """Record one observation by dimension values and KPI names. Never raises.
+
+        ``session`` is the session id the request belongs to, if any.
+        """
         try:
             if (isinstance(latency_s, bool) or not isinstance(latency_s, float | int)
                     or not 0.0 <= latency_s < math.inf):
@@ -384,7 +415,8 @@ class Aggregator:
             self._drop(_UNREADABLE)
             return
         when = time.time_ns() if end_ns is None else int(end_ns)
-        self._commit(self._key_id(raw), float(latency_s), values, drops, bool(error), when)
+        self._commit(self._key_id(raw), float(latency_s), values, drops, bool(error), when,
+                     session)
 
     def record_many(self, dims: tuple[Any, ...], latency_s: npt.ArrayLike,
                     kpis: Mapping[str, npt.ArrayLike] | None = None, *,
@@ -444,11 +476,13 @@ class Aggregator:
             ring = [(state.dump(), epoch) for state, epoch in zip(self._ring, self._ring_epoch,
                                                                  strict=True)]
             dropped = list(self._dropped)
+            sessions = self._sessions.dump(now) if self._sessions is not None else None
         kpis = len(self._config.kpis)
         cumulative = merge_states([retired, *(state for state, _ in ring)], kpis)
         recent = merge_states([state for state, epoch in ring
                                if current - slots < epoch <= current], kpis)
-        return Snapshot.from_state(self._config, keys, cumulative, dropped, recent, now)
+        return Snapshot.from_state(self._config, keys, cumulative, dropped, recent, now,
+                                   sessions)
 
 
 def _buckets(t: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:

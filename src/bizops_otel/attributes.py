@@ -61,6 +61,7 @@ DROP_REASONS: Final = (
     "dimension_arity",  # record() got the wrong number of dimension values
     "attributes_unreadable",  # the attribute mapping raised when read
     "out_of_memory",
+    "session_invalid",  # a session.id that is not a non-empty string
 )
 DROP_INDEX: Final = {name: index for index, name in enumerate(DROP_REASONS)}
 

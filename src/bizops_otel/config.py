@@ -125,6 +125,12 @@ class Config:
     #: Seconds between two writes of this process's state to ``multiproc_dir``.
     multiproc_interval: float = 1.0
 
+    # Sessions ------------------------------------------------------------------------------
+    #: Open sessions tracked at once (0 turns sessions off). Each costs about 150 bytes.
+    max_sessions: int = 100_000
+    #: Seconds without a request after which a session is over.
+    session_timeout: float = 1800.0
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
         dims = self.dimensions
@@ -142,6 +148,12 @@ class Config:
                  "window_slots", f"must be an integer in [1, 1000], got {self.window_slots!r}")
         _require(_is_number(self.window) and 0.001 <= self.window <= 7 * 86400,
                  "window", f"must be seconds in [0.001, 604800], got {self.window!r}")
+        _require(_is_int(self.max_sessions) and 0 <= self.max_sessions <= 10_000_000,
+                 "max_sessions",
+                 f"must be an integer in [0, 10000000], got {self.max_sessions!r}")
+        _require(_is_number(self.session_timeout) and 1e-3 <= self.session_timeout <= 86400,
+                 "session_timeout",
+                 f"must be seconds in [0.001, 86400], got {self.session_timeout!r}")
         _require(_is_int(self.max_value_length) and 1 <= self.max_value_length <= 1024,
                  "max_value_length",
                  f"must be an integer in [1, 1024], got {self.max_value_length!r}")
@@ -168,6 +180,16 @@ class Config:
             if kpi.name == name:
                 return index
         raise KeyError(f"unknown KPI {name!r}; configured: {list(self.kpi_names)}")
+
+    @property
+    def session_timeout_ns(self) -> int:
+        return round(self.session_timeout * 1e9)
+
+    @property
+    def revenue_index(self) -> int:
+        """Position of the ``order_value`` KPI, whose values sum to a session's revenue,
+        or -1."""
+        return self.kpi_names.index("order_value") if "order_value" in self.kpi_names else -1
 
     @property
     def outcome_index(self) -> int:

@@ -75,6 +75,8 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "RECORD_UNSAMPLED": _bool,
     "MULTIPROC_DIR": _optional_text,
     "MULTIPROC_INTERVAL": float,
+    "MAX_SESSIONS": int,
+    "SESSION_TIMEOUT": float,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,9 +24,14 @@ from ._layout import (
     OUTCOMES,
     bucket_edges,
 )
+from ._session_state import SessionArrays, merge_sessions
 from ._state import StateArrays, merge_states
 from .attributes import DROP_REASONS
 from .config import Config
+from .sessions import Projection, SessionStats
+
+if TYPE_CHECKING:
+    from .abtest import Comparison
 
 Key = tuple[str, ...]
 
@@ -197,8 +202,9 @@ class Snapshot(Mapping[Key, KeyStats]):
 
     def __init__(self, config: Config, keys: Sequence[Key], state: StateArrays,
                  dropped: Mapping[str, int], recent: Snapshot | None = None,
-                 taken_ns: int = 0) -> None:
+                 taken_ns: int = 0, sessions: SessionArrays | None = None) -> None:
         self.config = config
+        self._sessions = sessions
         self._keys = tuple(keys)
         self._state = state.freeze()
         self.dropped: Mapping[str, int] = MappingProxyType(dict(dropped))
@@ -213,7 +219,7 @@ class Snapshot(Mapping[Key, KeyStats]):
     @classmethod
     def from_state(cls, config: Config, keys: Sequence[Key], state: StateArrays,
                    dropped_counts: Sequence[int], recent_state: StateArrays | None,
-                   taken_ns: int) -> Snapshot:
+                   taken_ns: int, sessions: SessionArrays | None = None) -> Snapshot:
         """Build from a twin's dump; key id ``config.max_keys`` is the overflow key."""
         table = [*keys, overflow_key(len(config.dimensions))]
         overflow_id = len(keys)
@@ -226,7 +232,7 @@ class Snapshot(Mapping[Key, KeyStats]):
         recent = None
         if recent_state is not None:
             recent = cls(config, table, relabel(recent_state), {}, None, taken_ns)
-        return cls(config, table, relabel(state), dropped, recent, taken_ns)
+        return cls(config, table, relabel(state), dropped, recent, taken_ns, sessions)
 
     # Mapping protocol ------------------------------------------------------------------
     def __getitem__(self, key: Key) -> KeyStats:
@@ -304,8 +310,35 @@ class Snapshot(Mapping[Key, KeyStats]):
         recent = None
         if self._recent is not None and other._recent is not None:
             recent = self._recent.merge(other._recent)
+        sessions = None
+        if self._sessions is not None or other._sessions is not None:
+            sessions = merge_sessions([s for s in (self._sessions, other._sessions)
+                                       if s is not None])
         return Snapshot(self.config, list(table), merged, dropped, recent,
-                        max(self.taken_ns, other.taken_ns))
+                        max(self.taken_ns, other.taken_ns), sessions)
+
+    @property
+    def session_arrays(self) -> SessionArrays | None:
+        """The raw session counts, or None when sessions were off."""
+        return self._sessions
+
+    @property
+    def sessions(self) -> SessionStats:
+        """Finalised sessions by page group: impact scores, conversion curves, what-if."""
+        return SessionStats(self._sessions if self._sessions is not None
+                            else SessionArrays.empty())
+
+    def whatif(self, delta_ms: float = -100.0, page_group: str | None = None,
+               confidence: float = 0.95) -> Projection:
+        """Conversion and revenue if latency moved by ``delta_ms`` on ``page_group`` (on
+        every page when None), from the logistic model of session conversion."""
+        return self.sessions.whatif(delta_ms, page_group, confidence)
+
+    def compare_variants(self, control: str, treatment: str) -> Comparison:
+        """A/B test of two feature-flag variants (see :func:`bizops_otel.abtest.compare`)."""
+        from .abtest import compare  # abtest builds on snapshots
+
+        return compare(self, control, treatment)
 
     @property
     def key_table(self) -> tuple[Key, ...]:

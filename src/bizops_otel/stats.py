@@ -101,6 +101,30 @@ def spearman_binary(negatives: FloatArray, positives: FloatArray) -> float:
     return float((mean_pos - mean_neg) / math.sqrt(variance) * math.sqrt(p * q))
 
 
+def spearman_table(counts: FloatArray) -> float:
+    """Spearman ρ of two binned variables from their contingency table.
+
+    ``counts[i, j]`` holds the observations in bin i of the first variable and bin j of
+    the second. Every observation in a bin shares the bin's mid-rank, as
+    ``scipy.stats.spearmanr`` ranks ties, and ρ is Pearson's r of the rank pairs::
+
+        R_i = below_i + (r_i + 1)/2,   S_j = below_j + (c_j + 1)/2
+        ρ = Σ n_ij (R_i − R̄)(S_j − S̄) / √(Σ r_i (R_i − R̄)² · Σ c_j (S_j − S̄)²)
+    """
+    table = np.asarray(counts, dtype=np.float64)
+    rows, columns = table.sum(axis=1), table.sum(axis=0)
+    n = rows.sum()
+    if n < 2:
+        return math.nan
+    mean = (n + 1.0) / 2.0
+    row_ranks = np.cumsum(rows) - rows + (rows + 1.0) / 2.0 - mean
+    column_ranks = np.cumsum(columns) - columns + (columns + 1.0) / 2.0 - mean
+    spread = float((rows * row_ranks**2).sum() * (columns * column_ranks**2).sum())
+    if spread <= 0.0:
+        return math.nan
+    return float(row_ranks @ table @ column_ranks / math.sqrt(spread))
+
+
 def histogram_quantile(counts: FloatArray, edges: FloatArray, q: float) -> float:
     """Quantile q of a log-bucketed histogram.
 
