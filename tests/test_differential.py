@@ -14,7 +14,17 @@ from bizops_otel._pure import Aggregator as PureAggregator
 from tests.conftest import load
 
 SECOND = 1_000_000_000
-CONFIG = Config(max_keys=40, window=30.0, window_slots=6)
+# Few sessions and a short timeout, so that evictions and expiries happen all the time.
+CONFIG = Config(max_keys=40, window=30.0, window_slots=6, max_sessions=50,
+                session_timeout=20.0)
+
+
+def random_session(rng: np.random.Generator) -> object:
+    """Mostly ids from a pool larger than the table, some garbage, some absent."""
+    choice = rng.integers(0, 20)
+    if choice < 16:
+        return f"session-{rng.integers(0, 120)}"
+    return [None, "", 42, b"bytes"][choice - 16]
 
 
 def random_value(rng: np.random.Generator) -> object:
@@ -41,7 +51,8 @@ def stream(seed: int, n: int) -> list[tuple[str, tuple[Any, ...]]]:
             attributes = {attr.PAGE_GROUP: page, attr.CAMPAIGN_ID: campaign,
                           attr.ORDER_VALUE: random_value(rng),
                           attr.CONVERSION: random_value(rng),
-                          attr.ORDER_ITEMS: random_value(rng)}
+                          attr.ORDER_ITEMS: random_value(rng),
+                          attr.SESSION_ID: random_session(rng)}
             duration = int(rng.lognormal(np.log(0.3), 1.2) * SECOND)
             if rng.random() < 0.01:
                 duration = -duration
@@ -56,7 +67,7 @@ def stream(seed: int, n: int) -> list[tuple[str, tuple[Any, ...]]]:
             if rng.random() < 0.05:
                 kpis["bogus"] = 1.0
             events.append(("record", ((page, campaign), float(rng.lognormal(-1, 1)), kpis,
-                                      clock)))
+                                      clock, random_session(rng))))
         else:
             size = int(rng.integers(1, 200))
             latency = rng.lognormal(-1, 1, size)
@@ -75,8 +86,8 @@ def replay(agg: Any, events: list[tuple[str, tuple[Any, ...]]]) -> None:
             attributes, start, end, error, fallback = args
             agg.record_span(attributes, start, end, error=error, fallback=fallback)
         elif kind == "record":
-            dims, latency, kpis, end = args
-            agg.record(dims, latency, kpis, end_ns=end)
+            dims, latency, kpis, end, session = args
+            agg.record(dims, latency, kpis, end_ns=end, session=session)
         else:
             dims, latency, kpis, end = args
             agg.record_many(dims, latency, kpis, end_ns=end)
@@ -89,7 +100,7 @@ def test_twins_agree_on_random_streams(seed: int) -> None:
     events = stream(seed, 3000)
     replay(native, events)
     replay(pure, events)
-    now = events[-1][1][2] if events[-1][0] == "span" else events[-1][1][-1]
+    now = max(args[2] if kind == "span" else args[3] for kind, args in events)
     a, b = native.snapshot(now_ns=now), pure.snapshot(now_ns=now)
     assert dict(a.dropped) == dict(b.dropped)
     assert sum(a.dropped.values()) > 100  # the garbage really was exercised
@@ -103,3 +114,15 @@ def test_twins_agree_on_random_streams(seed: int) -> None:
         np.testing.assert_allclose(sa.latency_sum, sb.latency_sum, rtol=1e-12)
         np.testing.assert_allclose(sa.kpi_f, sb.kpi_f, rtol=1e-9, atol=1e-9)
     assert a.overflow is not None  # 60 campaigns × pages exceed max_keys=40
+    sessions_a, sessions_b = a.session_arrays, b.session_arrays
+    assert sessions_a is not None and sessions_b is not None
+    assert sessions_a.groups == sessions_b.groups
+    for name in ("table", "requests", "pages", "counters"):
+        np.testing.assert_array_equal(getattr(sessions_a, name), getattr(sessions_b, name),
+                                      err_msg=name)
+    for name in ("latency_sum", "revenue"):
+        np.testing.assert_allclose(getattr(sessions_a, name), getattr(sessions_b, name),
+                                   rtol=1e-9, err_msg=name)
+    finalised, evicted, still_open, _ = (int(c) for c in sessions_a.counters)
+    assert evicted > 50 and finalised > 500 and 0 < still_open <= 50  # all rules exercised
+    assert a.dropped["session_invalid"] > 50
