@@ -20,9 +20,10 @@ def test_snapshot_round_trip_keeps_every_number(Aggregator: Any, tmp_path: Path)
     for i, campaign in enumerate(["a", "b", "c", "d", "e"] * 100):
         agg.record(("checkout", campaign), float(data.latency[i]),
                    {"order_value": float(data.order_value[i]),
-                    "conversion": float(data.conversion[i]), "basket": 2.0})
+                    "conversion": float(data.conversion[i]), "basket": 2.0},
+                   end_ns=i, session=f"s{i % 40}")
     agg.record(("checkout", "a"), -1.0)
-    original = agg.snapshot()
+    original = agg.snapshot(now_ns=10**13)
     path = tmp_path / "state.npz"
     persist.write(original, path)
     copy = persist.read(path)
@@ -38,6 +39,13 @@ def test_snapshot_round_trip_keeps_every_number(Aggregator: Any, tmp_path: Path)
     assert copy.recent().total().count == original.recent().total().count
     merged = copy.merge(original)
     assert merged.total().count == 2 * original.total().count
+    assert original.sessions.finalised == 40
+    sessions, restored = original.session_arrays, copy.session_arrays
+    assert sessions is not None and restored is not None
+    assert restored.groups == sessions.groups
+    for name in ("table", "requests", "pages", "latency_sum", "revenue", "counters"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(sessions, name))
+    assert merged.sessions.finalised == 80
 
 
 def test_unknown_formats_are_refused(tmp_path: Path) -> None:

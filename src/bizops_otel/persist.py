@@ -1,8 +1,8 @@
 """Snapshots to bytes and back, so another process can read and merge them.
 
 The format is a numpy ``.npz`` archive: the state arrays of the cumulative and the recent
-view, plus a JSON header with the key table, the drop counters and the KPI and dimension
-definitions needed to interpret them. Files are written atomically (temp file, rename),
+view and the session counts, plus a JSON header with the key table, the session groups,
+the drop counters and the KPI and dimension definitions needed to interpret them. Files are written atomically (temp file, rename),
 so a reader never sees half a snapshot.
 """
 
@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from ._session_state import SessionArrays
 from ._state import StateArrays
 from .config import Config, Kpi
 from .snapshot import Snapshot
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FIELDS = [f.name for f in dataclasses.fields(StateArrays)]
+_SESSION_FIELDS = [f.name for f in dataclasses.fields(SessionArrays) if f.name != "groups"]
 
 
 def dumps(snapshot: Snapshot) -> bytes:
@@ -37,7 +39,13 @@ def dumps(snapshot: Snapshot) -> bytes:
         "dropped": dict(snapshot.dropped),
         "taken_ns": snapshot.taken_ns,
     }
-    arrays: dict[str, Any] = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
+    sessions = snapshot.session_arrays
+    arrays: dict[str, Any] = {}
+    if sessions is not None:
+        header["session_groups"] = list(sessions.groups)
+        for name in _SESSION_FIELDS:
+            arrays[f"sessions.{name}"] = getattr(sessions, name)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     for prefix, state in (("cumulative", snapshot.state), ("recent", snapshot.recent().state)):
         for name in _FIELDS:
             arrays[f"{prefix}.{name}"] = getattr(state, name)
@@ -64,10 +72,15 @@ def _loads(data: bytes) -> Snapshot:
         states = {prefix: StateArrays(*(np.array(archive[f"{prefix}.{name}"])
                                         for name in _FIELDS))
                   for prefix in ("cumulative", "recent")}
+        sessions = None
+        if "session_groups" in header:
+            sessions = SessionArrays(tuple(header["session_groups"]),
+                                     *(np.array(archive[f"sessions.{name}"])
+                                       for name in _SESSION_FIELDS))
     keys = [tuple(k) for k in header["keys"]]
     recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"])
     return Snapshot(config, keys, states["cumulative"], header["dropped"], recent,
-                    header["taken_ns"])
+                    header["taken_ns"], sessions)
 
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:

@@ -56,7 +56,7 @@ def _without_recent(snapshot: Snapshot) -> Snapshot:
     empty_state = empty.state.__class__.empty(len(snapshot.config.kpis))
     recent = Snapshot(snapshot.config, empty.key_table, empty_state, {}, None, snapshot.taken_ns)
     return Snapshot(snapshot.config, snapshot.key_table, snapshot.state, snapshot.dropped,
-                    recent, snapshot.taken_ns)
+                    recent, snapshot.taken_ns, snapshot.session_arrays)
 
 
 def _fold_dead(directory: Path) -> None:
