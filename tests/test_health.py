@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ EPOCH = 1_700_000_000 * 10**9
 LAUNCH_S = 300.0
 
 
-def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600.0
+def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600.0,
+                     seed: int = 5,
                      ) -> tuple[dict[float, dict[str, CampaignHealth]], list[CampaignHealth]]:
     scenario = Scenario(campaigns=(Campaign("spring_sale", 0.15), broken))
     config = Config(page_groups=(("/", "landing"), ("/product/*", "product"),
@@ -26,14 +28,18 @@ def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
                                                     hooks=load_hooks(aggregator_cls)))
     tracer = provider.get_tracer("simulator")
-    sessions = list(Simulator(scenario, seed=5).sessions(int(seconds * 10), rate_per_s=10.0))
+    sessions = list(Simulator(scenario, seed=seed).sessions(int(seconds * 10), rate_per_s=10.0))
     monitor = CampaignMonitor(lambda: None)
     alerts: list[CampaignHealth] = []
     monitor.on_campaign_alert(alerts.append)
     timeline: dict[float, dict[str, CampaignHealth]] = {}
+    # Requests reach the aggregator in the order they end, as in production.
+    requests = sorted(((r.start_s + r.latency_s, i, replace(s, requests=[r]))
+                       for i, s in enumerate(sessions) for r in s.requests),
+                      key=lambda item: item[:2])
     emitted = 0
     for check in range(10, int(seconds) + 1, 10):
-        due = [s for s in sessions[emitted:] if s.requests[0].start_s <= check]
+        due = [single for end, _, single in requests[emitted:] if end <= check]
         emit(tracer, due, EPOCH)
         emitted += len(due)
         health = monitor.check(aggregator.snapshot(now_ns=EPOCH + check * 10**9))
@@ -47,16 +53,20 @@ def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600
 ], ids=["errors", "latency"])
 def test_broken_launch_fails_within_two_minutes_and_healthy_stays_ok(
         Aggregator: Any, broken: Campaign) -> None:
-    timeline, alerts = replay_and_watch(Aggregator, broken)
-    failing_at = min(t for t, h in timeline.items()
-                     if "broken" in h and h["broken"].state == FAILING)
-    assert failing_at <= LAUNCH_S + 120
-    first_seen = timeline[failing_at]["broken"].first_seen_ns
-    assert EPOCH + LAUNCH_S * 10**9 <= first_seen <= EPOCH + (LAUNCH_S + 10) * 10**9
-    assert all(h["spring_sale"].state in (OK, WARMING_UP) for h in timeline.values()
-               if "spring_sale" in h)
-    assert [a.campaign for a in alerts if a.state == FAILING] == ["broken"]
-    assert alerts[0].reason  # says why
+    for seed in range(10):
+        timeline, alerts = replay_and_watch(Aggregator, broken, seconds=480.0, seed=seed)
+        failing_at = min(t for t, h in timeline.items()
+                         if "broken" in h and h["broken"].state == FAILING)
+        assert failing_at <= LAUNCH_S + 120
+        first_seen = timeline[failing_at]["broken"].first_seen_ns
+        assert EPOCH + LAUNCH_S * 10**9 <= first_seen <= EPOCH + (LAUNCH_S + 10) * 10**9
+        assert all(h["spring_sale"].state in (OK, WARMING_UP) for h in timeline.values()
+                   if "spring_sale" in h), seed
+        # Hysteresis: one alert when it fails, no flapping afterwards.
+        assert [a.campaign for a in alerts if a.state == FAILING] == ["broken"], seed
+        assert all(h["broken"].state == FAILING for t, h in timeline.items()
+                   if t >= failing_at), seed
+        assert alerts[-1].reason  # says why
 
 
 def test_callbacks_run_off_the_request_path_and_survive_errors(Aggregator: Any) -> None:

@@ -3,7 +3,9 @@
 For each campaign, its recent window (requests, p95 latency, error rate, conversion rate)
 is judged against the site's baseline: organic traffic (no campaign), all time, on the
 page groups the campaign lands on. The campaign's own history is reported beside it.
-A campaign needs a minimum of traffic before it is judged. A monitor thread evaluates
+A campaign needs a minimum of traffic before it is judged. A failing campaign recovers
+only once its figures are back under half the failing thresholds (hysteresis), so a
+campaign whose error rate hovers near one threshold does not flap. A monitor thread evaluates
 the aggregator periodically, off the request path, and calls back on every change of
 state, so an application can act: switch a flag off, roll back.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -35,6 +37,9 @@ class Thresholds:
     degraded_latency_ratio: float = 2.0
     degraded_conversion_ratio: float = 0.5  # recent conversion over the site-wide one
     minimum_trials: int = 30
+    #: A failing campaign stays failing until its figures fall under this fraction of
+    #: the failing thresholds.
+    recovery_fraction: float = 0.5
 
 
 class Figures(NamedTuple):
@@ -60,12 +65,15 @@ def figures(stats: KeyStats) -> Figures:
                    stats.errors / count if count else math.nan, stats.conversion_rate())
 
 
-def _judge(recent: Figures, site: Figures, trials: int, limits: Thresholds) -> tuple[str, str]:
+def _judge(recent: Figures, site: Figures, trials: int, limits: Thresholds,
+           previous: str) -> tuple[str, str]:
     if recent.requests < limits.minimum_requests:
         return WARMING_UP, f"{recent.requests} requests so far"
-    if recent.error_rate >= limits.failing_error_rate:
+    # Hysteresis: a failing campaign is held to lower thresholds until it recovers.
+    scale = limits.recovery_fraction if previous == FAILING else 1.0
+    if recent.error_rate >= scale * limits.failing_error_rate:
         return FAILING, f"error rate {recent.error_rate:.0%}"
-    if site.p95_s > 0 and recent.p95_s >= limits.failing_latency_ratio * site.p95_s:
+    if site.p95_s > 0 and recent.p95_s >= scale * limits.failing_latency_ratio * site.p95_s:
         return FAILING, f"p95 {recent.p95_s * 1e3:.0f} ms, {recent.p95_s / site.p95_s:.1f}× site"
     if recent.error_rate >= max(limits.degraded_error_rate, 2 * site.error_rate):
         return DEGRADED, f"error rate {recent.error_rate:.0%}"
@@ -86,9 +94,11 @@ def _organic_on(campaign_at: int, page_at: int | None,
 
 
 def assess(snapshot: Snapshot, first_seen: dict[str, int],
-           limits: Thresholds | None = None) -> list[CampaignHealth]:
+           limits: Thresholds | None = None,
+           previous: Mapping[str, str] | None = None) -> list[CampaignHealth]:
     """Health of every campaign in ``snapshot``; ``first_seen`` (campaign -> ns) is kept
-    up to date with campaigns seen for the first time."""
+    up to date with campaigns seen for the first time, and ``previous`` (campaign ->
+    state) gives the states of the last assessment, for hysteresis."""
     limits = limits or Thresholds()
     dimensions = snapshot.config.dimensions
     if CAMPAIGN_ID not in dimensions:
@@ -110,7 +120,8 @@ def assess(snapshot: Snapshot, first_seen: dict[str, int],
         recent = figures(recent_stats)
         histogram = recent_stats.histogram
         trials = int(histogram[1].sum() + histogram[2].sum())
-        state, reason = _judge(recent, site, trials, limits)
+        state, reason = _judge(recent, site, trials, limits,
+                               (previous or {}).get(campaign, OK))
         own = figures(snapshot.total(where={CAMPAIGN_ID: campaign}))
         result.append(CampaignHealth(campaign, state, reason, first_seen[campaign], recent,
                                      own, site))
@@ -146,11 +157,15 @@ class CampaignMonitor:
         snapshot = snapshot if snapshot is not None else self._source()
         if snapshot is None:
             return []
-        self.latest = assess(snapshot, self._first_seen, self._limits)
+        self.latest = assess(snapshot, self._first_seen, self._limits, self._states)
         for health in self.latest:
             previous = self._states.get(health.campaign, OK)
+            if health.state == WARMING_UP:
+                # Too little recent traffic to judge says nothing new: keep the last
+                # verdict, so a lull does not reset it and re-alert afterwards.
+                continue
             self._states[health.campaign] = health.state
-            if health.state != previous and health.state != WARMING_UP:
+            if health.state != previous:
                 for callback in self._callbacks:
                     try:
                         callback(health)

@@ -2,8 +2,8 @@
 
 The format is a numpy ``.npz`` archive: the state arrays of the cumulative and the recent
 view and the session counts, plus a JSON header with the key table, the session groups,
-the drop counters and the KPI and dimension definitions needed to interpret them. Files are written atomically (temp file, rename),
-so a reader never sees half a snapshot.
+the drop counters and the KPI and dimension definitions needed to interpret them. Files
+are written atomically (temp file, rename), so a reader never sees half a snapshot.
 """
 
 from __future__ import annotations

@@ -2,18 +2,22 @@
 
 Sessions walk a small shop (landing → product → cart → checkout, with exits), arrive
 through campaigns, and are split between feature-flag variants. Latencies are
-log-normal. Conversion falls with latency on the pages that are planted as sensitive,
-calibrated to published figures: +100 ms costs about 2.4% of desktop conversions and
-7% of phone conversions (Akamai, 2017). Campaigns can launch broken (slow or failing).
+log-normal. A session that reaches checkout confirms or abandons its order there (a
+``POST /checkout`` carrying the outcome), and whether it buys depends on the latencies it
+met on the pages planted as sensitive. The effect is logistic and calibrated to published
+figures: +100 ms costs about 2.4% of desktop conversions and 7% of phone conversions
+(Akamai, 2017). Campaigns can launch broken (slow or failing).
 
-Every request becomes a real SERVER span through a real TracerProvider, so whatever is
-installed on it (bizops-otel's processor above all) sees exactly what production would.
+Sessions can be replayed offline as real SERVER spans through a real TracerProvider
+(:func:`emit`), so whatever is installed on it sees exactly what production would; or
+driven live, one request at a time, by a ``visit`` function that performs each request
+(over HTTP, in the demo) and reports the latency the visitor experienced.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +28,13 @@ from . import attributes as attr
 #: Relative conversion lost per second of extra latency on a sensitive page, by device:
 #: 2.4% per 100 ms on desktop and 7% per 100 ms on phones (Akamai 2017).
 SENSITIVITY_PER_SECOND = {"desktop": 0.24, "phone": 0.70}
+
+
+def logistic_slope(device: str, base_conversion: float) -> float:
+    """The planted log-odds slope per second on a sensitive page: near the base rate p,
+    d ln(rate)/dx = β(1 − p), so β = −sensitivity / (1 − p) gives the published
+    relative loss per second."""
+    return -SENSITIVITY_PER_SECOND[device] / (1.0 - base_conversion)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,29 @@ class Scenario:
     #: Variant name -> relative conversion lift (the planted A/B effect).
     variants: dict[str, float] = field(default_factory=lambda: {"A": 0.0, "B": 0.0})
     order_value_mean: float = 80.0
+    #: Mean pause between two pages of a session, in seconds (exponential).
+    think_time_s: float = 8.0
+    #: Median latency of the order confirmation (``POST /checkout``).
+    confirm_median_s: float = 0.35
+
+    def campaign(self, name: str | None) -> Campaign | None:
+        return next((c for c in self.campaigns if c.name == name), None)
+
+    def draw(self, page: Page, campaign: str | None, landing: bool,
+             rng: np.random.Generator) -> tuple[float, bool]:
+        """Latency and error of one request: the page's log-normal latency, made slower
+        or failing on the landing request of a broken campaign. The demo shop serves
+        requests with this same function."""
+        broken = self.campaign(campaign) if landing else None
+        factor = broken.latency_factor if broken else 1.0
+        latency = float(rng.lognormal(math.log(page.median_s * factor), page.sigma))
+        error = bool(broken and rng.random() < broken.error_rate)
+        return latency, error
+
+    @property
+    def confirm_page(self) -> Page:
+        last = self.pages[-1]
+        return Page(last.group, last.route, self.confirm_median_s, last.sigma)
 
 
 @dataclass
@@ -72,6 +106,18 @@ class Request:
     latency_s: float
     error: bool
     query: str
+    #: Set on the order confirmation only: whether the session bought, and for how much.
+    confirm: bool = False
+    converted: bool = False
+    order_value: float | None = None
+
+    @property
+    def method(self) -> str:
+        return "POST" if self.confirm else "GET"
+
+    @property
+    def path(self) -> str:
+        return self.page.route.replace("<id>", "42")
 
 
 @dataclass
@@ -84,6 +130,11 @@ class Session:
     reached_checkout: bool
     converted: bool
     order_value: float | None
+
+
+#: Performs one request of a session and returns (latency seconds, error) as the visitor
+#: experienced them. Offline, the simulator draws them; live, the demo sends the request.
+Visit = Callable[["Session", Request], tuple[float, bool]]
 
 
 class Simulator:
@@ -103,52 +154,69 @@ class Simulator:
                 roll -= campaign.share
         return None
 
-    def session(self, start_s: float) -> Session:
+    def _draw(self, session: Session, request: Request) -> tuple[float, bool]:
+        landing = not session.requests
+        return self.scenario.draw(request.page, session.campaign, landing, self._rng)
+
+    def session(self, start_s: float, visit: Visit | None = None) -> Session:
+        """One session starting at ``start_s``; ``visit`` performs its requests (by
+        default they are drawn from the scenario)."""
         s, rng = self.scenario, self._rng
+        perform = visit if visit is not None else self._draw
         self._count += 1
         device = "phone" if rng.random() < s.phone_share else "desktop"
         campaign = self._campaign(start_s)
         variants = list(s.variants)
         variant = variants[int(rng.integers(0, len(variants)))]
-        requests: list[Request] = []
+        session = Session(f"s{self._count}", device, campaign.name if campaign else None,
+                          variant, [], False, False, None)
         clock = start_s
-        penalty = 0.0  # log of the conversion multiplier, from the sensitive pages
-        failed = False
+        base = s.base_conversion
+        logit = math.log(base / (1.0 - base))
+        slope = logistic_slope(device, base)
         for index, page in enumerate(s.pages):
-            factor = campaign.latency_factor if campaign and index == 0 else 1.0
-            latency = float(rng.lognormal(math.log(page.median_s * factor), page.sigma))
-            error = bool(campaign and index == 0 and rng.random() < campaign.error_rate)
             query = (f"utm_campaign={campaign.name}&utm_source=ads"
                      if campaign and index == 0 else "")
-            requests.append(Request(page, clock, latency, error, query))
-            clock += latency + float(rng.exponential(8.0))
+            request = Request(page, clock, 0.0, False, query)
+            request.latency_s, request.error = perform(session, request)
+            session.requests.append(request)
+            clock += request.latency_s + float(rng.exponential(s.think_time_s))
             if page.sensitive:
-                penalty -= SENSITIVITY_PER_SECOND[device] * (latency - page.median_s)
-            failed = failed or error
-            if failed or rng.random() >= s.continue_probability[index]:
+                logit += slope * (request.latency_s - page.median_s)
+            if request.error or rng.random() >= s.continue_probability[index]:
                 break
-        reached_checkout = len(requests) == len(s.pages) and not failed
-        chance = s.base_conversion * math.exp(penalty) * (1.0 + s.variants[variant])
-        converted = reached_checkout and bool(rng.random() < min(1.0, chance))
-        value = float(rng.gamma(4.0, s.order_value_mean / 4.0)) if converted else None
-        return Session(f"s{self._count}", device, campaign.name if campaign else None,
-                       variant, requests, reached_checkout, converted, value)
+        last = session.requests[-1]
+        session.reached_checkout = (len(session.requests) == len(s.pages)
+                                    and not last.error)
+        if session.reached_checkout:
+            chance = (1.0 + s.variants[variant]) / (1.0 + math.exp(-logit))
+            session.converted = bool(rng.random() < min(1.0, chance))
+            if session.converted:
+                session.order_value = float(rng.gamma(4.0, s.order_value_mean / 4.0))
+            confirm = Request(s.confirm_page, clock, 0.0, False, "", confirm=True,
+                              converted=session.converted, order_value=session.order_value)
+            confirm.latency_s, confirm.error = perform(session, confirm)
+            session.requests.append(confirm)
+        return session
+
+    def arrivals(self, rate_per_s: float = 50.0) -> Iterator[float]:
+        """Session start times of a Poisson process, forever."""
+        clock = 0.0
+        while True:
+            clock += float(self._rng.exponential(1.0 / rate_per_s))
+            yield clock
 
     def sessions(self, count: int, rate_per_s: float = 50.0) -> Iterator[Session]:
-        clock = 0.0
-        for _ in range(count):
-            clock += float(self._rng.exponential(1.0 / rate_per_s))
-            yield self.session(clock)
+        for _, start in zip(range(count), self.arrivals(rate_per_s), strict=False):
+            yield self.session(start)
 
 
 def emit(tracer: Tracer, sessions: Sequence[Session], epoch_ns: int) -> int:
     """Replay ``sessions`` as SERVER spans with explicit timestamps; returns the count."""
     emitted = 0
     for session in sessions:
-        last = len(session.requests) - 1
-        for index, request in enumerate(session.requests):
-            path = request.page.route.replace("<id>", "42")
-            attributes = {attr.HTTP_ROUTE: request.page.route, attr.URL_PATH: path,
+        for request in session.requests:
+            attributes = {attr.HTTP_ROUTE: request.page.route, attr.URL_PATH: request.path,
                           attr.SESSION_ID: session.id,
                           attr.FEATURE_FLAG_KEY: "new-checkout",
                           attr.FEATURE_FLAG_VARIANT: session.variant,
@@ -156,12 +224,13 @@ def emit(tracer: Tracer, sessions: Sequence[Session], epoch_ns: int) -> int:
             if request.query:
                 attributes[attr.URL_QUERY] = request.query
             start = epoch_ns + int(request.start_s * 1e9)
-            span = tracer.start_span(f"GET {request.page.route}", kind=SpanKind.SERVER,
-                                     attributes=attributes, start_time=start)
-            if index == last and session.reached_checkout:  # the outcome is known here
-                span.set_attribute(attr.CONVERSION, session.converted)
-                if session.order_value is not None:
-                    span.set_attribute(attr.ORDER_VALUE, session.order_value)
+            span = tracer.start_span(f"{request.method} {request.page.route}",
+                                     kind=SpanKind.SERVER, attributes=attributes,
+                                     start_time=start)
+            if request.confirm:  # the outcome is known here
+                span.set_attribute(attr.CONVERSION, request.converted)
+                if request.order_value is not None:
+                    span.set_attribute(attr.ORDER_VALUE, request.order_value)
             if request.error:
                 span.set_status(Status(StatusCode.ERROR))
             span.end(end_time=start + int(request.latency_s * 1e9))
