@@ -23,6 +23,10 @@ class Periodic:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def interval(self) -> float:
+        return self._interval
+
     def start(self) -> None:
         if self._thread is None:
             self._stop.clear()

@@ -130,6 +130,8 @@ class Config:
     max_sessions: int = 100_000
     #: Seconds without a request after which a session is over.
     session_timeout: float = 1800.0
+    #: Seconds between two campaign health checks by install() (0: no checks).
+    campaign_interval: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
@@ -154,6 +156,10 @@ class Config:
         _require(_is_number(self.session_timeout) and 1e-3 <= self.session_timeout <= 86400,
                  "session_timeout",
                  f"must be seconds in [0.001, 86400], got {self.session_timeout!r}")
+        _require(_is_number(self.campaign_interval)
+                 and (self.campaign_interval == 0 or 0.05 <= self.campaign_interval <= 3600),
+                 "campaign_interval",
+                 f"must be 0 or seconds in [0.05, 3600], got {self.campaign_interval!r}")
         _require(_is_int(self.max_value_length) and 1 <= self.max_value_length <= 1024,
                  "max_value_length",
                  f"must be an integer in [1, 1024], got {self.max_value_length!r}")

@@ -176,5 +176,11 @@ class CampaignMonitor:
     def start(self) -> None:
         self._task.start()
 
+    def restart_after_fork(self) -> None:
+        """In a forked child: the parent's thread does not exist here; start a new one."""
+        self._task = Periodic("bizops-otel-campaigns", self._task.interval, self.check,
+                              "campaign health check failed")
+        self._task.start()
+
     def stop(self) -> None:
         self._task.stop()

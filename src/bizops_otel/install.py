@@ -17,10 +17,12 @@ from . import context as business
 from . import persist
 from ._impl import NATIVE, Aggregator
 from ._periodic import Periodic
+from .attributes import CAMPAIGN_ID
 from .config import Config
 from .export import otlp
 from .export.multiproc import state_file
 from .export.otel import OTelMetrics
+from .health import AlertCallback, CampaignHealth, CampaignMonitor
 from .processor import BizOpsSpanProcessor
 from .sampling import SamplingState, record_unsampled, sampling_state
 from .settings import load_config
@@ -43,6 +45,7 @@ class BizOps:
         self.meter_provider: Any = None
         self._writer: Periodic | None = None
         self.metrics: OTelMetrics | None = None
+        self.campaigns: CampaignMonitor | None = None
         self._owns_meter_provider = False
         self._shut_down = False
 
@@ -52,7 +55,29 @@ class BizOps:
             return
         self.meter_provider = meter_provider
         self._owns_meter_provider = owned
-        self.metrics = OTelMetrics(meter_provider, self.snapshot, self.config)
+        self.metrics = OTelMetrics(meter_provider, self.snapshot, self.config,
+                                   self.campaign_health)
+
+    def start_campaign_monitor(self) -> None:
+        """Judge campaign health every ``campaign_interval`` seconds, off the request path."""
+        config = self.config
+        if (self.aggregator is None or CAMPAIGN_ID not in config.dimensions
+                or config.campaign_interval == 0 or self._shut_down):
+            return
+        self.campaigns = CampaignMonitor(self.snapshot, config.campaign_interval)
+        self.campaigns.start()
+
+    def on_campaign_alert(self, callback: AlertCallback) -> AlertCallback:
+        """Call ``callback(health)`` whenever a campaign changes health state, from the
+        monitor's thread; usable as a decorator."""
+        if self.campaigns is None:
+            raise ValueError("bizops-otel: campaign health needs bizops.campaign.id among "
+                             "the dimensions and campaign_interval > 0")
+        return self.campaigns.on_campaign_alert(callback)
+
+    def campaign_health(self) -> list[CampaignHealth]:
+        """The campaigns' health at the last check."""
+        return [] if self.campaigns is None else list(self.campaigns.latest)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         flush = getattr(self.meter_provider, "force_flush", None)
@@ -87,6 +112,8 @@ class BizOps:
         # file; the aggregator itself was emptied by its own fork hook.
         self._writer = None
         self.start_writer()
+        if self.campaigns is not None:
+            self.campaigns.restart_after_fork()
 
     def write_state(self) -> Path | None:
         """Write the current snapshot to :meth:`state_path` (atomically)."""
@@ -106,6 +133,8 @@ class BizOps:
         self._shut_down = True
         if self._writer is not None:
             self._writer.stop()
+        if self.campaigns is not None:
+            self.campaigns.stop()
         try:
             self.write_state()
         except Exception:
@@ -176,6 +205,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
         business.configure(resolved)
         handle = BizOps(resolved, aggregator, processor, provider)
         _installed[provider] = handle
+    handle.start_campaign_monitor()
     _wire_metrics(handle, meter_provider)
     handle.start_writer()
     if hasattr(os, "register_at_fork"):

@@ -77,6 +77,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "MULTIPROC_INTERVAL": float,
     "MAX_SESSIONS": int,
     "SESSION_TIMEOUT": float,
+    "CAMPAIGN_INTERVAL": float,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from ..health import CampaignHealth
 from ..snapshot import Snapshot
+from .analytics import HealthSource
 from .model import Family, HistogramFamily, Labels, RowLabels, metric_families
 from .prometheus import label_name, prometheus_name
 
@@ -86,11 +88,11 @@ class _Renderer:
                 out.append(f'{name}_bucket{{{labels},le="+Inf"}} {totals[i]}.0\n')
 
 
-def render(snapshot: Snapshot | None) -> bytes:
+def render(snapshot: Snapshot | None, health: Sequence[CampaignHealth] = ()) -> bytes:
     """The exposition of ``snapshot`` (empty when there is none yet)."""
     if snapshot is None:
         return b""
-    families, histogram = metric_families(snapshot)
+    families, histogram = metric_families(snapshot, health)
     renderer = _Renderer()
     out: list[str] = []
     for family in families:
@@ -99,10 +101,12 @@ def render(snapshot: Snapshot | None) -> bytes:
     return "".join(out).encode()
 
 
-def make_wsgi_app(source: Callable[[], Snapshot | None]) -> Callable[..., Iterable[bytes]]:
-    """A WSGI app serving ``render(source())`` on any path."""
+def make_wsgi_app(source: Callable[[], Snapshot | None],
+                  health: HealthSource | None = None) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app serving ``render(source())`` on any path; ``health`` adds the
+    campaigns' health (``CampaignMonitor.latest``)."""
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = render(source())
+        body = render(source(), health() if health is not None else ())
         start_response("200 OK", [("Content-Type", CONTENT_TYPE),
                                   ("Content-Length", str(len(body)))])
         return [body]
@@ -119,11 +123,12 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 def start_http_server(port: int, source: Callable[[], Snapshot | None],
-                      addr: str = "0.0.0.0") -> tuple[WSGIServer, threading.Thread]:
+                      addr: str = "0.0.0.0", health: HealthSource | None = None,
+                      ) -> tuple[WSGIServer, threading.Thread]:
     """Serve the exposition on ``addr:port`` from a daemon thread; ``server.shutdown()``
     stops it."""
-    server = make_server(addr, port, make_wsgi_app(source), server_class=_ThreadingServer,
-                         handler_class=_QuietHandler)
+    server = make_server(addr, port, make_wsgi_app(source, health),
+                         server_class=_ThreadingServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="bizops-otel-metrics",
                               daemon=True)
     thread.start()

@@ -40,7 +40,9 @@ from .._layout import (
 )
 from .._state import StateArrays
 from ..config import Config
+from ..health import CampaignHealth
 from ..snapshot import OVERFLOW_VALUE, Snapshot
+from . import analytics
 
 Kind = Literal["counter", "updown", "gauge"]
 Labels = tuple[tuple[str, str], ...]
@@ -148,6 +150,7 @@ def _families(config: Config) -> dict[str, Family]:
         ("bizops.internal.keys", "gauge", "{key}", "Keys held"),
         ("bizops.internal.overflow", "counter", "{request}",
          "Requests folded into the overflow key"),
+        *analytics.SPECS,
     ]
     return {name: Family(name, kind, unit, text) for name, kind, unit, text in specs}
 
@@ -241,8 +244,10 @@ def _add_histograms(histogram: HistogramFamily, rows: _Rows) -> None:
             cumulative[chosen, outcome][:, _EDGE_INDEX - 1], totals[chosen]))
 
 
-def metric_families(snapshot: Snapshot) -> tuple[list[Family], HistogramFamily]:
-    """Every family for one snapshot (and its recent window)."""
+def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
+                    ) -> tuple[list[Family], HistogramFamily]:
+    """Every family for one snapshot (and its recent window), with the campaigns'
+    ``health`` when a monitor judged them."""
     config = snapshot.config
     families = _families(config)
     histogram = HistogramFamily("bizops.request.duration", "s",
@@ -259,4 +264,7 @@ def metric_families(snapshot: Snapshot) -> tuple[list[Family], HistogramFamily]:
     families["bizops.internal.keys"].loose.append(((), float(len(snapshot))))
     overflowed = snapshot.overflow.count if snapshot.overflow is not None else 0
     families["bizops.internal.overflow"].loose.append(((), float(overflowed)))
+    analytics.add_sessions(families, snapshot)
+    analytics.add_variants(families, snapshot)
+    analytics.add_campaigns(families, health)
     return list(families.values()), histogram

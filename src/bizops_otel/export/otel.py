@@ -19,6 +19,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from .._version import __version__
 from ..config import Config
 from ..snapshot import Snapshot
+from .analytics import HealthSource
 from .model import (
     OUTCOME_LABEL,
     Family,
@@ -42,8 +43,10 @@ def _attributes(labels: Labels) -> dict[str, str]:
 class _Collection:
     """The families of the current collection, refreshed once per collection."""
 
-    def __init__(self, source: Callable[[], Snapshot | None]) -> None:
+    def __init__(self, source: Callable[[], Snapshot | None],
+                 health: HealthSource | None) -> None:
         self._source = source
+        self._health = health
         self._lock = threading.Lock()
         self._taken = -1.0
         self._families: dict[str, Family] = {}
@@ -60,7 +63,8 @@ class _Collection:
             if snapshot is None:
                 self._families, self._histogram = {}, None
                 return
-            families, histogram = metric_families(snapshot)
+            families, histogram = metric_families(
+                snapshot, self._health() if self._health is not None else ())
             self._attributes_of = {}
             self._families = {f.name: f for f in families}
             self._histogram = histogram
@@ -107,8 +111,8 @@ class OTelMetrics:
     """Registers bizops-otel's instruments on ``meter_provider``."""
 
     def __init__(self, meter_provider: MeterProvider, source: Callable[[], Snapshot | None],
-                 config: Config) -> None:
-        self._collection = _Collection(source)
+                 config: Config, health: HealthSource | None = None) -> None:
+        self._collection = _Collection(source, health)
         meter: Meter = meter_provider.get_meter("bizops_otel", __version__)
         self.instruments: list[Any] = []
         first = True

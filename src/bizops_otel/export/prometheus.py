@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..snapshot import Snapshot
+from .analytics import HealthSource
 from .model import Column, Family, HistogramColumn, HistogramFamily, metric_families
 
 _UNIT_SUFFIX = {"s": "seconds", "s2": "seconds_squared", "1": "", "1/s": "per_second"}
@@ -90,17 +91,21 @@ def _histogram(family: HistogramFamily) -> Iterator[Metric]:
 class BizOpsCollector(Collector):
     """Scrape-time view of an aggregator (or of merged per-process state).
 
-    ``source`` returns the snapshot to export, or None when there is nothing yet.
+    ``source`` returns the snapshot to export, or None when there is nothing yet;
+    ``health``, if given, the campaigns' latest health (``CampaignMonitor.latest``).
     """
 
-    def __init__(self, source: Callable[[], Snapshot | None]) -> None:
+    def __init__(self, source: Callable[[], Snapshot | None],
+                 health: HealthSource | None = None) -> None:
         self._source = source
+        self._health = health
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._source()
         if snapshot is None:
             return
-        families, histogram = metric_families(snapshot)
+        families, histogram = metric_families(
+            snapshot, self._health() if self._health is not None else ())
         for family in families:
             yield from _family(family)
         yield from _histogram(histogram)

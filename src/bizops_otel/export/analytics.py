@@ -1,0 +1,147 @@
+"""Business analytics as metric families: sessions, impact scores, what-if, campaign
+health and A/B tests.
+
+These are derived per-process gauges (plus two session counters), a handful of points per
+page group, campaign or variant, so they are plain labelled points. The session families
+label the all-pages row with ``bizops.session.scope="all"`` and page groups with
+``"page_group"``; groups past the session-table limit carry ``otel.metric.overflow``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from .._session_state import OVERFLOW_GROUP
+from ..abtest import compare
+from ..attributes import CAMPAIGN_ID, FEATURE_FLAG_VARIANT, PAGE_GROUP
+from ..health import DEGRADED, FAILING, OK, WARMING_UP, CampaignHealth
+from ..sessions import DEFAULT_DELTAS_MS, GroupSessions
+from ..snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from .model import Family, Kind, Labels
+
+SCOPE_LABEL = "bizops.session.scope"
+OVERFLOW_LABEL = "otel.metric.overflow"
+DELTA_LABEL = "bizops.delta_ms"
+BOUND_LABEL = "bizops.bound"
+BASELINE_LABEL = "bizops.baseline"
+STATES = (OK, DEGRADED, FAILING, WARMING_UP)
+
+#: (OTel name, kind, unit, description) of every analytics family.
+SPECS: tuple[tuple[str, Kind, str, str], ...] = (
+    ("bizops.sessions", "counter", "{session}", "Sessions finalised, by page group visited"),
+    ("bizops.session.conversions", "counter", "{session}",
+     "Finalised sessions that converted, by page group visited"),
+    ("bizops.session.conversion_impact", "gauge", "{score}",
+     "Conversion Impact Score: share of requests × Spearman(session latency, converted)"),
+    ("bizops.session.activity_impact", "gauge", "{score}",
+     "Activity Impact Score: share of requests × Spearman(session latency, pages)"),
+    ("bizops.session.optimal_load_time", "gauge", "s",
+     "Session latency at the peak of the conversion curve"),
+    ("bizops.internal.sessions.open", "gauge", "{session}", "Sessions open in the table"),
+    ("bizops.internal.sessions.evicted", "counter", "{session}",
+     "Sessions finalised early because the session table was full"),
+    ("bizops.whatif.conversion.change", "gauge", "1",
+     "Projected change of the session conversion rate for a latency shift"),
+    ("bizops.whatif.revenue.change", "gauge", "{currency}",
+     "Projected revenue change for a latency shift, in the base currency"),
+    ("bizops.campaign.health", "gauge", "{state}",
+     "1 for the campaign's current health state, 0 for the others"),
+    ("bizops.campaign.first_seen", "gauge", "s", "When the campaign was first seen (Unix time)"),
+    ("bizops.campaign.requests", "gauge", "{request}",
+     "Campaign requests in the recent window, or in its baseline"),
+    ("bizops.campaign.latency.p95", "gauge", "s", "Campaign p95 latency, recent or baseline"),
+    ("bizops.campaign.error.rate", "gauge", "1", "Campaign error rate, recent or baseline"),
+    ("bizops.campaign.conversion.rate", "gauge", "1",
+     "Campaign conversion rate, recent or baseline"),
+    ("bizops.ab.difference", "gauge", "{difference}",
+     "Variant minus control: conversion rate, latency (s), order value, or correlation"),
+    ("bizops.ab.p_value", "gauge", "{p}", "Two-sided p-value of the variant's difference"),
+)
+
+
+def _point(families: dict[str, Family], name: str, labels: Labels, value: float) -> None:
+    if math.isfinite(value):
+        families[name].loose.append((labels, float(value)))
+
+
+def _group_labels(group: GroupSessions) -> Labels:
+    if group.name is None:
+        return ((PAGE_GROUP, ""), (SCOPE_LABEL, "all"), (OVERFLOW_LABEL, ""))
+    if group.name == OVERFLOW_GROUP:
+        return ((PAGE_GROUP, ""), (SCOPE_LABEL, "page_group"), (OVERFLOW_LABEL, "true"))
+    return ((PAGE_GROUP, group.name), (SCOPE_LABEL, "page_group"), (OVERFLOW_LABEL, ""))
+
+
+def add_sessions(families: dict[str, Family], snapshot: Snapshot) -> None:
+    if snapshot.session_arrays is None:
+        return
+    sessions = snapshot.sessions
+    _point(families, "bizops.internal.sessions.open", (), sessions.open)
+    _point(families, "bizops.internal.sessions.evicted", (), sessions.evicted)
+    groups = [sessions.overall, *(sessions[name] for name in sessions)]
+    if sessions.overflow is not None:
+        groups.append(sessions.overflow)
+    for group in groups:
+        labels = _group_labels(group)
+        _point(families, "bizops.sessions", labels, group.sessions)
+        _point(families, "bizops.session.conversions", labels, group.converted)
+        if group.sessions == 0:
+            continue
+        _point(families, "bizops.session.conversion_impact", labels, group.conversion_impact)
+        _point(families, "bizops.session.activity_impact", labels, group.activity_impact)
+        _point(families, "bizops.session.optimal_load_time", labels,
+               group.curve().optimal_load_time)
+        if not group.fit().converged:
+            continue
+        for delta in DEFAULT_DELTAS_MS:
+            projection = group.whatif(delta)
+            for bound, change, revenue in (
+                    ("estimate", projection.change, projection.revenue_change),
+                    ("low", projection.low, projection.revenue_low),
+                    ("high", projection.high, projection.revenue_high)):
+                extra = (*labels, (DELTA_LABEL, f"{delta:g}"), (BOUND_LABEL, bound))
+                _point(families, "bizops.whatif.conversion.change", extra, change)
+                _point(families, "bizops.whatif.revenue.change", extra, revenue)
+
+
+def add_campaigns(families: dict[str, Family], health: Sequence[CampaignHealth]) -> None:
+    for campaign in health:
+        who = ((CAMPAIGN_ID, campaign.campaign),)
+        for state in STATES:
+            _point(families, "bizops.campaign.health", (*who, ("state", state)),
+                   1.0 if campaign.state == state else 0.0)
+        _point(families, "bizops.campaign.first_seen", who, campaign.first_seen_ns / 1e9)
+        for baseline, figures in (("recent", campaign.recent), ("own", campaign.own_baseline),
+                                  ("site", campaign.site_baseline)):
+            labels = (*who, (BASELINE_LABEL, baseline))
+            _point(families, "bizops.campaign.requests", labels, figures.requests)
+            _point(families, "bizops.campaign.latency.p95", labels, figures.p95_s)
+            _point(families, "bizops.campaign.error.rate", labels, figures.error_rate)
+            _point(families, "bizops.campaign.conversion.rate", labels,
+                   figures.conversion_rate)
+
+
+def add_variants(families: dict[str, Family], snapshot: Snapshot) -> None:
+    """Each variant against the control, the alphabetically first variant."""
+    config = snapshot.config
+    if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
+        return
+    at = config.dimensions.index(FEATURE_FLAG_VARIANT)
+    variants = sorted({key[at] for key in snapshot} - {""})
+    for treatment in variants[1:]:
+        result = compare(snapshot, variants[0], treatment)
+        tests = {"conversion": result.conversion, "latency": result.latency,
+                 "order_value": result.order_value,
+                 "correlation": result.latency_conversion_correlation}
+        for test, outcome in tests.items():
+            labels = ((FEATURE_FLAG_VARIANT, treatment), ("bizops.ab.control", variants[0]),
+                      ("bizops.ab.test", test))
+            _point(families, "bizops.ab.difference", labels, outcome.difference)
+            _point(families, "bizops.ab.p_value", labels, outcome.p_value)
+
+
+HealthSource = Callable[[], Sequence[CampaignHealth]]
