@@ -140,7 +140,8 @@ Visit = Callable[["Session", Request], tuple[float, bool]]
 class Simulator:
     """Deterministic for a given seed."""
 
-    def __init__(self, scenario: Scenario | None = None, seed: int = 0) -> None:
+    def __init__(self, scenario: Scenario | None = None,
+                 seed: int | Sequence[int] = 0) -> None:
         self.scenario = scenario if scenario is not None else Scenario()
         self._rng = np.random.default_rng(seed)
         self._count = 0
@@ -158,7 +159,8 @@ class Simulator:
         landing = not session.requests
         return self.scenario.draw(request.page, session.campaign, landing, self._rng)
 
-    def session(self, start_s: float, visit: Visit | None = None) -> Session:
+    def session(self, start_s: float, visit: Visit | None = None,
+                session_id: str | None = None) -> Session:
         """One session starting at ``start_s``; ``visit`` performs its requests (by
         default they are drawn from the scenario)."""
         s, rng = self.scenario, self._rng
@@ -168,8 +170,8 @@ class Simulator:
         campaign = self._campaign(start_s)
         variants = list(s.variants)
         variant = variants[int(rng.integers(0, len(variants)))]
-        session = Session(f"s{self._count}", device, campaign.name if campaign else None,
-                          variant, [], False, False, None)
+        session = Session(session_id or f"s{self._count}", device,
+                          campaign.name if campaign else None, variant, [], False, False, None)
         clock = start_s
         base = s.base_conversion
         logit = math.log(base / (1.0 - base))

@@ -1,0 +1,106 @@
+"""A small web shop: Flask, instrumented by opentelemetry-instrumentation-flask, with
+bizops-otel installed, serving ``/metrics`` beside the shop.
+
+Each page takes as long as the scenario says it does (a log-normal draw, slower or failing
+on the landing page of a broken campaign), so the planted effects reach the spans through
+the real instrumentation. The visitor's cookies carry the session id and the feature-flag
+variant, as a flag SDK's sticky assignment would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from flask import Flask, Response, request
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .. import business_context, record_conversion, record_order
+from ..export.exposition import make_wsgi_app
+from ..install import BizOps
+from ..simulate import Page, Scenario
+from ..wsgi import BusinessContextMiddleware
+
+SESSION_COOKIE = "bizops_session"
+VARIANT_COOKIE = "variant"
+FLAG = "new-checkout"
+
+
+class _Draws:
+    """The scenario's latency draws, shared by the server's threads."""
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self._scenario = scenario
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+    def serve(self, page: Page, landing: bool) -> bool:
+        """Sleep as long as the page takes; whether the request fails."""
+        campaign = request.args.get("utm_campaign") if landing else None
+        with self._lock:
+            latency, error = self._scenario.draw(page, campaign, landing, self._rng)
+        time.sleep(latency)
+        return error
+
+
+def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
+               seed: int = 0) -> Any:
+    """The shop's WSGI application, ``/metrics`` included."""
+    app = Flask("bizops-demo-shop")
+    draws = _Draws(scenario, seed)
+    landing, *inner = scenario.pages
+
+    def page_view(page: Page, is_landing: bool) -> Response:
+        variant = request.cookies.get(VARIANT_COOKIE, "A")
+        with business_context(feature_flag=FLAG, variant=variant):
+            if draws.serve(page, is_landing):
+                return Response("the page failed to render", status=503)
+        return Response(f"{page.group}\n", mimetype="text/plain")
+
+    def register(page: Page, is_landing: bool) -> None:
+        app.add_url_rule(page.route, f"page_{page.group}",
+                         lambda **_: page_view(page, is_landing), methods=["GET"])
+
+    register(landing, True)
+    for page in inner:
+        register(page, False)
+
+    confirm = scenario.confirm_page
+
+    @app.post(confirm.route)
+    def confirm_order() -> Response:
+        variant = request.cookies.get(VARIANT_COOKIE, "A")
+        with business_context(feature_flag=FLAG, variant=variant):
+            draws.serve(confirm, False)
+            if request.form.get("buy") == "1":
+                record_order(float(request.form.get("value", "0")), "EUR")
+                record_conversion(True)
+                return Response("thank you\n", mimetype="text/plain")
+            record_conversion(False)
+        return Response("maybe later\n", mimetype="text/plain")
+
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
+    shop = BusinessContextMiddleware(app.wsgi_app, session_cookie=SESSION_COOKIE)
+    return DispatcherMiddleware(shop, {"/metrics": make_wsgi_app(handle.snapshot,
+                                                                 handle.campaign_health)})
+
+
+class _Quiet(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as browsers use
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        pass
+
+
+def serve(app: Any, port: int) -> tuple[BaseWSGIServer, threading.Thread]:
+    """Serve ``app`` on 127.0.0.1:``port`` (0: any free port) from a daemon thread."""
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="bizops-demo-shop",
+                              daemon=True)
+    thread.start()
+    return server, thread

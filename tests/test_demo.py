@@ -1,0 +1,89 @@
+"""``bizops-otel demo`` end to end: a real shop on 127.0.0.1, real visitors over HTTP, and
+the metrics it serves while it runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def start(*arguments: str) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bizops_otel", "demo", "--port", "0", *arguments],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:(\d+)/", first)
+    assert found, first + (process.stderr.read() if process.stderr else "")
+    return process, int(found.group(1))
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, frozenset((k, v) for k, v in s.labels.items() if v)): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def series(points: dict[Any, float], name: str, **labels: str) -> dict[Any, float]:
+    wanted = set(labels.items())
+    return {k: v for k, v in points.items() if k[0] == name and wanted <= k[1]}
+
+
+def test_demo_runs_twenty_seconds_and_serves_the_business_metrics() -> None:
+    began = time.monotonic()
+    process, port = start("--duration", "20", "--rate", "12", "--seed", "3")
+    failing_seen = False
+    points: dict[Any, float] = {}
+    try:
+        while time.monotonic() - began < 19.0:
+            time.sleep(1.0)
+            points = scrape(port)
+            failing = series(points, "bizops_campaign_health", bizops_campaign_id="flash_sale",
+                             state="failing")
+            failing_seen = failing_seen or any(v == 1.0 for v in failing.values())
+        output, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, errors
+    # The broken campaign (launched at 4 s, landing page 10× slower) was caught.
+    assert failing_seen
+    assert series(points, "bizops_campaign_health", bizops_campaign_id="spring_sale",
+                  state="failing") == {("bizops_campaign_health", frozenset({
+                      ("bizops_campaign_id", "spring_sale"), ("state", "failing")})): 0.0}
+    impact = series(points, "bizops_session_conversion_impact",
+                    bizops_session_scope="page_group")
+    groups = {dict(k[1])["bizops_page_group"] for k in impact}
+    assert {"landing", "product"} <= groups
+    assert all(-1.0 <= v <= 1.0 for v in impact.values())
+    finished = series(points, "bizops_sessions_total", bizops_session_scope="all")
+    assert sum(finished.values()) >= 50
+    assert series(points, "bizops_whatif_conversion_change_ratio", bizops_session_scope="all",
+                  bizops_delta_ms="-100", bizops_bound="estimate")
+    assert series(points, "bizops_ab_p_value", bizops_ab_test="conversion")
+    # The live view fits 80 columns, and the run ends with a summary.
+    assert max(len(line) for line in output.splitlines()) <= 80
+    assert re.search(r"\d+ sessions, [\d,]+ requests", output)
+
+
+def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    process, port = start("--duration", "0", "--rate", "5")
+    try:
+        time.sleep(4.0)
+        assert scrape(port)  # serving
+        process.send_signal(signal.SIGINT)
+        output, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, errors
+    assert "stopping" in output and "Traceback" not in errors
+    assert re.search(r"\d+ sessions, [\d,]+ requests", output)
