@@ -12,9 +12,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# DEMO_ARGS passes options through, e.g. make demo DEMO_ARGS="--duration 0 --rate 8".
 demo: $(BIN)/python
-	$(BIN)/python -m pip install --quiet .
-	$(BIN)/python examples/kpi_table.py
+	$(BIN)/python -m pip install --quiet ".[demo]"
+	$(BIN)/bizops-otel demo $(DEMO_ARGS)
 
 # Debian's prometheus package gives the tests a real Prometheus server and promtool.
 system-deps:
