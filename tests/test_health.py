@@ -87,3 +87,46 @@ def test_callbacks_run_off_the_request_path_and_survive_errors(Aggregator: Any) 
     assert seen == ["bad"]
     assert monitor.check(agg.snapshot()) and seen == ["bad"]  # no repeat without a change
     assert attributes.CAMPAIGN_ID in agg.config.dimensions
+
+
+def test_install_runs_a_monitor_whose_alerts_reach_the_application() -> None:
+    """install() judges campaigns in its own thread; the handle's callback hears about a
+    failing one, and shutdown stops the thread."""
+    import threading
+    import time
+
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    import bizops_otel
+
+    provider = TracerProvider()
+    handle = bizops_otel.install(provider, config=Config(campaign_interval=0.05))
+    heard: list[CampaignHealth] = []
+    handle.on_campaign_alert(heard.append)
+    tracer = provider.get_tracer("test")
+    for i in range(60):
+        with tracer.start_as_current_span("GET /", kind=SpanKind.SERVER, attributes={
+                attributes.PAGE_GROUP: "landing", attributes.CAMPAIGN_ID: "bad"}) as span:
+            if i % 2:
+                span.set_status(Status(StatusCode.ERROR))
+        with tracer.start_as_current_span("GET /", kind=SpanKind.SERVER, attributes={
+                attributes.PAGE_GROUP: "landing"}):
+            pass
+    deadline = time.monotonic() + 10
+    while not heard and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(h.campaign, h.state) for h in heard] == [("bad", FAILING)]
+    assert [h.state for h in handle.campaign_health()] == [FAILING]
+    handle.shutdown()
+    assert not any(t.name == "bizops-otel-campaigns" for t in threading.enumerate())
+
+
+def test_alerts_need_the_campaign_dimension() -> None:
+    import bizops_otel
+
+    handle = bizops_otel.install(TracerProvider(),
+                                 config=Config(dimensions=(attributes.PAGE_GROUP,)))
+    with pytest.raises(ValueError, match=r"bizops\.campaign\.id"):
+        handle.on_campaign_alert(print)
+    assert handle.campaign_health() == []
+    handle.shutdown()
