@@ -38,7 +38,7 @@ from bizops_otel._layout import (
     KPI_FIELD_COUNT as _KPI_FIELD_COUNT,
     LOWEST as _LOWEST,
 )
-from bizops_otel._state import StateArrays, merge_states
+from bizops_otel._state import StateArrays, sort_rows
 from bizops_otel.attributes import (
     DROP_INDEX,
     DROP_REASONS,
@@ -380,21 +380,6 @@ cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
                     if row_add_hits(dst, row, code, offset,
                                     src.blocks[index * BLOCK + offset]) < 0:
                         return -1
-    return 0
-
-
-cdef int state_copy(State *dst, const State *src, int m) noexcept nogil:
-    """Copy of the used part of ``src`` (rows and blocks; no key index); ``dst`` zeroed."""
-    cdef int32_t rows = src.n_slots
-    cdef int32_t blocks = src.n_blocks
-    if (state_reserve_rows(dst, rows if rows else 1, m) < 0
-            or grow(<void **>&dst.blocks, (blocks if blocks else 1) * BLOCK * sizeof(uint64_t)) < 0):
-        return -1
-    dst.cap_blocks = blocks if blocks else 1
-    dst.n_slots = rows
-    dst.n_blocks = blocks
-    memcpy(dst.rows, src.rows, <size_t>rows * row_bytes(m))
-    memcpy(dst.blocks, src.blocks, <size_t>blocks * BLOCK * sizeof(uint64_t))
     return 0
 
 
@@ -1111,34 +1096,31 @@ cdef class Aggregator:
         cdef int i, failed = 0
         cdef Py_ssize_t n_keys
         cdef uint64_t dropped[MAX_REASONS]
-        cdef int64_t epochs[1000]
-        cdef State *copies = <State *>PyMem_RawMalloc((self._slots + 1) * sizeof(State))
-        if copies == NULL:
-            raise MemoryError()
-        memset(copies, 0, (self._slots + 1) * sizeof(State))
+        cdef State cumulative
+        cdef State recent
+        memset(&cumulative, 0, sizeof(State))
+        memset(&recent, 0, sizeof(State))
         try:
             # Everything below until the dumps is C code: no other thread can run, so the
-            # copies and the key count form one consistent picture.
+            # merged states and the key count form one consistent picture. Merging here,
+            # row by row (Chan's formula, as sub-windows retire), costs a fraction of
+            # dumping every sub-window and merging the arrays.
             n_keys = len(self._keys)
             memcpy(dropped, self._dropped, sizeof(dropped))
-            failed |= state_copy(&copies[0], &self._retired, self._m)
+            failed |= state_merge(&cumulative, &self._retired, self._m)
             for i in range(self._slots):
-                epochs[i] = self._ring_epoch[i]
-                failed |= state_copy(&copies[i + 1], &self._ring[i], self._m)
+                failed |= state_merge(&cumulative, &self._ring[i], self._m)
+                if current - self._slots < self._ring_epoch[i] <= current:
+                    failed |= state_merge(&recent, &self._ring[i], self._m)
             if failed:
                 raise MemoryError("bizops-otel: no memory for a snapshot")
             keys = self._keys[:n_keys]
             sessions = self._sessions.dump(now) if self._sessions is not None else None
-            retired = state_dump(&copies[0], self._m)
-            ring = [(state_dump(&copies[i + 1], self._m), epochs[i])
-                    for i in range(self._slots)]
+            cumulative_arrays = sort_rows(state_dump(&cumulative, self._m))
+            recent_arrays = sort_rows(state_dump(&recent, self._m))
         finally:
-            for i in range(self._slots + 1):
-                state_free(&copies[i])
-            PyMem_RawFree(copies)
-        cumulative = merge_states([retired, *(state for state, _ in ring)], self._m)
-        recent = merge_states([state for state, epoch in ring
-                               if current - self._slots < epoch <= current], self._m)
-        return Snapshot.from_state(self.config, keys, cumulative,
-                                   [dropped[i] for i in range(N_REASONS)], recent, now,
+            state_free(&cumulative)
+            state_free(&recent)
+        return Snapshot.from_state(self.config, keys, cumulative_arrays,
+                                   [dropped[i] for i in range(N_REASONS)], recent_arrays, now,
                                    sessions)

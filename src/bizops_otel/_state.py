@@ -67,6 +67,22 @@ class StateArrays:
                            self.kpi_f, self.block_row, self.block_code, self.block_counts)
 
 
+def sort_rows(state: StateArrays) -> StateArrays:
+    """The same state with rows in key-id order (as :func:`merge_states` returns them)
+    and blocks in (row, code) order."""
+    order = np.argsort(state.key_ids, kind="stable")
+    if state.rows < 2 or bool(np.all(order == np.arange(state.rows))):
+        return state
+    rank = np.empty_like(order)
+    rank[order] = np.arange(state.rows)
+    block_row = rank[state.block_row]
+    blocks = np.lexsort((state.block_code, block_row))
+    return StateArrays(state.key_ids[order], state.count[order], state.errors[order],
+                       state.latency_sum[order], state.kpi_n[order], state.kpi_f[order],
+                       block_row[blocks].astype(np.int64), state.block_code[blocks],
+                       state.block_counts[blocks])
+
+
 def _segment_starts(sorted_values: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
     """Where each run of equal values starts in a sorted array."""
     change = np.empty(sorted_values.shape[0], np.bool_)
