@@ -170,3 +170,25 @@ def test_direct_exposition_over_http(Aggregator: Any) -> None:
         server.shutdown()
         thread.join(10)
     assert {"bizops_kpi_pairs", "bizops_request_duration_seconds"} <= families
+
+
+def test_quantile_gauges_equal_the_snapshot_at_the_edges_of_the_range(Aggregator: Any) -> None:
+    """Keys below 1 ms, above the top edge, and in between: the vectorised gauges work on
+    the occupied span of buckets only, and must still equal KeyStats.quantile."""
+    from bizops_otel.export.exposition import render
+
+    agg = Aggregator(Config())
+    rng = np.random.default_rng(4)
+    for page, scale in (("tiny", 1e-4), ("huge", 100.0), ("mid", 0.3), ("mixed", None)):
+        for _ in range(200):
+            latency = float(rng.lognormal(np.log(scale), 0.3)) if scale else float(
+                rng.choice([2e-4, 0.05, 90.0]))
+            agg.record((page, ""), latency)
+    snapshot = agg.snapshot()
+    families = {f.name: f for f in text_string_to_metric_families(render(snapshot).decode())}
+    for page in ("tiny", "huge", "mid", "mixed"):
+        stats = snapshot[(page, "")]
+        for q in ("0.5", "0.9", "0.99"):
+            (sample,) = samples(families["bizops_request_duration_quantile_seconds"],
+                                quantile=q, bizops_window="cumulative", bizops_page_group=page)
+            assert sample.value == pytest.approx(stats.quantile(float(q)), rel=1e-12), (page, q)

@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from . import _hooks, _pure
+from .export import _lines
 
 NO_EXTENSIONS = os.environ.get("BIZOPS_OTEL_NO_EXTENSIONS", "").strip().lower() in {
     "1", "true", "yes", "on",
@@ -18,19 +19,23 @@ NO_EXTENSIONS = os.environ.get("BIZOPS_OTEL_NO_EXTENSIONS", "").strip().lower() 
 if TYPE_CHECKING:
     from ._hooks import SpanHooks
     from ._pure import Aggregator
+    from .export import _lines as lines
     NATIVE = False
 else:
     Aggregator = _pure.Aggregator
     SpanHooks = _hooks.SpanHooks
+    lines = _lines
     NATIVE = False
     if not NO_EXTENSIONS:
         try:
+            from . import _native_lines as lines
             from ._native import Aggregator
             from ._native_hooks import SpanHooks
         except ImportError:
             Aggregator = _pure.Aggregator
             SpanHooks = _hooks.SpanHooks
+            lines = _lines
         else:
             NATIVE = True
 
-__all__ = ["NATIVE", "Aggregator", "SpanHooks"]
+__all__ = ["NATIVE", "Aggregator", "SpanHooks", "lines"]

@@ -8,6 +8,7 @@ exception, because they feed metric callbacks.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -193,18 +194,26 @@ def spearman_binary_many(negatives: FloatArray, positives: FloatArray) -> FloatA
     return np.where((n1 > 0) & (n0 > 0) & (variance > 0.0), rho, np.nan)
 
 
-def histogram_quantile_many(counts: FloatArray, edges: FloatArray, q: float) -> FloatArray:
-    """:func:`histogram_quantile` per row of (rows, buckets) counts."""
+def histogram_quantiles_many(counts: FloatArray, edges: FloatArray, qs: Sequence[float],
+                             offset: int = 0) -> list[FloatArray]:
+    """:func:`histogram_quantile` per row of (rows, buckets) counts, for each q.
+
+    ``counts`` may be a slice of the buckets starting at bucket ``offset`` (with
+    ``edges`` sliced alike), which is how callers skip buckets empty in every row.
+    """
     n = counts.sum(axis=1)
-    rank = q * (n - 1.0)
     cumulative = np.cumsum(counts, axis=1)
-    bucket = np.minimum((cumulative <= rank[:, None]).sum(axis=1), counts.shape[1] - 1)
     rows = np.arange(counts.shape[0])
-    low, high = edges[bucket], edges[bucket + 1]
-    in_bucket = counts[rows, bucket]
-    below = cumulative[rows, bucket] - in_bucket
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.clip((rank - below + 0.5) / in_bucket, 0.0, 1.0)
-        inside = low * (high / low) ** fraction
-    result = np.where(bucket == 0, high, np.where(np.isinf(high), low, inside))
-    return np.where(n > 0, result, np.nan)
+    results = []
+    for q in qs:
+        rank = q * (n - 1.0)
+        bucket = np.minimum((cumulative <= rank[:, None]).sum(axis=1), counts.shape[1] - 1)
+        low, high = edges[bucket], edges[bucket + 1]
+        in_bucket = counts[rows, bucket]
+        below = cumulative[rows, bucket] - in_bucket
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.clip((rank - below + 0.5) / in_bucket, 0.0, 1.0)
+            inside = low * (high / low) ** fraction
+        result = np.where(bucket + offset == 0, high, np.where(np.isinf(high), low, inside))
+        results.append(np.where(n > 0, result, np.nan))
+    return results

@@ -10,15 +10,18 @@ prometheus_client registry is wanted.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import numpy as np
+
+from .._impl import lines
 from ..health import CampaignHealth
 from ..snapshot import Snapshot
+from ._lines import Writer, number
 from .analytics import HealthSource
 from .model import Family, HistogramFamily, Labels, RowLabels, metric_families
 from .prometheus import label_name, prometheus_name
@@ -27,65 +30,72 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _escape(value: str) -> str:
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{label_name(k)}="{_escape(v)}"' for k, v in pairs)
 
 
 class _Renderer:
-    def __init__(self) -> None:
-        self._rows: dict[int, list[str]] = {}
+    """Writes families as exposition bytes; the lines of whole columns are written by
+    ``lines`` (native, or its pure twin)."""
 
-    def rows(self, keys: RowLabels) -> list[str]:
+    def __init__(self) -> None:
+        self._rows: dict[int, list[bytes]] = {}
+        # Rendered labels by label values: the recent window's rows are keys of the
+        # cumulative view too, so each key's labels are rendered once per scrape.
+        self._rendered: dict[tuple[str, ...], bytes] = {}
+
+    def rows(self, keys: RowLabels) -> list[bytes]:
         """``name="value",…`` for every row, rendered once per scrape."""
-        rendered = self._rows.get(id(keys))
-        if rendered is None:
+        rows = self._rows.get(id(keys))
+        if rows is None:
             names = [label_name(n) for n in keys.names]
-            rendered = [",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values,
-                                                                       strict=True))
-                        for values in keys.values]
-            self._rows[id(keys)] = rendered
-        return rendered
+            rendered = self._rendered
+            rows = []
+            for values in keys.values:
+                text = rendered.get(values)
+                if text is None:
+                    text = rendered[values] = ",".join(
+                        f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)
+                    ).encode()
+                rows.append(text)
+            self._rows[id(keys)] = rows
+        return rows
 
     @staticmethod
-    def extra(labels: Labels) -> str:
-        return "".join(f',{label_name(k)}="{_escape(v)}"' for k, v in labels)
+    def extra(labels: Labels) -> bytes:
+        return "".join(f',{label_name(k)}="{_escape(v)}"' for k, v in labels).encode()
 
-    def family(self, family: Family, out: list[str]) -> None:
+    def family(self, family: Family, out: Writer) -> None:
         gauge = family.kind != "counter"
         base = prometheus_name(family.name, family.unit, gauge=gauge)
         sample = base if gauge else base + "_total"
-        out.append(f"# HELP {sample} {family.description}\n"
-                   f"# TYPE {sample} {'gauge' if gauge else 'counter'}\n")
+        out.text(f"# HELP {sample} {family.description}\n"
+                 f"# TYPE {sample} {'gauge' if gauge else 'counter'}\n".encode())
+        name = sample.encode()
         for labels, value in family.loose:
-            rendered = ",".join(f'{label_name(k)}="{_escape(v)}"' for k, v in labels)
-            out.append(f"{sample}{{{rendered}}} {_number(value)}\n")
+            out.text(b"%s{%s} %s\n" % (name, _labels(labels).encode(), number(value)))
         for column in family.columns:
-            rows = self.rows(column.keys)
-            extra = self.extra(column.extra)
-            out.extend(f"{sample}{{{rows[row]}{extra}}} {_number(value)}\n" for row, value
-                       in zip(column.rows.tolist(), column.values.tolist(), strict=True))
+            out.column(name, self.rows(column.keys), self.extra(column.extra),
+                       np.ascontiguousarray(column.rows, np.int64),
+                       np.ascontiguousarray(column.values, np.float64))
 
-    def histogram(self, family: HistogramFamily, out: list[str]) -> None:
+    def histogram(self, family: HistogramFamily, out: Writer) -> None:
         name = prometheus_name(family.name, family.unit)
-        out.append(f"# HELP {name} {family.description}\n# TYPE {name} histogram\n")
-        bounds = [f'le="{edge:.6g}"' for edge in family.boundaries]
+        out.text(f"# HELP {name} {family.description}\n# TYPE {name} histogram\n".encode())
+        bounds = [f'le="{edge:.6g}"'.encode() for edge in family.boundaries]
+        # No _count or _sum, like the collector: per-outcome latency sums are not kept,
+        # and prometheus_client emits _count only together with _sum.
         for column in family.columns:
-            rows = self.rows(column.keys)
-            extra = self.extra(column.extra)
-            counts = column.counts.tolist()
-            totals = column.totals.tolist()
-            for i, row in enumerate(column.rows.tolist()):
-                labels = rows[row] + extra
-                out.extend(f"{name}_bucket{{{labels},{le}}} {count}.0\n"
-                           for le, count in zip(bounds, counts[i], strict=True))
-                # No _count or _sum, like the collector: per-outcome latency sums are not
-                # kept, and prometheus_client emits _count only together with _sum.
-                out.append(f'{name}_bucket{{{labels},le="+Inf"}} {totals[i]}.0\n')
+            out.buckets(f"{name}_bucket".encode(), self.rows(column.keys),
+                        self.extra(column.extra), bounds,
+                        np.ascontiguousarray(column.rows, np.int64),
+                        np.ascontiguousarray(column.counts, np.int64),
+                        np.ascontiguousarray(column.totals, np.int64))
 
 
 def render(snapshot: Snapshot | None, health: Sequence[CampaignHealth] = ()) -> bytes:
@@ -94,11 +104,11 @@ def render(snapshot: Snapshot | None, health: Sequence[CampaignHealth] = ()) -> 
         return b""
     families, histogram = metric_families(snapshot, health)
     renderer = _Renderer()
-    out: list[str] = []
+    out = lines.Writer()
     for family in families:
         renderer.family(family, out)
     renderer.histogram(histogram, out)
-    return "".join(out).encode()
+    return bytes(out.getvalue())
 
 
 def make_wsgi_app(source: Callable[[], Snapshot | None],
