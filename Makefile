@@ -36,4 +36,4 @@ bench: $(BIN)/python
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_aggregator.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info src/bizops_otel/_native*.so ext/_native.c
+	rm -rf $(VENV) build dist src/*.egg-info src/bizops_otel/_native*.so ext/*.c
