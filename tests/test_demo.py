@@ -41,7 +41,7 @@ def series(points: dict[Any, float], name: str, **labels: str) -> dict[Any, floa
 
 def test_demo_runs_twenty_seconds_and_serves_the_business_metrics() -> None:
     began = time.monotonic()
-    process, port = start("--duration", "20", "--rate", "12", "--seed", "3")
+    process, port = start("--duration", "20", "--rate", "16", "--seed", "3")
     failing_seen = False
     points: dict[Any, float] = {}
     try:
