@@ -192,3 +192,38 @@ def test_quantile_gauges_equal_the_snapshot_at_the_edges_of_the_range(Aggregator
             (sample,) = samples(families["bizops_request_duration_quantile_seconds"],
                                 quantile=q, bizops_window="cumulative", bizops_page_group=page)
             assert sample.value == pytest.approx(stats.quantile(float(q)), rel=1e-12), (page, q)
+
+
+def test_served_by_make_asgi_app_under_uvicorn(Aggregator: Any) -> None:
+    """prometheus_client's ASGI app with the collector, served by a real uvicorn on
+    127.0.0.1."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from prometheus_client import make_asgi_app
+
+    agg, _ = fed(Aggregator)
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(agg.snapshot))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(make_asgi_app(registry), host="127.0.0.1",
+                                           port=port, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            body = reply.read().decode()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    (pairs,) = samples(families["bizops_kpi_pairs"], "_total", bizops_kpi="order_value",
+                       bizops_page_group="checkout", bizops_campaign_id="b")
+    assert pairs.value == agg.snapshot()[("checkout", "b")].pairs("order_value")
