@@ -66,6 +66,12 @@ def test_exposition_carries_the_snapshots_analytics(Aggregator: Any) -> None:
             group.conversion_impact, rel=1e-12)
         assert exported[key("bizops_session_optimal_load_time_seconds", **labels)] == (
             pytest.approx(group.curve().optimal_load_time, rel=1e-12))
+        assert exported[key("bizops_session_pages_mean", **labels)] == pytest.approx(
+            group.pages_per_session, rel=1e-12)
+        for outcome, converted in (("converted", True), ("not_converted", False)):
+            assert exported[key("bizops_session_latency_mean_seconds", **labels,
+                                bizops_outcome=outcome)] == pytest.approx(
+                group.mean_latency(converted), rel=1e-12)
         for delta in ("-500", "-100", "100", "500"):
             projection = snapshot.whatif(float(delta), name)
             for bound, change, revenue in (

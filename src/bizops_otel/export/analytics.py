@@ -28,6 +28,7 @@ OVERFLOW_LABEL = "otel.metric.overflow"
 DELTA_LABEL = "bizops.delta_ms"
 BOUND_LABEL = "bizops.bound"
 BASELINE_LABEL = "bizops.baseline"
+OUTCOME_LABEL = "bizops.outcome"
 STATES = (OK, DEGRADED, FAILING, WARMING_UP)
 
 #: (OTel name, kind, unit, description) of every analytics family.
@@ -41,6 +42,10 @@ SPECS: tuple[tuple[str, Kind, str, str], ...] = (
      "Activity Impact Score: share of requests × Spearman(session latency, pages)"),
     ("bizops.session.optimal_load_time", "gauge", "s",
      "Session latency at the peak of the conversion curve"),
+    ("bizops.session.latency.mean", "gauge", "s",
+     "Mean over sessions of their mean latency on the page group, by session outcome"),
+    ("bizops.session.pages.mean", "gauge", "{page}",
+     "Pages per session, over the sessions that visited the page group"),
     ("bizops.internal.sessions.open", "gauge", "{session}", "Sessions open in the table"),
     ("bizops.internal.sessions.evicted", "counter", "{session}",
      "Sessions finalised early because the session table was full"),
@@ -95,6 +100,10 @@ def add_sessions(families: dict[str, Family], snapshot: Snapshot) -> None:
         _point(families, "bizops.session.activity_impact", labels, group.activity_impact)
         _point(families, "bizops.session.optimal_load_time", labels,
                group.curve().optimal_load_time)
+        _point(families, "bizops.session.pages.mean", labels, group.pages_per_session)
+        for outcome, converted in (("converted", True), ("not_converted", False)):
+            _point(families, "bizops.session.latency.mean",
+                   (*labels, (OUTCOME_LABEL, outcome)), group.mean_latency(converted))
         if not group.fit().converged:
             continue
         for delta in DEFAULT_DELTAS_MS:
