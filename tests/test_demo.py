@@ -87,3 +87,41 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
     assert process.returncode == 0, errors
     assert "stopping" in output and "Traceback" not in errors
     assert re.search(r"\d+ sessions, [\d,]+ requests", output)
+
+
+def test_report_prints_the_analytics_of_saved_state(tmp_path: Any) -> None:
+    """State saved by one process (as a pre-fork worker writes it) read by the command."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from bizops_otel import BizOpsSpanProcessor, Config, attributes, persist
+    from bizops_otel._impl import Aggregator
+    from bizops_otel.simulate import Scenario, Simulator, emit
+    from tests.test_planted import PAGE_RULES
+
+    config = Config(dimensions=(attributes.PAGE_GROUP, attributes.CAMPAIGN_ID),
+                    page_groups=PAGE_RULES)
+    aggregator = Aggregator(config)
+    provider = TracerProvider()
+    provider.add_span_processor(BizOpsSpanProcessor(aggregator, config))
+    epoch = 1_700_000_000 * 10**9
+    emit(provider.get_tracer("t"), list(Simulator(Scenario(), 2).sessions(2000)), epoch)
+    snapshot = aggregator.snapshot(now_ns=epoch + 86_400 * 10**9)
+    directory = tmp_path / "state"
+    directory.mkdir()
+    persist.write(snapshot, directory / f"bizops-{os.getpid()}.npz")
+    for path in (directory / f"bizops-{os.getpid()}.npz", directory):
+        result = subprocess.run([sys.executable, "-m", "bizops_otel", "report", str(path)],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
+                if line.split() and line.split()[0] in ("landing", "product", "cart",
+                                                        "checkout")}
+        assert set(rows) == {"landing", "product", "cart", "checkout"}
+        for name, fields in rows.items():
+            group = snapshot.sessions[name]
+            assert fields[4] == f"{group.sessions:,}"
+            assert fields[5] == f"{group.conversion_impact:+.3f}"
+    missing = subprocess.run([sys.executable, "-m", "bizops_otel", "report",
+                              str(tmp_path / "nothing.npz")], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert missing.returncode == 2 and "nothing.npz" in missing.stderr

@@ -12,6 +12,7 @@ from bizops_otel import BizOpsSpanProcessor, Config, attributes
 from bizops_otel.health import FAILING, OK, WARMING_UP, CampaignHealth, CampaignMonitor
 from bizops_otel.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
+from tests.test_planted import PAGE_RULES
 
 EPOCH = 1_700_000_000 * 10**9
 LAUNCH_S = 300.0
@@ -21,8 +22,7 @@ def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600
                      seed: int = 5,
                      ) -> tuple[dict[float, dict[str, CampaignHealth]], list[CampaignHealth]]:
     scenario = Scenario(campaigns=(Campaign("spring_sale", 0.15), broken))
-    config = Config(page_groups=(("/", "landing"), ("/product/*", "product"),
-                                 ("/cart", "cart"), ("/checkout", "checkout")))
+    config = Config(page_groups=PAGE_RULES)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,

@@ -21,7 +21,7 @@ from tests.conftest import load_hooks
 EPOCH = 1_700_000_000 * 10**9
 SEEDS = range(10)
 PAGE_RULES = (("/", "landing"), ("/product/*", "product"), ("/cart", "cart"),
-              ("/checkout", "checkout"))
+              ("/checkout", "checkout"), ("/checkout/confirm", "order"))
 #: Only the product page is sensitive: landing and cart are placebos.
 PAGES = (Page("landing", "/", 0.25), Page("product", "/product/<id>", 0.45, sensitive=True),
          Page("cart", "/cart", 0.30), Page("checkout", "/checkout", 0.70))

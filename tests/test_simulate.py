@@ -12,15 +12,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from bizops_otel import BizOpsSpanProcessor, Config, attributes
 from bizops_otel.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
+from tests.test_planted import PAGE_RULES
 
 EPOCH = 1_700_000_000 * 10**9
 
 
 def run(aggregator_cls: Any, scenario: Scenario, sessions: int, seed: int,
         dimensions: tuple[str, ...] = (attributes.PAGE_GROUP, attributes.CAMPAIGN_ID)) -> Any:
-    config = Config(dimensions=dimensions, page_groups=(
-        ("/", "landing"), ("/product/*", "product"), ("/cart", "cart"),
-        ("/checkout", "checkout")), max_keys=100)
+    config = Config(dimensions=dimensions, page_groups=PAGE_RULES, max_keys=100)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
@@ -34,14 +33,14 @@ def run(aggregator_cls: Any, scenario: Scenario, sessions: int, seed: int,
 def test_sessions_walk_the_funnel_and_carry_campaigns(Aggregator: Any) -> None:
     snapshot, sessions = run(Aggregator, Scenario(), 3000, seed=1)
     pages = {key[0]: snapshot.get(key) for key in snapshot}
-    assert set(pages) == {"landing", "product", "cart", "checkout"}
+    assert set(pages) == {"landing", "product", "cart", "checkout", "order"}
     landing = sum(s.count for k, s in snapshot.items() if k[0] == "landing")
     checkout = sum(s.count for k, s in snapshot.items() if k[0] == "checkout")
     assert landing == 3000 and 0 < checkout < landing
     campaigns = {k[1] for k in snapshot if k[0] == "landing"}
     assert campaigns == {"", "spring_sale", "newsletter"}
     converted = sum(s.converted for s in sessions)
-    outcome = sum(snapshot[k].histogram[2].sum() for k in snapshot if k[0] == "checkout")
+    outcome = sum(snapshot[k].histogram[2].sum() for k in snapshot if k[0] == "order")
     assert outcome == converted
 
 

@@ -12,6 +12,13 @@ session table in the aggregator) this module derives, per page group g:
 - **Conversion against load time**: sessions and conversions per latency bucket, with the
   optimal load time at the peak of the curve.
 - **What-if**: a logistic model of conversion on latency, shifted by Δ.
+
+The all-pages row (``overall``) uses the session's mean latency over every page it saw.
+That mixes speed with the pages a session visits: sessions that go deeper usually meet
+slower pages (checkout) and are also the ones that buy, so on most sites its curve rises
+before it falls (mPulse's "optimal load time" is that peak), and its what-if is no
+causal estimate. Per-group what-ifs compare sessions on the same page and are the ones to
+act on.
 """
 
 from __future__ import annotations

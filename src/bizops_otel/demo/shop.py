@@ -70,7 +70,7 @@ def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
     for page in inner:
         register(page, False)
 
-    confirm = scenario.confirm_page
+    confirm = scenario.confirm
 
     @app.post(confirm.route)
     def confirm_order() -> Response:

@@ -87,12 +87,16 @@ def ab_line(snapshot: Snapshot) -> str:
 
 
 def whatif_line(snapshot: Snapshot) -> str:
-    projection = snapshot.whatif(-100)
-    if not math.isfinite(projection.change):
+    """What-if for the page where slowness costs most (the most negative CIS)."""
+    ranking = [g for g in snapshot.sessions.impact_ranking() if g.conversion_impact < 0]
+    if not ranking:
         return "What-if: waiting for finished sessions with and without orders"
-    return (f"100 ms faster everywhere: conversion {_points(projection.change)} "
-            f"[{_points(projection.low)}, {_points(projection.high)}], "
-            f"revenue {projection.revenue_change:+,.0f} EUR")
+    projection = ranking[0].whatif(-100)
+    if not math.isfinite(projection.change):
+        return f"What-if on {ranking[0].name}: the model does not fit yet"
+    return (f"100 ms faster on {ranking[0].name[:13]}: conversion "
+            f"{_points(projection.change)} [{projection.low * 100:+.1f}, "
+            f"{projection.high * 100:+.1f}], {projection.revenue_change:+,.0f} EUR")
 
 
 def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str) -> str:
