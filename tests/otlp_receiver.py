@@ -1,5 +1,6 @@
-"""An OTLP metrics receiver on 127.0.0.1, gRPC or HTTP, built from the official
-opentelemetry-proto service definitions. It keeps every request it receives."""
+"""An OTLP receiver on 127.0.0.1, gRPC or HTTP, built from the official
+opentelemetry-proto service definitions. It keeps every metrics request it receives, and
+over gRPC the attributes of every span too."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
 class Received:
     def __init__(self) -> None:
         self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.spans: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
     def add(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
@@ -54,11 +57,25 @@ class _Service(metrics_service_pb2_grpc.MetricsServiceServicer):
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, received: Received) -> None:
+        self._received = received
+
+    def Export(self, request: Any, context: Any) -> Any:
+        spans = [{a.key: a.value.string_value for a in span.attributes}
+                 for resource_spans in request.resource_spans
+                 for scope in resource_spans.scope_spans for span in scope.spans]
+        with self._received.lock:
+            self._received.spans.extend(spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
 @contextmanager
 def grpc_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Service(received), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(received), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

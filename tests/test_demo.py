@@ -15,11 +15,12 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def start(*arguments: str) -> tuple[subprocess.Popen[str], int]:
+def start(*arguments: str, **otel: str) -> tuple[subprocess.Popen[str], int]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "bizops_otel", "demo", "--port", "0", *arguments],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+        env={**environment, **otel})
     assert process.stdout is not None
     first = process.stdout.readline()
     found = re.search(r"http://127\.0\.0\.1:(\d+)/", first)
@@ -125,3 +126,34 @@ def test_report_prints_the_analytics_of_saved_state(tmp_path: Any) -> None:
                               str(tmp_path / "nothing.npz")], capture_output=True, text=True,
                              timeout=60, check=False)
     assert missing.returncode == 2 and "nothing.npz" in missing.stderr
+
+
+def test_demo_pushes_metrics_and_traces_over_otlp() -> None:
+    """With OTEL_EXPORTER_OTLP_ENDPOINT set, the demo pushes to an OTLP receiver (gRPC,
+    from the official service definitions) on 127.0.0.1."""
+    from tests.otlp_receiver import grpc_receiver
+
+    with grpc_receiver() as (endpoint, received):
+        process, _ = start("--duration", "8", "--rate", "10",
+                           OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+                           OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+                           OTEL_METRIC_EXPORT_INTERVAL="1000")
+        try:
+            _, errors = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 0, errors
+        assert "Traceback" not in errors
+        points = received.last_points()
+        requests = points["bizops.requests"]
+        assert sum(value for _, value in requests) > 50
+        assert {attributes.get("bizops.page_group") for attributes, _ in requests} >= {
+            "landing", "product"}
+        # Finished sessions and judged campaigns reach the backend too.
+        assert sum(v for a, v in points["bizops.sessions"]
+                   if a.get("bizops.session.scope") == "all") > 0
+        assert any(a.get("bizops.campaign.id") == "spring_sale"
+                   for a, _ in points["bizops.campaign.health"])
+        with received.lock:
+            groups = {span.get("bizops.page_group") for span in received.spans}
+        assert {"product", "cart"} <= groups  # written on spans by the processor
