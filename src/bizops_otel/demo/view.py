@@ -91,10 +91,11 @@ def whatif_line(snapshot: Snapshot) -> str:
     ranking = [g for g in snapshot.sessions.impact_ranking() if g.conversion_impact < 0]
     if not ranking:
         return "What-if: waiting for finished sessions with and without orders"
+    name = ranking[0].name or ""
     projection = ranking[0].whatif(-100)
     if not math.isfinite(projection.change):
-        return f"What-if on {ranking[0].name}: the model does not fit yet"
-    return (f"100 ms faster on {ranking[0].name[:13]}: conversion "
+        return f"What-if on {name}: the model does not fit yet"
+    return (f"100 ms faster on {name[:13]}: conversion "
             f"{_points(projection.change)} [{projection.low * 100:+.1f}, "
             f"{projection.high * 100:+.1f}], {projection.revenue_change:+,.0f} EUR")
 
