@@ -51,8 +51,8 @@ def millis(action: Callable[[], object], repeats: int = 5) -> float:
     return statistics.median(samples)
 
 
-def fed_aggregator(keys: int) -> bizops_otel.Aggregator:
-    aggregator = bizops_otel.Aggregator(Config(max_keys=keys))
+def fed_aggregator(keys: int, export_derived: bool = True) -> bizops_otel.Aggregator:
+    aggregator = bizops_otel.Aggregator(Config(max_keys=keys, export_derived=export_derived))
     rng = np.random.default_rng(1)
     now = time.time_ns()
     for step in range(20):
@@ -102,6 +102,10 @@ def main() -> None:
 
     otel_ms, otel_points = otel_collection_ms(args.otel_keys)
 
+    lean = fed_aggregator(keys, export_derived=False)
+    lean_body = render(lean.snapshot())
+    lean_series = sum(1 for line in lean_body.splitlines() if line and not line.startswith(b"#"))
+
     peer = CollectorRegistry()
     histogram = Histogram("request_duration_seconds", "latency", ["page_group", "campaign"],
                           registry=peer)
@@ -119,6 +123,8 @@ def main() -> None:
         ("metric model from a snapshot", millis(lambda: metric_families(snapshot))),
         ("direct exposition: render(snapshot())", millis(lambda: render(aggregator.snapshot()))),
         ("direct exposition: scrape over HTTP", millis(scraper(direct_server))),
+        (f"direct exposition, export_derived=False ({lean_series} series): render",
+         millis(lambda: render(lean.snapshot()))),
         ("prometheus_client collector: generate_latest",
          millis(lambda: generate_latest(registry))),
         ("prometheus_client collector: scrape over HTTP", millis(scraper(server))),

@@ -227,3 +227,26 @@ def test_served_by_make_asgi_app_under_uvicorn(Aggregator: Any) -> None:
     (pairs,) = samples(families["bizops_kpi_pairs"], "_total", bizops_kpi="order_value",
                        bizops_page_group="checkout", bizops_campaign_id="b")
     assert pairs.value == agg.snapshot()[("checkout", "b")].pairs("order_value")
+
+
+def test_derived_gauges_can_be_left_out(Aggregator: Any) -> None:
+    """export_derived=False keeps every raw sum and bucket, drops the derived gauges, and
+    travels with persisted state (so a multi-process merge honours it)."""
+    from bizops_otel import persist
+    from bizops_otel.export.exposition import render
+
+    full, _ = fed(Aggregator)
+    lean = Aggregator(Config(max_keys=2, export_derived=False))
+    data = traffic(31, n=900)
+    for i in range(900):
+        lean.record(("checkout", ["a", "b", "c"][i % 3]), float(data.latency[i]),
+                    {"order_value": float(data.order_value[i]),
+                     "conversion": float(data.conversion[i])}, error=i % 50 == 0)
+    lean.record(("checkout", "a"), 0.2, {"order_value": "bad"})
+    derived = {"bizops_kpi_correlation", "bizops_kpi_slope_per_second",
+               "bizops_conversion_rate", "bizops_request_duration_quantile_seconds"}
+    full_samples = _sample_set(render(full.snapshot()).decode())
+    for snapshot in (lean.snapshot(), persist.loads(persist.dumps(lean.snapshot()))):
+        lean_samples = _sample_set(render(snapshot).decode())
+        assert lean_samples == {s for s in full_samples if s[0] not in derived}
+        assert len(lean_samples) < len(full_samples)

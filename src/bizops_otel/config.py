@@ -132,6 +132,10 @@ class Config:
     session_timeout: float = 1800.0
     #: Seconds between two campaign health checks by install() (0: no checks).
     campaign_interval: float = 5.0
+    #: Export the per-key derived gauges (correlation, slope, conversion rate, latency
+    #: quantiles, for both windows). Fleet rules need only the raw sums and buckets; turning
+    #: these off cuts a key's series by about a third at high key counts.
+    export_derived: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
@@ -222,7 +226,7 @@ def _string_tuple(config: Config, name: str) -> tuple[str, ...]:
 
 
 def _validate_processing(config: Config) -> None:
-    for flag in ("enabled", "record_local_roots", "record_unsampled"):
+    for flag in ("enabled", "record_local_roots", "record_unsampled", "export_derived"):
         _require(isinstance(getattr(config, flag), bool), flag, "must be true or false")
     kinds = _string_tuple(config, "record_kinds")
     unknown = [k for k in kinds if k not in SPAN_KINDS]

@@ -35,6 +35,7 @@ def dumps(snapshot: Snapshot) -> bytes:
         "kpis": [dataclasses.asdict(k) for k in config.kpis],
         "dimensions": list(config.dimensions),
         "outcome": config.outcome,
+        "export_derived": config.export_derived,
         "keys": [list(k) for k in snapshot.key_table],
         "dropped": dict(snapshot.dropped),
         "taken_ns": snapshot.taken_ns,
@@ -68,7 +69,8 @@ def _loads(data: bytes) -> Snapshot:
         if header.get("format") != FORMAT_VERSION:
             raise ValueError(f"unsupported snapshot format {header.get('format')!r}")
         config = Config(kpis=tuple(Kpi(**k) for k in header["kpis"]),
-                        dimensions=tuple(header["dimensions"]), outcome=header["outcome"])
+                        dimensions=tuple(header["dimensions"]), outcome=header["outcome"],
+                        export_derived=bool(header.get("export_derived", True)))
         states = {prefix: StateArrays(*(np.array(archive[f"{prefix}.{name}"])
                                         for name in _FIELDS))
                   for prefix in ("cumulative", "recent")}

@@ -78,6 +78,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "MAX_SESSIONS": int,
     "SESSION_TIMEOUT": float,
     "CAMPAIGN_INTERVAL": float,
+    "EXPORT_DERIVED": _bool,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}

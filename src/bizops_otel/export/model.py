@@ -165,15 +165,20 @@ def dense_histograms(state: StateArrays) -> npt.NDArray[np.uint64]:
 
 
 class _Rows:
-    """Per-row statistics of one state, computed for all rows at once."""
+    """Per-row statistics of one state, computed for all rows at once (the derived ones
+    only when ``derived``)."""
 
-    def __init__(self, snapshot: Snapshot, state: StateArrays) -> None:
+    def __init__(self, snapshot: Snapshot, state: StateArrays, derived: bool = True) -> None:
         config = snapshot.config
         table = snapshot.key_table
         self.state = state
         self.keys = RowLabels((*config.dimensions, OVERFLOW_LABEL),
                               [key_labels(config, table[int(k)]) for k in state.key_ids])
         self.histogram = dense_histograms(state)
+        if derived:
+            self._derive(config, state)
+
+    def _derive(self, config: Config, state: StateArrays) -> None:
         f = state.kpi_f
         self.pearson = stats.pearson_many(f[:, :, 2], f[:, :, 3], f[:, :, 4])
         self.slope = stats.slope_many(f[:, :, 2], f[:, :, 4])
@@ -256,13 +261,15 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     families = _families(config)
     histogram = HistogramFamily("bizops.request.duration", "s",
                                 "Request latency by outcome", BOUNDARIES)
-    rows = _Rows(snapshot, snapshot.state)
+    derived = config.export_derived
+    rows = _Rows(snapshot, snapshot.state, derived)
     _add_raw(families, config, rows)
-    _add_derived(families, config, rows, "cumulative")
     _add_histograms(histogram, rows)
     recent = snapshot.recent()
-    if recent is not snapshot:
-        _add_derived(families, config, _Rows(recent, recent.state), "recent")
+    if derived:
+        _add_derived(families, config, rows, "cumulative")
+        if recent is not snapshot:
+            _add_derived(families, config, _Rows(recent, recent.state), "recent")
     for reason, count in snapshot.dropped.items():
         families["bizops.internal.dropped"].loose.append(((("reason", reason),), float(count)))
     families["bizops.internal.keys"].loose.append(((), float(len(snapshot))))
