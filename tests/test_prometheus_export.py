@@ -17,8 +17,8 @@ from bizops_otel.export.prometheus import BizOpsCollector
 from tests.datasets import traffic
 
 
-def fed(aggregator_cls: Any) -> tuple[Any, Any]:
-    agg = aggregator_cls(Config(max_keys=2))
+def fed(aggregator_cls: Any, **config: Any) -> tuple[Any, Any]:
+    agg = aggregator_cls(Config(max_keys=2, **config))
     data = traffic(31, n=900)
     for i in range(900):
         agg.record(("checkout", ["a", "b", "c"][i % 3]), float(data.latency[i]),
@@ -236,13 +236,7 @@ def test_derived_gauges_can_be_left_out(Aggregator: Any) -> None:
     from bizops_otel.export.exposition import render
 
     full, _ = fed(Aggregator)
-    lean = Aggregator(Config(max_keys=2, export_derived=False))
-    data = traffic(31, n=900)
-    for i in range(900):
-        lean.record(("checkout", ["a", "b", "c"][i % 3]), float(data.latency[i]),
-                    {"order_value": float(data.order_value[i]),
-                     "conversion": float(data.conversion[i])}, error=i % 50 == 0)
-    lean.record(("checkout", "a"), 0.2, {"order_value": "bad"})
+    lean, _ = fed(Aggregator, export_derived=False)
     derived = {"bizops_kpi_correlation", "bizops_kpi_slope_per_second",
                "bizops_conversion_rate", "bizops_request_duration_quantile_seconds"}
     full_samples = _sample_set(render(full.snapshot()).decode())
