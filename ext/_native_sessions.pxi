@@ -300,7 +300,10 @@ cdef class SessionTable:
 
     def dump(self, int64_t now_ns):
         """Finalise the sessions idle as of ``now_ns``, then copy the counts."""
-        rows = len(self.groups.names)
+        # The names first: allocating the arrays runs Python code, during which another
+        # thread may create a key, and with it a group row these arrays would not hold.
+        names = tuple(self.groups.names)
+        rows = len(names)
         table = np.empty((rows, 2, PAGE_BINS, BUCKET_COUNT), np.uint64)
         requests = np.empty(rows, np.uint64)
         pages = np.empty(rows, np.uint64)
@@ -323,5 +326,5 @@ cdef class SessionTable:
         counters_view[1] = self.evicted
         counters_view[2] = <uint64_t>self.open_count
         counters_view[3] = self.truncated
-        return SessionArrays(tuple(self.groups.names), table, requests, pages, latency_sum,
+        return SessionArrays(names, table, requests, pages, latency_sum,
                              revenue, counters)

@@ -100,12 +100,14 @@ class Projection(NamedTuple):
 class GroupSessions:
     """Finalised sessions that visited one page group (or, for ``overall``, any page)."""
 
-    __slots__ = ("_arrays", "_revenue_per_conversion", "_row", "_total_requests", "name")
+    __slots__ = ("_arrays", "_fit", "_revenue_per_conversion", "_row", "_total_requests",
+                 "name")
 
     def __init__(self, arrays: SessionArrays, row: int, name: str | None) -> None:
         self._arrays = arrays
         self._row = row
         self.name = name
+        self._fit: LogisticFit | None = None
         self._total_requests = float(arrays.requests[0])
         everyone = arrays.table[0]
         converted = float(everyone[1].sum())
@@ -197,10 +199,13 @@ class GroupSessions:
         return SessionCurve(_EDGES, sessions, conversions, sessions >= min_sessions, optimal)
 
     def fit(self) -> LogisticFit:
-        """Logistic fit of conversion on latency, by IRLS on the bucketed sessions."""
-        sessions = self.table.sum(axis=(0, 1))
-        conversions = self.table[1].sum(axis=0)
-        return fit_logistic(REPRESENTATIVE, sessions, conversions)
+        """Logistic fit of conversion on latency, by IRLS on the bucketed sessions
+        (fitted once; the counts are immutable)."""
+        if self._fit is None:
+            sessions = self.table.sum(axis=(0, 1))
+            conversions = self.table[1].sum(axis=0)
+            self._fit = fit_logistic(REPRESENTATIVE, sessions, conversions)
+        return self._fit
 
     def whatif(self, delta_ms: float = -100.0, confidence: float = 0.95) -> Projection:
         """Projected conversion and revenue if latency on the group moved by ``delta_ms``."""
