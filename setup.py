@@ -36,7 +36,7 @@ def _extensions() -> list[Extension]:
             libraries=["m"],
             optional=not REQUIRE,
         )
-        for name in ("_native", "_native_hooks", "_native_lines")
+        for name in ("_native", "_native_hooks", "_native_lines", "_native_digest")
     ]
     return list(
         cythonize(

@@ -25,15 +25,21 @@ def extensions_required() -> bool:
     return os.environ.get("BIZOPS_OTEL_REQUIRE_EXTENSIONS", "") in {"1", "true", "yes"}
 
 
-def load(name: str) -> Any:
-    if name == "pure":
-        return _pure.Aggregator
+def native_module(name: str) -> Any:
+    """``bizops_otel.<name>``; the test fails if it was built or is required but does not
+    load, and is skipped only when no native build exists."""
     try:
-        return importlib.import_module("bizops_otel._native").Aggregator
+        return importlib.import_module(f"bizops_otel.{name}")
     except ImportError as error:
         if native_built() or extensions_required():
             pytest.fail(f"the native extension exists or is required but did not load: {error}")
         pytest.skip("native extension not built")
+
+
+def load(name: str) -> Any:
+    if name == "pure":
+        return _pure.Aggregator
+    return native_module("_native").Aggregator
 
 
 def load_hooks(aggregator_cls: Any) -> Any:

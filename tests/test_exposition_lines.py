@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any
 
@@ -10,16 +9,11 @@ import numpy as np
 import pytest
 
 from bizops_otel.export import _lines as pure
-from tests.conftest import extensions_required, native_built
+from tests.conftest import native_module
 
 
 def native() -> Any:
-    try:
-        return importlib.import_module("bizops_otel._native_lines")
-    except ImportError as error:
-        if native_built() or extensions_required():
-            pytest.fail(f"the native extension exists or is required but did not load: {error}")
-        pytest.skip("native extension not built")
+    return native_module("_native_lines")
 
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.1, 1e-7, 123456.789, 1e15, 1e16 - 2, 1e16, 2.5e16, -3e17,
@@ -86,3 +80,51 @@ def test_writers_collect_the_same_exposition() -> None:
         counts = np.cumsum(rng.integers(0, 9, size=(20, 3)), axis=1).astype(np.int64)
     assert outputs[0] == outputs[1]
     assert outputs[0].startswith(b"# TYPE a gauge\na{") and outputs[0].count(b"\n") == 101
+
+
+def test_shortest_digits_equal_repr_across_every_exponent() -> None:
+    """The native formatter (Ryū) against Python's ``repr`` on random bit patterns (all
+    exponents, subnormals included), values typical of sums, and every power of two and
+    ten a double holds."""
+    shortest = native().shortest_repr
+    rng = np.random.default_rng(4)
+    patterns = rng.integers(0, 2**64 - 1, 300_000, dtype=np.uint64, endpoint=True)
+    values = patterns.view(np.float64)
+    sums = np.concatenate([rng.lognormal(0, 3, 100_000),
+                           np.round(rng.normal(0, 1e4, 50_000), 3),
+                           rng.integers(0, 10**7, 50_000) / 1000.0])
+    ladders = [2.0**e for e in range(-1074, 1024)] + [float(f"1e{e}") for e in range(-323, 309)]
+    every = [float(v) for v in np.concatenate([values[np.isfinite(values)], sums])] + ladders
+    wrong = [v for v in every if shortest(v) != repr(v).encode()]
+    assert not wrong, f"{len(wrong)} differ, e.g. {wrong[:5]}"
+    assert len(every) > 500_000
+    with pytest.raises(ValueError):
+        shortest(math.nan)
+
+
+def test_writer_output_stays_unchanged_when_writing_on() -> None:
+    """getvalue() hands over the buffer without copying; writing on must not change
+    what was handed over."""
+    writer = native().Writer()
+    writer.text(b"a 1\n")
+    first = writer.getvalue()
+    writer.text(b"b 2\n")
+    assert first == b"a 1\n"
+    assert writer.getvalue() == b"a 1\nb 2\n"
+    assert native().Writer().getvalue() == b""
+
+
+def test_rows_without_labels_write_valid_lines() -> None:
+    """A row whose labels are all empty renders as empty bytes: the extra labels then
+    follow the brace directly, in both twins."""
+    rows = np.array([0, 1], np.int64)
+    labels = [b"", b'k="v"']
+    for module in (pure, native()):
+        assert module.column_lines(b"m", labels, b',x="y"', rows, np.array([1.0, 2.0])) == \
+            b'm{x="y"} 1.0\nm{k="v",x="y"} 2.0\n'
+        assert module.column_lines(b"m", labels, b"", rows, np.array([1.0, 2.0])) == \
+            b'm{} 1.0\nm{k="v"} 2.0\n'
+        assert module.bucket_lines(b"h", labels, b"", [b'le="1"'], rows,
+                                   np.array([[1], [2]], np.int64), np.array([3, 4], np.int64)
+                                   ) == (b'h{le="1"} 1.0\nh{le="+Inf"} 3.0\n'
+                                         b'h{k="v",le="1"} 2.0\nh{k="v",le="+Inf"} 4.0\n')

@@ -1,4 +1,4 @@
-"""Pick the native aggregator and span hooks, or their pure-Python twins.
+"""Pick the native aggregator, span hooks and export kernels, or their pure-Python twins.
 
 ``BIZOPS_OTEL_NO_EXTENSIONS=1`` forces the pure twin. Type checkers always see the pure
 one, which defines the contract.
@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from . import _hooks, _pure
-from .export import _lines
+from .export import _digest, _lines
 
 NO_EXTENSIONS = os.environ.get("BIZOPS_OTEL_NO_EXTENSIONS", "").strip().lower() in {
     "1", "true", "yes", "on",
@@ -19,15 +19,18 @@ NO_EXTENSIONS = os.environ.get("BIZOPS_OTEL_NO_EXTENSIONS", "").strip().lower() 
 if TYPE_CHECKING:
     from ._hooks import SpanHooks
     from ._pure import Aggregator
+    from .export import _digest as digest
     from .export import _lines as lines
     NATIVE = False
 else:
     Aggregator = _pure.Aggregator
     SpanHooks = _hooks.SpanHooks
     lines = _lines
+    digest = _digest
     NATIVE = False
     if not NO_EXTENSIONS:
         try:
+            from . import _native_digest as digest
             from . import _native_lines as lines
             from ._native import Aggregator
             from ._native_hooks import SpanHooks
@@ -35,7 +38,8 @@ else:
             Aggregator = _pure.Aggregator
             SpanHooks = _hooks.SpanHooks
             lines = _lines
+            digest = _digest
         else:
             NATIVE = True
 
-__all__ = ["NATIVE", "Aggregator", "SpanHooks", "lines"]
+__all__ = ["NATIVE", "Aggregator", "SpanHooks", "digest", "lines"]

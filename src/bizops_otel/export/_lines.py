@@ -1,7 +1,8 @@
 """Pure-Python twin of ``ext/_native_lines.pyx``: exposition lines of whole columns.
 
 A column is many samples of one family that share a name and extra labels; each row has
-its labels rendered once (``name="value",…`` as bytes). Numbers are written as Python's
+its labels rendered once (``name="value",…`` as bytes, possibly empty), and the extra
+labels start with a comma (``,name="value"…``, or nothing). Numbers are written as Python's
 ``repr`` writes floats, with ``+Inf``/``-Inf`` for infinities, so both twins produce the
 same bytes. A :class:`Writer` collects a whole exposition (the native one in a single
 buffer, so tens of megabytes are not copied again at the end).
@@ -21,10 +22,15 @@ def number(value: float) -> bytes:
     return repr(float(value)).encode()
 
 
+def _inside(label: bytes, extra: bytes) -> bytes:
+    """What goes between the braces: the row's labels, then the extra ones."""
+    return label + extra if label else extra[1:]
+
+
 def column_lines(sample: bytes, labels: list[bytes], extra: bytes,
                  rows: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> bytes:
     """``sample{labels[row]extra} value`` for every row."""
-    return b"".join(b"%s{%s%s} %s\n" % (sample, labels[row], extra, number(value))
+    return b"".join(b"%s{%s} %s\n" % (sample, _inside(labels[row], extra), number(value))
                     for row, value in zip(rows.tolist(), values.tolist(), strict=True))
 
 
@@ -35,7 +41,8 @@ def bucket_lines(sample: bytes, labels: list[bytes], extra: bytes, bounds: list[
     with the row's total; ``bounds`` are rendered ``le="…"`` labels."""
     out: list[bytes] = []
     for i, row in enumerate(rows.tolist()):
-        prefix = b"%s{%s%s," % (sample, labels[row], extra)
+        inside = _inside(labels[row], extra)
+        prefix = b"%s{%s%s" % (sample, inside, b"," if inside else b"")
         out.extend(b'%s%s} %d.0\n' % (prefix, bound, count)
                    for bound, count in zip(bounds, counts[i].tolist(), strict=True))
         out.append(b'%sle="+Inf"} %d.0\n' % (prefix, int(totals[i])))

@@ -36,7 +36,9 @@ def _escape(value: str) -> str:
 
 
 def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    return ",".join(f'{label_name(k)}="{_escape(v)}"' for k, v in pairs)
+    """``name="value",…``, leaving out empty values: Prometheus treats a label with an
+    empty value as absent, and at thousands of keys the bytes add up."""
+    return ",".join(f'{label_name(k)}="{_escape(v)}"' for k, v in pairs if v)
 
 
 class _Renderer:
@@ -60,7 +62,7 @@ class _Renderer:
                 text = rendered.get(values)
                 if text is None:
                     text = rendered[values] = ",".join(
-                        f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)
+                        f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True) if v
                     ).encode()
                 rows.append(text)
             self._rows[id(keys)] = rows
@@ -68,7 +70,7 @@ class _Renderer:
 
     @staticmethod
     def extra(labels: Labels) -> bytes:
-        return "".join(f',{label_name(k)}="{_escape(v)}"' for k, v in labels).encode()
+        return "".join(f',{label_name(k)}="{_escape(v)}"' for k, v in labels if v).encode()
 
     def family(self, family: Family, out: Writer) -> None:
         gauge = family.kind != "counter"

@@ -26,15 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import stats
+from .._impl import digest
 from .._layout import (
     BLOCK,
-    BLOCK_CODES,
-    BLOCKS_PER_OUTCOME,
     BUCKETS,
     GROWTH,
     LOWEST,
-    OUTCOME_CONVERTED,
-    OUTCOME_NOT_CONVERTED,
     OUTCOMES,
     bucket_edges,
 )
@@ -117,7 +114,6 @@ def _export_edges() -> tuple[npt.NDArray[np.int64], tuple[float, ...]]:
 
 
 _EDGE_INDEX, BOUNDARIES = _export_edges()
-_EDGES = bucket_edges()
 
 
 def key_labels(config: Config, key: Sequence[str]) -> tuple[str, ...]:
@@ -156,46 +152,32 @@ def _families(config: Config) -> dict[str, Family]:
     return {name: Family(name, kind, unit, text) for name, kind, unit, text in specs}
 
 
-def dense_histograms(state: StateArrays) -> npt.NDArray[np.uint64]:
-    """The (rows, outcomes, buckets) latency counts of every row of ``state``."""
-    rows = state.rows
-    dense = np.zeros((rows * BLOCK_CODES, BLOCK), np.uint64)
-    dense[state.block_row * BLOCK_CODES + state.block_code] = state.block_counts
-    return dense.reshape(rows, len(OUTCOMES), BLOCKS_PER_OUTCOME * BLOCK)[:, :, :BUCKETS]
-
-
 class _Rows:
     """Per-row statistics of one state, computed for all rows at once (the derived ones
-    only when ``derived``)."""
+    only when ``derived``). ``labels`` caches label values by key id across states."""
 
-    def __init__(self, snapshot: Snapshot, state: StateArrays, derived: bool = True) -> None:
+    def __init__(self, snapshot: Snapshot, state: StateArrays, derived: bool = True,
+                 labels: dict[int, tuple[str, ...]] | None = None) -> None:
         config = snapshot.config
         table = snapshot.key_table
         self.state = state
-        self.keys = RowLabels((*config.dimensions, OVERFLOW_LABEL),
-                              [key_labels(config, table[int(k)]) for k in state.key_ids])
-        self.histogram = dense_histograms(state)
+        self.labels = known = labels if labels is not None else {}
+        values = []
+        for key_id in state.key_ids.tolist():
+            value = known.get(key_id)
+            if value is None:
+                value = known[key_id] = key_labels(config, table[key_id])
+            values.append(value)
+        self.keys = RowLabels((*config.dimensions, OVERFLOW_LABEL), values)
+        self.digest = digest.digest(
+            np.ascontiguousarray(state.block_row, np.int64),
+            np.ascontiguousarray(state.block_code, np.int64),
+            np.ascontiguousarray(state.block_counts, np.uint64).reshape(-1, BLOCK),
+            state.rows, _EDGE_INDEX, QUANTILES, derived)
         if derived:
-            self._derive(config, state)
-
-    def _derive(self, config: Config, state: StateArrays) -> None:
-        f = state.kpi_f
-        self.pearson = stats.pearson_many(f[:, :, 2], f[:, :, 3], f[:, :, 4])
-        self.slope = stats.slope_many(f[:, :, 2], f[:, :, 4])
-        # Buckets empty in every row change no statistic below, and latencies rarely
-        # span more than half the range: work on the occupied span only.
-        occupied = np.flatnonzero(self.histogram.any(axis=(0, 1)))
-        lo, hi = (int(occupied[0]), int(occupied[-1]) + 1) if occupied.size else (0, 1)
-        counts = self.histogram[:, :, lo:hi].astype(np.float64)
-        converted = counts[:, OUTCOME_CONVERTED].sum(axis=1)
-        trials = converted + counts[:, OUTCOME_NOT_CONVERTED].sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.conversion = np.where(trials > 0, converted / trials, np.nan)
-        self.spearman = (stats.spearman_binary_many(counts[:, OUTCOME_NOT_CONVERTED],
-                                                    counts[:, OUTCOME_CONVERTED])
-                         if config.outcome is not None else None)
-        self.quantiles = stats.histogram_quantiles_many(counts.sum(axis=1),
-                                                        _EDGES[lo:hi + 1], QUANTILES, lo)
+            f = state.kpi_f
+            self.pearson = stats.pearson_many(f[:, :, 2], f[:, :, 3], f[:, :, 4])
+            self.slope = stats.slope_many(f[:, :, 2], f[:, :, 4])
 
     def column(self, mask: npt.NDArray[np.bool_], extra: Labels,
                values: npt.NDArray[np.generic]) -> Column:
@@ -222,21 +204,24 @@ def _add_raw(families: dict[str, Family], config: Config, rows: _Rows) -> None:
 
 def _add_derived(families: dict[str, Family], config: Config, rows: _Rows, window: str) -> None:
     windowed = ((WINDOW_LABEL, window),)
+    conversion, spearman, quantiles = (rows.digest.conversion, rows.digest.spearman,
+                                       rows.digest.quantiles)
+    assert conversion is not None and spearman is not None and quantiles is not None
     for j, kpi in enumerate(config.kpi_names):
         with_kpi = (*windowed, (KPI_LABEL, kpi))
         pearson = rows.pearson[:, j]
         families["bizops.kpi.correlation"].columns.append(
             rows.column(np.isfinite(pearson), (*with_kpi, ("method", "pearson")), pearson))
-        if j == config.outcome_index and rows.spearman is not None:
+        if j == config.outcome_index:
             families["bizops.kpi.correlation"].columns.append(rows.column(
-                np.isfinite(rows.spearman), (*with_kpi, ("method", "spearman")), rows.spearman))
+                np.isfinite(spearman), (*with_kpi, ("method", "spearman")), spearman))
         slope = rows.slope[:, j]
         families["bizops.kpi.slope"].columns.append(
             rows.column(np.isfinite(slope), with_kpi, slope))
     families["bizops.conversion.rate"].columns.append(
-        rows.column(np.isfinite(rows.conversion), windowed, rows.conversion))
+        rows.column(np.isfinite(conversion), windowed, conversion))
     busy = rows.state.count > 0
-    for q, values in zip(QUANTILES, rows.quantiles, strict=True):
+    for q, values in zip(QUANTILES, quantiles, strict=True):
         families["bizops.request.duration.quantile"].columns.append(
             rows.column(busy, (*windowed, ("quantile", f"{q:g}")), values))
 
@@ -244,13 +229,12 @@ def _add_derived(families: dict[str, Family], config: Config, rows: _Rows, windo
 def _add_histograms(histogram: HistogramFamily, rows: _Rows) -> None:
     """Cumulative counts at the export boundaries. Boundary ``edges[i]`` is the upper
     edge of internal bucket ``i - 1``, so the count below it is exact."""
-    cumulative = np.cumsum(rows.histogram, axis=2).astype(np.int64)
+    below, totals = rows.digest.below, rows.digest.totals
     for outcome, name in enumerate(OUTCOMES):
-        totals = cumulative[:, outcome, -1]
-        chosen = np.flatnonzero(totals > 0)
+        chosen = np.flatnonzero(totals[:, outcome] > 0)
         histogram.columns.append(HistogramColumn(
             rows.keys, chosen, ((OUTCOME_LABEL, name),),
-            cumulative[chosen, outcome][:, _EDGE_INDEX - 1], totals[chosen]))
+            np.ascontiguousarray(below[chosen, outcome]), totals[chosen, outcome]))
 
 
 def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
@@ -269,7 +253,8 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     if derived:
         _add_derived(families, config, rows, "cumulative")
         if recent is not snapshot:
-            _add_derived(families, config, _Rows(recent, recent.state), "recent")
+            _add_derived(families, config, _Rows(recent, recent.state, labels=rows.labels),
+                         "recent")
     for reason, count in snapshot.dropped.items():
         families["bizops.internal.dropped"].loose.append(((("reason", reason),), float(count)))
     families["bizops.internal.keys"].loose.append(((), float(len(snapshot))))
