@@ -19,9 +19,7 @@ include "_native_shortest.pxi"
 
 cdef extern from "Python.h":
     int _PyBytes_Resize(PyObject **data, Py_ssize_t size) except -1
-    # Borrowed-pointer forms: casting to ``object`` would take a reference and so
-    # change the very count that is asked about.
-    Py_ssize_t references "Py_REFCNT"(PyObject *data)
+    # A borrowed-pointer form: casting to ``object`` would take a reference each time.
     char *bytes_text "PyBytes_AS_STRING"(PyObject *data)
 
 cdef enum:
@@ -29,31 +27,36 @@ cdef enum:
 
 
 cdef struct Buffer:
-    PyObject *data      # a bytes object only this buffer refers to, or NULL
+    PyObject *data      # a bytes object, or NULL
     Py_ssize_t size
     Py_ssize_t cap
+    bint handed_out     # ``data`` was returned by getvalue(), so it must not change
 
 
 cdef int reserve(Buffer *b, Py_ssize_t extra) except -1:
     """Room for ``extra`` more bytes. The bytes object grows by realloc, which moves
-    pages rather than copying them; once handed out it is shared, so it is copied."""
+    pages rather than copying them; once handed out it is copied instead, because
+    others may hold it (and may have cached its hash)."""
     cdef Py_ssize_t cap
-    cdef PyObject *fresh
-    if b.data != NULL and b.size + extra <= b.cap and references(b.data) == 1:
+    if b.data != NULL and not b.handed_out and b.size + extra <= b.cap:
         return 0
     cap = b.cap * 2 if b.cap else 65536
     while cap < b.size + extra:
         cap *= 2
-    if b.data != NULL and references(b.data) == 1:
-        _PyBytes_Resize(&b.data, cap)
+    if b.data != NULL and not b.handed_out:
+        try:
+            _PyBytes_Resize(&b.data, cap)
+        except MemoryError:
+            b.size = b.cap = 0    # a failed resize has freed the object
+            raise
     else:
         copy = PyBytes_FromStringAndSize(NULL, cap)
-        fresh = <PyObject *>copy
         Py_INCREF(copy)
         if b.data != NULL:
             memcpy(PyBytes_AS_STRING(copy), bytes_text(b.data), b.size)
             Py_XDECREF(b.data)
-        b.data = fresh
+        b.data = <PyObject *>copy
+        b.handed_out = False
     b.cap = cap
     return 0
 
@@ -64,7 +67,7 @@ cdef inline char *tail(Buffer *b) noexcept:
 
 cdef inline void add(Buffer *b, const char *text, Py_ssize_t n) noexcept:
     """Appends ``n`` bytes into room already reserved."""
-    memcpy(tail(b) + 0, text, n)
+    memcpy(tail(b), text, n)
     b.size += n
 
 
@@ -208,6 +211,7 @@ cdef class Writer:
         self._buffer.data = NULL
         self._buffer.size = 0
         self._buffer.cap = 0
+        self._buffer.handed_out = False
 
     def __dealloc__(self):
         Py_XDECREF(self._buffer.data)
@@ -231,9 +235,14 @@ cdef class Writer:
         cdef Buffer *b = &self._buffer
         if b.data == NULL:
             return b""
-        if b.cap != b.size and references(b.data) == 1:
-            _PyBytes_Resize(&b.data, b.size)
+        if not b.handed_out and b.cap != b.size:
+            try:
+                _PyBytes_Resize(&b.data, b.size)
+            except MemoryError:
+                b.size = b.cap = 0
+                raise
             b.cap = b.size
+        b.handed_out = True
         return <object>b.data
 
 

@@ -111,6 +111,11 @@ def test_writer_output_stays_unchanged_when_writing_on() -> None:
     writer.text(b"b 2\n")
     assert first == b"a 1\n"
     assert writer.getvalue() == b"a 1\nb 2\n"
+    # Even once nobody holds it, what was handed out (and perhaps hashed) stays as it was.
+    hash(writer.getvalue())
+    writer.text(b"c 3\n")
+    final = writer.getvalue()
+    assert final == b"a 1\nb 2\nc 3\n" and hash(final) == hash(bytes(bytearray(final)))
     assert native().Writer().getvalue() == b""
 
 
