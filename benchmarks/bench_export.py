@@ -126,11 +126,12 @@ def main() -> None:
 
     constant_server, constant_thread = serve_constant(body_of(aggregator))
 
-    def scraper(server: object) -> Callable[[], None]:
+    def scraper(server: object, gzip: bool = False) -> Callable[[], None]:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"  # type: ignore[attr-defined]
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip else {})
 
         def scrape() -> None:
-            with urllib.request.urlopen(url, timeout=60) as reply:
+            with urllib.request.urlopen(request, timeout=60) as reply:
                 reply.read()
         return scrape
 
@@ -171,6 +172,10 @@ def main() -> None:
          millis(scraper(constant_server))),
         (small_render, millis(lambda: render(small.snapshot()))),
         (small_scrape, millis(scraper(small_server))),
+        (f"direct exposition at {default_keys} keys: scrape, gzip (as Prometheus asks)",
+         millis(scraper(small_server, gzip=True))),
+        ("direct exposition: scrape, gzip (as Prometheus asks)",
+         millis(scraper(direct_server, gzip=True), repeats=3)),
         (f"direct exposition, export_derived=False ({lean_series} series): render",
          millis(lambda: render(lean.snapshot()))),
         ("prometheus_client collector: generate_latest",

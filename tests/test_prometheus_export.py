@@ -176,6 +176,35 @@ def test_direct_exposition_over_http(Aggregator: Any) -> None:
     assert {"bizops_kpi_pairs", "bizops_request_duration_seconds"} <= families
 
 
+def test_direct_exposition_is_gzipped_when_the_client_accepts_it(Aggregator: Any) -> None:
+    """Prometheus sends ``Accept-Encoding: gzip``; other clients get the plain text."""
+    import gzip
+
+    from bizops_otel.export.exposition import accepts_gzip, render
+    from bizops_otel.export.exposition import start_http_server as serve
+
+    agg, _ = fed(Aggregator)
+    snapshot = agg.snapshot()
+    plain = render(snapshot)
+    server, thread = serve(0, lambda: snapshot, addr="127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    try:
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.headers["Content-Encoding"] == "gzip"
+            packed = reply.read()
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.headers["Content-Encoding"] is None
+            assert reply.read() == plain
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert gzip.decompress(packed) == plain and len(packed) < len(plain) / 4
+    assert accepts_gzip("gzip") and accepts_gzip("deflate, GZIP;q=0.5") and accepts_gzip("*")
+    assert not accepts_gzip("") and not accepts_gzip("identity")
+    assert not accepts_gzip("gzip;q=0") and not accepts_gzip("gzip; q=0.0, br")
+
+
 def test_quantile_gauges_equal_the_snapshot_at_the_edges_of_the_range(Aggregator: Any) -> None:
     """Keys below 1 ms, above the top edge, and in between: the vectorised gauges work on
     the occupied span of buckets only, and must still equal KeyStats.quantile."""

@@ -10,6 +10,7 @@ prometheus_client registry is wanted.
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from socketserver import ThreadingMixIn
@@ -113,14 +114,44 @@ def render(snapshot: Snapshot | None, health: Sequence[CampaignHealth] = ()) -> 
     return bytes(out.getvalue())
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` header allows gzip (``gzip`` or ``*`` with q > 0)."""
+    for coding in accept_encoding.split(","):
+        name, *parameters = coding.split(";")
+        if name.strip().lower() not in {"gzip", "*"}:
+            continue
+        quality = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        return quality > 0.0
+    return False
+
+
 def make_wsgi_app(source: Callable[[], Snapshot | None],
-                  health: HealthSource | None = None) -> Callable[..., Iterable[bytes]]:
+                  health: HealthSource | None = None,
+                  compress: bool = True) -> Callable[..., Iterable[bytes]]:
     """A WSGI app serving ``render(source())`` on any path; ``health`` adds the
-    campaigns' health (``CampaignMonitor.latest``)."""
+    campaigns' health (``CampaignMonitor.latest``).
+
+    Prometheus asks for gzip, and a body of many megabytes shrinks about 15-fold, so it is
+    compressed when the client accepts it (``compress=False`` never does). Level 1 takes
+    half the time of the default level for a body about a third larger.
+    """
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         body = render(source(), health() if health is not None else ())
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE),
-                                  ("Content-Length", str(len(body)))])
+        headers = [("Content-Type", CONTENT_TYPE)]
+        if compress and accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        if compress:
+            headers.append(("Vary", "Accept-Encoding"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
         return [body]
     return app
 
@@ -136,10 +167,10 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 def start_http_server(port: int, source: Callable[[], Snapshot | None],
                       addr: str = "0.0.0.0", health: HealthSource | None = None,
-                      ) -> tuple[WSGIServer, threading.Thread]:
+                      compress: bool = True) -> tuple[WSGIServer, threading.Thread]:
     """Serve the exposition on ``addr:port`` from a daemon thread; ``server.shutdown()``
     stops it."""
-    server = make_server(addr, port, make_wsgi_app(source, health),
+    server = make_server(addr, port, make_wsgi_app(source, health, compress),
                          server_class=_ThreadingServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="bizops-otel-metrics",
                               daemon=True)
