@@ -13,6 +13,7 @@ from bizops_otel import stats
 from bizops_otel._layout import (
     BLOCK,
     BLOCK_CODES,
+    BLOCKS_PER_OUTCOME,
     BUCKETS,
     OUTCOME_CONVERTED,
     OUTCOME_NOT_CONVERTED,
@@ -98,13 +99,14 @@ def test_twins_agree_and_spearman_recovers_a_planted_effect() -> None:
     latency = rng.lognormal(-1.0, 0.7, 20_000)
     converted = rng.random(latency.size) < 0.3 * np.exp(-latency)
     bucket = np.clip(np.floor(np.log(latency / 1e-3) / np.log(1.1)).astype(int) + 1, 0, 117)
-    histogram = np.zeros((3, 128), np.uint64)
+    histogram = np.zeros((len(OUTCOMES), BLOCKS_PER_OUTCOME * BLOCK), np.uint64)
     np.add.at(histogram, (np.where(converted, OUTCOME_CONVERTED, OUTCOME_NOT_CONVERTED),
                           bucket), 1)
-    codes = [o * 8 + b for o in range(3) for b in range(8) if histogram[o, b * 16:(b + 1) * 16].any()]
-    blocks = (np.zeros(len(codes), np.int64), np.array(codes, np.int64),
-              np.array([histogram[c // 8, (c % 8) * 16:(c % 8 + 1) * 16] for c in codes],
-                       np.uint64))
+    per_block = histogram.reshape(len(OUTCOMES), BLOCKS_PER_OUTCOME, BLOCK)
+    outcomes, indices = np.nonzero(per_block.any(axis=2))
+    blocks = (np.zeros(outcomes.size, np.int64),
+              (outcomes * BLOCKS_PER_OUTCOME + indices).astype(np.int64),
+              per_block[outcomes, indices])
     results = [twin.digest(*blocks, 1, BOUNDARIES, QUANTILES, True) for twin in twins()]
     expected = spearmanr(bucket, converted).statistic
     for result in results:
