@@ -205,6 +205,37 @@ def test_direct_exposition_is_gzipped_when_the_client_accepts_it(Aggregator: Any
     assert not accepts_gzip("gzip;q=0") and not accepts_gzip("gzip; q=0.0, br")
 
 
+def test_direct_exposition_shares_the_endpoint_with_an_application_registry(
+        Aggregator: Any) -> None:
+    """The application's own prometheus_client metrics come first; a BizOpsCollector on
+    the same registry does not make the bizops series appear twice."""
+    from prometheus_client import Counter
+
+    from bizops_otel.export.exposition import make_wsgi_app as direct_app
+    from bizops_otel.export.exposition import render
+
+    agg, _ = fed(Aggregator)
+    snapshot = agg.snapshot()
+    registry = CollectorRegistry()
+    Counter("shop_orders", "Orders placed", registry=registry).inc(7)
+
+    def scrape_app(app: Any) -> str:
+        chunks = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics"},
+                     lambda status, headers: None)
+        return b"".join(chunks).decode()
+
+    shared = scrape_app(direct_app(lambda: snapshot, registry=registry))
+    families = {f.name: f for f in text_string_to_metric_families(shared)}
+    assert families["shop_orders"].samples[0].value == 7.0
+    assert _sample_set(shared) == _sample_set(generate_latest(registry).decode()) | \
+        _sample_set(render(snapshot).decode())
+    registry.register(BizOpsCollector(lambda: snapshot))
+    both = scrape_app(direct_app(lambda: snapshot, registry=registry))
+    helps = [line for line in both.splitlines() if line.startswith("# HELP bizops_")]
+    assert len(helps) == len(set(helps)) > 10
+    assert _sample_set(both) == _sample_set(shared)
+
+
 def test_quantile_gauges_equal_the_snapshot_at_the_edges_of_the_range(Aggregator: Any) -> None:
     """Keys below 1 ms, above the top edge, and in between: the vectorised gauges work on
     the occupied span of buckets only, and must still equal KeyStats.quantile."""

@@ -18,6 +18,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
 
 from .._impl import lines
 from ..health import CampaignHealth
@@ -134,16 +135,26 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 def make_wsgi_app(source: Callable[[], Snapshot | None],
                   health: HealthSource | None = None,
-                  compress: bool = True) -> Callable[..., Iterable[bytes]]:
+                  compress: bool = True,
+                  registry: CollectorRegistry | None = None) -> Callable[..., Iterable[bytes]]:
     """A WSGI app serving ``render(source())`` on any path; ``health`` adds the
     campaigns' health (``CampaignMonitor.latest``).
+
+    ``registry`` (a prometheus_client registry, such as ``prometheus_client.REGISTRY``) is
+    written first, so an application's own metrics share the endpoint. Should it also
+    hold a :class:`BizOpsCollector`, its bizops families are the ones served, so no series
+    appears twice.
 
     Prometheus asks for gzip, and a body of many megabytes shrinks about 15-fold, so it is
     compressed when the client accepts it (``compress=False`` never does). Level 1 takes
     half the time of the default level for a body about a third larger.
     """
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = render(source(), health() if health is not None else ())
+        body = b""
+        if registry is not None:
+            body = generate_latest(registry)
+        if b"# HELP bizops_" not in body:
+            body += render(source(), health() if health is not None else ())
         headers = [("Content-Type", CONTENT_TYPE)]
         if compress and accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
             body = gzip.compress(body, compresslevel=1)
@@ -167,10 +178,11 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 def start_http_server(port: int, source: Callable[[], Snapshot | None],
                       addr: str = "0.0.0.0", health: HealthSource | None = None,
-                      compress: bool = True) -> tuple[WSGIServer, threading.Thread]:
-    """Serve the exposition on ``addr:port`` from a daemon thread; ``server.shutdown()``
-    stops it."""
-    server = make_server(addr, port, make_wsgi_app(source, health, compress),
+                      compress: bool = True, registry: CollectorRegistry | None = None,
+                      ) -> tuple[WSGIServer, threading.Thread]:
+    """Serve the exposition (see :func:`make_wsgi_app`) on ``addr:port`` from a daemon
+    thread; ``server.shutdown()`` stops it."""
+    server = make_server(addr, port, make_wsgi_app(source, health, compress, registry),
                          server_class=_ThreadingServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="bizops-otel-metrics",
                               daemon=True)
