@@ -236,6 +236,36 @@ def test_direct_exposition_shares_the_endpoint_with_an_application_registry(
     assert _sample_set(both) == _sample_set(shared)
 
 
+def test_rendered_labels_are_reused_across_scrapes_and_stay_bounded(
+        Aggregator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bizops_otel.export import exposition
+
+    monkeypatch.setattr(exposition, "_RENDERED_LABELS", {})
+    monkeypatch.setattr(exposition, "RENDERED_LABELS_LIMIT", 50)
+    agg = Aggregator(Config(max_keys=1000))
+    for key in range(40):
+        agg.record((f"page-{key}", ""), 0.2)
+    first = exposition.render(agg.snapshot())
+    (table,) = exposition._RENDERED_LABELS.values()
+    assert len(table) == 40
+    assert exposition.render(agg.snapshot()) == first
+    sizes = []
+    for batch in range(1, 11):    # keys that come and go: the table starts afresh
+        other = Aggregator(Config(max_keys=1000))
+        for key in range(40):
+            other.record((f"page-{batch}-{key}", ""), 0.2)
+        body = exposition.render(other.snapshot()).decode()
+        assert _sample_set(body) == _sample_set(generate_latest(registry_of(other)).decode())
+        sizes.append(len(next(iter(exposition._RENDERED_LABELS.values()))))
+    assert max(sizes) <= 50 + 40 and min(sizes) == 40
+
+
+def registry_of(agg: Any) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(BizOpsCollector(agg.snapshot))
+    return registry
+
+
 def test_quantile_gauges_equal_the_snapshot_at_the_edges_of_the_range(Aggregator: Any) -> None:
     """Keys below 1 ms, above the top edge, and in between: the vectorised gauges work on
     the occupied span of buckets only, and must still equal KeyStats.quantile."""
