@@ -358,6 +358,8 @@ cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
     cdef Row *row
     cdef Row *source
     cdef KpiCell *cell
+    cdef uint64_t *block
+    cdef const uint64_t *counts
     for i in range(src.n_slots):
         source = row_at(src, i, m)
         slot = state_slot(dst, source.key, m)
@@ -375,11 +377,13 @@ cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
             index = source.blocktab[code]
             if index < 0:
                 continue
+            # A source block is allocated by its first count, so it is never all zero.
+            block = row_block(dst, row, code)
+            if block == NULL:
+                return -1
+            counts = &src.blocks[index * BLOCK]
             for offset in range(BLOCK):
-                if src.blocks[index * BLOCK + offset]:
-                    if row_add_hits(dst, row, code, offset,
-                                    src.blocks[index * BLOCK + offset]) < 0:
-                        return -1
+                block[offset] += counts[offset]
     return 0
 
 
@@ -1104,14 +1108,17 @@ cdef class Aggregator:
             # Everything below until the dumps is C code: no other thread can run, so the
             # merged states and the key count form one consistent picture. Merging here,
             # row by row (Chan's formula, as sub-windows retire), costs a fraction of
-            # dumping every sub-window and merging the arrays.
+            # dumping every sub-window and merging the arrays. The recent sub-windows are
+            # merged once, and their sum joins the cumulative state as one.
             n_keys = len(self._keys)
             memcpy(dropped, self._dropped, sizeof(dropped))
             failed |= state_merge(&cumulative, &self._retired, self._m)
             for i in range(self._slots):
-                failed |= state_merge(&cumulative, &self._ring[i], self._m)
                 if current - self._slots < self._ring_epoch[i] <= current:
                     failed |= state_merge(&recent, &self._ring[i], self._m)
+                else:
+                    failed |= state_merge(&cumulative, &self._ring[i], self._m)
+            failed |= state_merge(&cumulative, &recent, self._m)
             if failed:
                 raise MemoryError("bizops-otel: no memory for a snapshot")
             keys = self._keys[:n_keys]

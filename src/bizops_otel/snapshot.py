@@ -211,8 +211,9 @@ class Snapshot(Mapping[Key, KeyStats]):
         self._recent = recent
         self.taken_ns = taken_ns
         self._overflow = overflow_key(len(config.dimensions))
+        keys_by_id = self._keys
         self._row_of: dict[Key, int] = {
-            self._keys[int(key_id)]: row for row, key_id in enumerate(state.key_ids)
+            keys_by_id[key_id]: row for row, key_id in enumerate(state.key_ids.tolist())
         }
         self._block_starts = np.searchsorted(state.block_row, np.arange(state.rows + 1))
 
