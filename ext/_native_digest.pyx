@@ -89,9 +89,10 @@ cdef double quantile(const uint64_t *counts, double n, double q, int lo, int hi)
     return low * pow(high / low, fraction)
 
 
-def digest(const int64_t[::1] block_row, const int64_t[::1] block_code,
-           const uint64_t[:, ::1] block_counts, Py_ssize_t rows,
-           const int64_t[::1] boundaries, qs, bint derived):
+def digest(const int64_t[::1] block_row not None,
+           const int64_t[::1] block_code not None,
+           const uint64_t[:, ::1] block_counts not None, Py_ssize_t rows,
+           const int64_t[::1] boundaries not None, qs, bint derived):
     """See the pure twin. Blocks must be sorted by row, as states keep them."""
     cdef Py_ssize_t blocks = block_row.shape[0], n_bounds = boundaries.shape[0]
     cdef Py_ssize_t n_qs = len(qs), b = 0, r, i

@@ -84,7 +84,8 @@ cdef inline Py_ssize_t checked_size(object value) except -1:
 
 
 cdef int put_bytes(Buffer *b, object value) except -1:
-    return put(b, PyBytes_AS_STRING(value), checked_size(value))
+    cdef Py_ssize_t n = checked_size(value)
+    return put(b, PyBytes_AS_STRING(value), n)
 
 
 cdef inline void add_integer(Buffer *b, int64_t value) noexcept:
@@ -217,16 +218,17 @@ cdef class Writer:
         Py_XDECREF(self._buffer.data)
         self._buffer.data = NULL
 
-    def text(self, bytes data):
+    def text(self, bytes data not None):
         put_bytes(&self._buffer, data)
 
-    def column(self, bytes sample, list labels, bytes extra, const int64_t[::1] rows,
-               const double[::1] values):
+    def column(self, bytes sample not None, list labels not None, bytes extra not None,
+               const int64_t[::1] rows not None, const double[::1] values not None):
         write_column(&self._buffer, sample, labels, extra, rows, values)
 
-    def buckets(self, bytes sample, list labels, bytes extra, list bounds,
-                const int64_t[::1] rows, const int64_t[:, ::1] counts,
-                const int64_t[::1] totals):
+    def buckets(self, bytes sample not None, list labels not None, bytes extra not None,
+                list bounds not None, const int64_t[::1] rows not None,
+                const int64_t[:, ::1] counts not None,
+                const int64_t[::1] totals not None):
         write_buckets(&self._buffer, sample, labels, extra, bounds, rows, counts, totals)
 
     def getvalue(self):
@@ -246,17 +248,18 @@ cdef class Writer:
         return <object>b.data
 
 
-def column_lines(bytes sample, list labels, bytes extra, const int64_t[::1] rows,
-                 const double[::1] values):
+def column_lines(bytes sample not None, list labels not None, bytes extra not None,
+                 const int64_t[::1] rows not None, const double[::1] values not None):
     """``sample{labels[row]extra} value`` for every row."""
     writer = Writer()
     writer.column(sample, labels, extra, rows, values)
     return writer.getvalue()
 
 
-def bucket_lines(bytes sample, list labels, bytes extra, list bounds,
-                 const int64_t[::1] rows, const int64_t[:, ::1] counts,
-                 const int64_t[::1] totals):
+def bucket_lines(bytes sample not None, list labels not None, bytes extra not None,
+                 list bounds not None, const int64_t[::1] rows not None,
+                 const int64_t[:, ::1] counts not None,
+                 const int64_t[::1] totals not None):
     """``sample{labels[row]extra,bound} count.0`` per row and bound, then the +Inf
     bucket with the row's total."""
     writer = Writer()

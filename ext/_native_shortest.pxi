@@ -74,7 +74,10 @@ def _fill_power_tables():
         power = 5 ** i
         length = power.bit_length()
         assert length == pow5_bits(i)
-        scaled = power >> (length - POW5_BITS) if length > POW5_BITS else power << (POW5_BITS - length)
+        if length > POW5_BITS:
+            scaled = power >> (length - POW5_BITS)
+        else:
+            scaled = power << (POW5_BITS - length)
         POW5_SPLIT[i][0] = scaled & mask
         POW5_SPLIT[i][1] = scaled >> 64
     for i in range(POW5_INV_TABLE):

@@ -60,6 +60,14 @@ def test_bad_arguments_raise_instead_of_reading_out_of_bounds() -> None:
         module.column_lines(b"m", [b"a"], b"", np.array([0], np.int64), np.array([1.0, 2.0]))
     with pytest.raises(TypeError):
         module.column_lines(b"m", ["a"], b"", np.array([0], np.int64), np.array([1.0]))
+    with pytest.raises(TypeError):
+        module.column_lines(None, [b"a"], b"", np.array([0], np.int64), np.array([1.0]))
+    with pytest.raises(TypeError):
+        module.Writer().buckets(b"h", [b"a"], None, [b'le="1"'], np.array([0], np.int64),
+                                np.array([[1]], np.int64), np.array([1], np.int64))
+    with pytest.raises(TypeError):
+        module.bucket_lines(b"h", [b"a"], b"", [1.0], np.array([0], np.int64),
+                            np.array([[1]], np.int64), np.array([1], np.int64))
 
 
 def test_writers_collect_the_same_exposition() -> None:
