@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bizops_otel import attributes
+from bizops_otel import Config, attributes
 from bizops_otel.abtest import compare
 from bizops_otel.simulate import Scenario
 from tests.test_simulate import run
@@ -52,3 +52,80 @@ def test_comparison_needs_an_outcome_and_known_dimensions(Aggregator: Any) -> No
     snapshot, _ = run(Aggregator, Scenario(), 200, seed=1, dimensions=DIMENSIONS)
     with pytest.raises(KeyError, match="not dimensions"):
         compare(snapshot, "A", "B", dimension="device.class")
+
+
+FLAGGED = (attributes.PAGE_GROUP, attributes.FEATURE_FLAG_KEY, attributes.FEATURE_FLAG_VARIANT)
+#: Conversion probability per (flag, variant): only "new-checkout" has an effect, and both
+#: flags name their variants "off" and "on".
+RATES = {("new-checkout", "off"): 0.10, ("new-checkout", "on"): 0.15,
+         ("dark-mode", "off"): 0.125, ("dark-mode", "on"): 0.125}
+
+
+def two_experiments(Aggregator: Any, seed: int) -> tuple[Any, dict[tuple[str, str], Any]]:
+    """Requests of two concurrent experiments, each request under one flag; returns the
+    snapshot and, per (flag, variant), the conversions drawn."""
+    rng = np.random.default_rng(seed)
+    aggregator = Aggregator(Config(dimensions=FLAGGED, kpis=("conversion", "order_value")))
+    drawn = {}
+    for (flag, variant), rate in RATES.items():
+        converted = rng.random(4000) < rate
+        latency = rng.lognormal(-1.2, 0.5, converted.size)
+        for hit, seconds in zip(converted.tolist(), latency.tolist(), strict=True):
+            aggregator.record(("checkout", flag, variant), seconds,
+                              {"conversion": float(hit), "order_value": 40.0} if hit
+                              else {"conversion": 0.0})
+        drawn[flag, variant] = converted
+    return aggregator.snapshot(), drawn
+
+
+def test_concurrent_flags_are_compared_within_their_own_flag(Aggregator: Any) -> None:
+    """Two flags share the variant names "off"/"on"; only one has a planted lift. Within
+    each flag the difference equals the drawn proportions exactly; pooled, the lift is
+    diluted by the other experiment, which is why ``flag=`` exists."""
+    snapshot, drawn = two_experiments(Aggregator, seed=5)
+    for flag in ("new-checkout", "dark-mode"):
+        result = snapshot.compare_variants("off", "on", flag=flag)
+        expected = drawn[flag, "on"].mean() - drawn[flag, "off"].mean()
+        assert result.conversion.difference == pytest.approx(expected, rel=1e-12)
+        assert result.requests == (4000, 4000)
+    assert snapshot.compare_variants("off", "on", flag="new-checkout").conversion.p_value < 0.01
+    pooled = compare(snapshot, "off", "on")
+    on = np.concatenate([drawn["new-checkout", "on"], drawn["dark-mode", "on"]])
+    off = np.concatenate([drawn["new-checkout", "off"], drawn["dark-mode", "off"]])
+    assert pooled.conversion.difference == pytest.approx(on.mean() - off.mean(), rel=1e-12)
+    assert pooled.requests == (8000, 8000)
+
+
+def test_a_flag_needs_the_flag_key_dimension(Aggregator: Any) -> None:
+    snapshot, _ = run(Aggregator, Scenario(), 200, seed=1, dimensions=DIMENSIONS)
+    with pytest.raises(ValueError, match=r"feature_flag\.key"):
+        compare(snapshot, "A", "B", flag="new-checkout")
+
+
+def test_the_flag_key_comes_from_real_spans(Aggregator: Any) -> None:
+    """The simulator's spans carry ``feature_flag.key`` = new-checkout: within that flag
+    the comparison is the whole one, and an unknown flag has no requests."""
+    snapshot, _ = run(Aggregator, Scenario(variants={"A": 0.0, "B": 0.3}), 3000, seed=2,
+                      dimensions=FLAGGED)
+    within = compare(snapshot, "A", "B", flag="new-checkout")
+    assert within == compare(snapshot, "A", "B")
+    assert sum(within.requests) == snapshot.total().count > 0
+    assert compare(snapshot, "A", "B", flag="dark-mode").requests == (0, 0)
+
+
+def test_exported_ab_series_are_per_flag(Aggregator: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bizops_otel.export.exposition import render
+
+    snapshot, _ = two_experiments(Aggregator, seed=6)
+    samples = [s for family in text_string_to_metric_families(render(snapshot).decode())
+               if family.name == "bizops_ab_p_value" for s in family.samples]
+    conversion = {s.labels["feature_flag_key"]: s.value for s in samples
+                  if s.labels["bizops_ab_test"] == "conversion"}
+    assert set(conversion) == {"new-checkout", "dark-mode"}
+    for flag, p_value in conversion.items():
+        assert p_value == pytest.approx(
+            snapshot.compare_variants("off", "on", flag=flag).conversion.p_value, rel=1e-12)
+    assert all(s.labels["feature_flag_result_variant"] == "on"
+               and s.labels["bizops_ab_control"] == "off" for s in samples)

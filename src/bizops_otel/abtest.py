@@ -1,7 +1,10 @@
 """A/B comparison of feature-flag variants from a snapshot.
 
-Variants are a dimension of the aggregator (``feature_flag.result.variant``). Each arm is
-the merge of the keys carrying its variant, so every test works on sufficient statistics:
+Variants are a dimension of the aggregator (``feature_flag.result.variant``). A service
+running several experiments at once also makes ``feature_flag.key`` a dimension and
+compares within one flag (``flag=``), since two flags may share variant names such as
+"on" and "off". Each arm is the merge of the keys carrying its variant (of that flag), so
+every test works on sufficient statistics:
 conversion by a two-proportion z-test on the outcome histograms; latency and order value
 by Welch's t-test on their Welford moments; and the latency–conversion correlation by
 Fisher's z.
@@ -12,7 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import significance
-from .attributes import FEATURE_FLAG_VARIANT
+from .attributes import FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT
 from .significance import TestResult
 from .snapshot import KeyStats, Snapshot
 
@@ -41,15 +44,20 @@ def _moment_test(control: KeyStats, treatment: KeyStats, kpi: str, latency: bool
 
 
 def compare(snapshot: Snapshot, control: str, treatment: str,
-            dimension: str = FEATURE_FLAG_VARIANT) -> Comparison:
-    """Compare two variants. Needs ``dimension`` among the configured dimensions and an
+            dimension: str = FEATURE_FLAG_VARIANT, flag: str | None = None) -> Comparison:
+    """Compare two variants, of the feature flag ``flag`` when given. Needs ``dimension``
+    (and, with ``flag``, ``feature_flag.key``) among the configured dimensions and an
     outcome KPI; the order-value test needs the ``order_value`` KPI (else it is nan)."""
     config = snapshot.config
     outcome = config.outcome
     if outcome is None:
         raise ValueError("A/B comparison needs an outcome KPI (Config.outcome)")
-    arm_a = snapshot.total(where={dimension: control})
-    arm_b = snapshot.total(where={dimension: treatment})
+    if flag is not None and FEATURE_FLAG_KEY not in config.dimensions:
+        raise ValueError(f"comparing within flag {flag!r} needs {FEATURE_FLAG_KEY!r} among "
+                         f"the dimensions; configured: {list(config.dimensions)}")
+    within = {FEATURE_FLAG_KEY: flag} if flag is not None else {}
+    arm_a = snapshot.total(where={**within, dimension: control})
+    arm_b = snapshot.total(where={**within, dimension: treatment})
     ha, hb = arm_a.histogram, arm_b.histogram
     conversion = significance.two_proportions(
         float(ha[_CONVERTED].sum()), float(ha[_CONVERTED].sum() + ha[_NOT_CONVERTED].sum()),

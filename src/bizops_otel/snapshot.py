@@ -335,11 +335,13 @@ class Snapshot(Mapping[Key, KeyStats]):
         every page when None), from the logistic model of session conversion."""
         return self.sessions.whatif(delta_ms, page_group, confidence)
 
-    def compare_variants(self, control: str, treatment: str) -> Comparison:
-        """A/B test of two feature-flag variants (see :func:`bizops_otel.abtest.compare`)."""
+    def compare_variants(self, control: str, treatment: str,
+                         flag: str | None = None) -> Comparison:
+        """A/B test of two feature-flag variants, of ``flag`` when given (see
+        :func:`bizops_otel.abtest.compare`)."""
         from .abtest import compare  # abtest builds on snapshots
 
-        return compare(self, control, treatment)
+        return compare(self, control, treatment, flag=flag)
 
     @property
     def key_table(self) -> tuple[Key, ...]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .._session_state import OVERFLOW_GROUP
 from ..abtest import compare
-from ..attributes import CAMPAIGN_ID, FEATURE_FLAG_VARIANT, PAGE_GROUP
+from ..attributes import CAMPAIGN_ID, FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT, PAGE_GROUP
 from ..health import DEGRADED, FAILING, OK, WARMING_UP, CampaignHealth
 from ..sessions import DEFAULT_DELTAS_MS, GroupSessions
 from ..snapshot import Snapshot
@@ -135,22 +135,31 @@ def add_campaigns(families: dict[str, Family], health: Sequence[CampaignHealth])
 
 
 def add_variants(families: dict[str, Family], snapshot: Snapshot) -> None:
-    """Each variant against the control, the alphabetically first variant."""
+    """Each variant against the control, the alphabetically first variant; per flag when
+    ``feature_flag.key`` is a dimension too."""
     config = snapshot.config
     if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
         return
     at = config.dimensions.index(FEATURE_FLAG_VARIANT)
-    variants = sorted({key[at] for key in snapshot} - {""})
-    for treatment in variants[1:]:
-        result = compare(snapshot, variants[0], treatment)
-        tests = {"conversion": result.conversion, "latency": result.latency,
-                 "order_value": result.order_value,
-                 "correlation": result.latency_conversion_correlation}
-        for test, outcome in tests.items():
-            labels = ((FEATURE_FLAG_VARIANT, treatment), ("bizops.ab.control", variants[0]),
-                      ("bizops.ab.test", test))
-            _point(families, "bizops.ab.difference", labels, outcome.difference)
-            _point(families, "bizops.ab.p_value", labels, outcome.p_value)
+    by_flag = FEATURE_FLAG_KEY in config.dimensions
+    flag_at = config.dimensions.index(FEATURE_FLAG_KEY) if by_flag else at
+    variants_of: dict[str | None, set[str]] = {}
+    for key in snapshot:
+        if key[at]:
+            variants_of.setdefault(key[flag_at] if by_flag else None, set()).add(key[at])
+    for flag, found in sorted(variants_of.items(), key=lambda item: item[0] or ""):
+        variants = sorted(found)
+        flag_labels = ((FEATURE_FLAG_KEY, flag),) if flag is not None else ()
+        for treatment in variants[1:]:
+            result = compare(snapshot, variants[0], treatment, flag=flag)
+            tests = {"conversion": result.conversion, "latency": result.latency,
+                     "order_value": result.order_value,
+                     "correlation": result.latency_conversion_correlation}
+            for test, outcome in tests.items():
+                labels = (*flag_labels, (FEATURE_FLAG_VARIANT, treatment),
+                          ("bizops.ab.control", variants[0]), ("bizops.ab.test", test))
+                _point(families, "bizops.ab.difference", labels, outcome.difference)
+                _point(families, "bizops.ab.p_value", labels, outcome.p_value)
 
 
 HealthSource = Callable[[], Sequence[CampaignHealth]]
