@@ -80,10 +80,6 @@ def series_in(body: bytes) -> int:
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
-def body_of(aggregator: bizops_otel.Aggregator) -> bytes:
-    return render(aggregator.snapshot())
-
-
 def serve_constant(body: bytes) -> tuple[WSGIServer, threading.Thread]:
     """A server that returns ``body`` as it is, through the same WSGI stack as the
     direct exposition: what a scrape costs with no rendering at all."""
@@ -124,7 +120,8 @@ def main() -> None:
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     direct_server, direct_thread = serve_direct(0, aggregator.snapshot, addr="127.0.0.1")
 
-    constant_server, constant_thread = serve_constant(body_of(aggregator))
+    direct_body = render(aggregator.snapshot())
+    constant_server, constant_thread = serve_constant(direct_body)
 
     def scraper(server: object, gzip: bool = False) -> Callable[[], None]:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"  # type: ignore[attr-defined]
@@ -157,7 +154,6 @@ def main() -> None:
     small = fed_aggregator(default_keys)
     small_server, small_thread = serve_direct(0, small.snapshot, addr="127.0.0.1")
     small_series = series_in(render(small.snapshot()))
-    direct_body = body_of(aggregator)
     small_render = f"direct exposition at {default_keys} keys ({small_series} series): render"
     small_scrape = f"direct exposition at {default_keys} keys: scrape over HTTP"
 
@@ -190,15 +186,15 @@ def main() -> None:
         running.shutdown()
         worker.join(10)
     implementation = "native" if bizops_otel.NATIVE else "pure"
+    peer_series = series_in(peer_body)
     print(f"bizops-otel {bizops_otel.__version__} ({implementation}); {keys} keys, "
           f"{series} Prometheus series ({len(body) / 1e6:.1f} MB); the peer exposes "
-          f"{sum(1 for line in peer_body.splitlines() if not line.startswith(b'#'))} series\n")
+          f"{peer_series} series\n")
     print(table([(name, f"{value:.1f}") for name, value in rows], ("operation", "ms")))
     timings = dict(rows)
     collect = timings["direct exposition: render(snapshot())"]
     scrape_ms = timings["direct exposition: scrape over HTTP"]
     direct_series = series_in(direct_body)
-    peer_series = sum(1 for line in peer_body.splitlines() if not line.startswith(b"#"))
     per_series = collect * 1e6 / direct_series
     peer_per_series = timings["peer: prometheus_client generate_latest, same keys"] * 1e6 / \
         peer_series

@@ -141,12 +141,13 @@ def add_variants(families: dict[str, Family], snapshot: Snapshot) -> None:
     if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
         return
     at = config.dimensions.index(FEATURE_FLAG_VARIANT)
-    by_flag = FEATURE_FLAG_KEY in config.dimensions
-    flag_at = config.dimensions.index(FEATURE_FLAG_KEY) if by_flag else at
+    flag_at = (config.dimensions.index(FEATURE_FLAG_KEY)
+               if FEATURE_FLAG_KEY in config.dimensions else None)
     variants_of: dict[str | None, set[str]] = {}
     for key in snapshot:
         if key[at]:
-            variants_of.setdefault(key[flag_at] if by_flag else None, set()).add(key[at])
+            flag = key[flag_at] if flag_at is not None else None
+            variants_of.setdefault(flag, set()).add(key[at])
     for flag, found in sorted(variants_of.items(), key=lambda item: item[0] or ""):
         variants = sorted(found)
         flag_labels = ((FEATURE_FLAG_KEY, flag),) if flag is not None else ()

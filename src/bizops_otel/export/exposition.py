@@ -83,7 +83,9 @@ class _Renderer:
 
     @staticmethod
     def extra(labels: Labels) -> bytes:
-        return "".join(f',{label_name(k)}="{_escape(v)}"' for k, v in labels if v).encode()
+        """``,name="value",…``: the column's labels, written after each row's."""
+        text = _labels(labels)
+        return f",{text}".encode() if text else b""
 
     def family(self, family: Family, out: Writer) -> None:
         gauge = family.kind != "counter"
