@@ -12,6 +12,7 @@ from setuptools import Extension, setup
 
 
 def _flag(name: str) -> bool:
+    # The same rule as bizops_otel._flags.flag (setup.py cannot import the package).
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -28,15 +29,23 @@ def _extensions() -> list[Extension]:
         if REQUIRE:
             raise
         return []
+    # Each native twin is built into the subpackage of its pure twin, from the folder of
+    # ext/ named after that stage: ext/aggregate/_aggregator_c.pyx mirrors
+    # src/bizops_otel/aggregate/_aggregator_py.py.
     extensions = [
         Extension(
-            f"bizops_otel.{name}",
-            sources=[f"ext/{name}.pyx"],
+            f"bizops_otel.{stage}.{name}",
+            sources=[f"ext/{stage}/{name}.pyx"],
             extra_compile_args=["-O3"],
             libraries=["m"],
             optional=not REQUIRE,
         )
-        for name in ("_native", "_native_hooks", "_native_lines", "_native_digest")
+        for stage, name in (
+            ("aggregate", "_aggregator_c"),
+            ("span", "_hooks_c"),
+            ("export", "_lines_c"),
+            ("export", "_digest_c"),
+        )
     ]
     return list(
         cythonize(

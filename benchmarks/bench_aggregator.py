@@ -26,7 +26,7 @@ from _timing import per_call_ns, table, verdict
 
 import bizops_otel
 from bizops_otel import Config, attributes
-from bizops_otel._pure import Aggregator as PureAggregator
+from bizops_otel.aggregate._aggregator_py import Aggregator as PureAggregator
 
 START = 1_700_000_000 * 10**9
 

@@ -32,7 +32,7 @@ from bench_aggregator import START, bench_river, span_attributes
 import bizops_otel
 from bizops_otel import Config
 from bizops_otel import attributes as attr
-from bizops_otel._impl import Aggregator
+from bizops_otel.aggregate.aggregator import Aggregator
 
 
 def bench_aggregator(sessions: bool, ids: list[str], calls: int) -> float:

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import bizops_otel
-from bizops_otel import _pure
+from bizops_otel._flags import extensions_required
+from bizops_otel.aggregate import _aggregator_py
 
 IMPLEMENTATIONS = ("native", "pure")
 
+#: Every native twin, by module path under ``bizops_otel`` (built from ``ext/<stage>/``).
+NATIVE_MODULES = ("aggregate._aggregator_c", "span._hooks_c", "export._lines_c",
+                  "export._digest_c")
+
 
 def native_built() -> bool:
-    """Whether a compiled ``_native`` module sits in the installed package."""
+    """Whether any compiled native twin sits in the installed package."""
     package = Path(bizops_otel.__file__).parent
-    return any(package.glob("_native*.so")) or any(package.glob("_native*.pyd"))
-
-
-def extensions_required() -> bool:
-    return os.environ.get("BIZOPS_OTEL_REQUIRE_EXTENSIONS", "") in {"1", "true", "yes"}
+    return any(package.glob("*/_*_c.*.so")) or any(package.glob("*/_*_c.*.pyd"))
 
 
 def native_module(name: str) -> Any:
@@ -38,16 +38,16 @@ def native_module(name: str) -> Any:
 
 def load(name: str) -> Any:
     if name == "pure":
-        return _pure.Aggregator
-    return native_module("_native").Aggregator
+        return _aggregator_py.Aggregator
+    return native_module("aggregate._aggregator_c").Aggregator
 
 
 def load_hooks(aggregator_cls: Any) -> Any:
     """The span hooks of the same implementation as ``aggregator_cls``."""
     if aggregator_cls.implementation == "pure":
-        return importlib.import_module("bizops_otel._hooks").SpanHooks
+        return importlib.import_module("bizops_otel.span._hooks_py").SpanHooks
     try:
-        return importlib.import_module("bizops_otel._native_hooks").SpanHooks
+        return importlib.import_module("bizops_otel.span._hooks_c").SpanHooks
     except ImportError as error:
         pytest.fail(f"the native aggregator loaded but its span hooks did not: {error}")
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats as sps
 
 from bizops_otel import Config, attributes
-from bizops_otel.abtest import compare
-from bizops_otel.simulate import Scenario
+from bizops_otel.analytics.abtest import compare
+from bizops_otel.demo.simulate import Scenario
 from tests.test_simulate import run
 
 DIMENSIONS = (attributes.PAGE_GROUP, attributes.FEATURE_FLAG_VARIANT)
@@ -84,11 +84,11 @@ def test_concurrent_flags_are_compared_within_their_own_flag(Aggregator: Any) ->
     diluted by the other experiment, which is why ``flag=`` exists."""
     snapshot, drawn = two_experiments(Aggregator, seed=5)
     for flag in ("new-checkout", "dark-mode"):
-        result = snapshot.compare_variants("off", "on", flag=flag)
+        result = compare(snapshot, "off", "on", flag=flag)
         expected = drawn[flag, "on"].mean() - drawn[flag, "off"].mean()
         assert result.conversion.difference == pytest.approx(expected, rel=1e-12)
         assert result.requests == (4000, 4000)
-    assert snapshot.compare_variants("off", "on", flag="new-checkout").conversion.p_value < 0.01
+    assert compare(snapshot, "off", "on", flag="new-checkout").conversion.p_value < 0.01
     pooled = compare(snapshot, "off", "on")
     on = np.concatenate([drawn["new-checkout", "on"], drawn["dark-mode", "on"]])
     off = np.concatenate([drawn["new-checkout", "off"], drawn["dark-mode", "off"]])
@@ -126,6 +126,6 @@ def test_exported_ab_series_are_per_flag(Aggregator: Any) -> None:
     assert set(conversion) == {"new-checkout", "dark-mode"}
     for flag, p_value in conversion.items():
         assert p_value == pytest.approx(
-            snapshot.compare_variants("off", "on", flag=flag).conversion.p_value, rel=1e-12)
+            compare(snapshot, "off", "on", flag=flag).conversion.p_value, rel=1e-12)
     assert all(s.labels["feature_flag_result_variant"] == "on"
                and s.labels["bizops_ab_control"] == "off" for s in samples)

@@ -14,11 +14,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bizops_otel import BizOpsSpanProcessor, Config, attributes
+from bizops_otel.analytics import compare_variants, session_stats, whatif_projection
+from bizops_otel.analytics.health import FAILING, CampaignHealth, CampaignMonitor
+from bizops_otel.demo.simulate import Campaign, Scenario, Simulator, emit
 from bizops_otel.export.exposition import render
 from bizops_otel.export.otel import OTelMetrics
 from bizops_otel.export.prometheus import BizOpsCollector
-from bizops_otel.health import FAILING, CampaignHealth, CampaignMonitor
-from bizops_otel.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
 from tests.test_planted import PAGE_RULES
 
@@ -55,7 +56,7 @@ def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 def test_exposition_carries_the_snapshots_analytics(Aggregator: Any) -> None:
     snapshot, health = replayed(Aggregator)
     exported = points(render(snapshot, health).decode())
-    sessions = snapshot.sessions
+    sessions = session_stats(snapshot)
     assert exported[key("bizops_sessions_total", bizops_session_scope="all")] == 3000
     for name in ("landing", "product", "checkout"):
         group = sessions[name]
@@ -73,7 +74,7 @@ def test_exposition_carries_the_snapshots_analytics(Aggregator: Any) -> None:
                                 bizops_outcome=outcome)] == pytest.approx(
                 group.mean_latency(converted), rel=1e-12)
         for delta in ("-500", "-100", "100", "500"):
-            projection = snapshot.whatif(float(delta), name)
+            projection = whatif_projection(snapshot, float(delta), name)
             for bound, change, revenue in (
                     ("estimate", projection.change, projection.revenue_change),
                     ("low", projection.low, projection.revenue_low),
@@ -83,13 +84,13 @@ def test_exposition_carries_the_snapshots_analytics(Aggregator: Any) -> None:
                     pytest.approx(change, rel=1e-12))
                 assert exported[key("bizops_whatif_revenue_change", **extra)] == (
                     pytest.approx(revenue, rel=1e-12))
-    overall = snapshot.whatif(-100.0)
+    overall = whatif_projection(snapshot, -100.0)
     assert exported[key("bizops_whatif_conversion_change_ratio", bizops_session_scope="all",
                         bizops_delta_ms="-100", bizops_bound="estimate")] == pytest.approx(
         overall.change, rel=1e-12)
     assert exported[key("bizops_internal_sessions_open")] == 0
     # A/B: B against the control A.
-    comparison = snapshot.compare_variants("A", "B")
+    comparison = compare_variants(snapshot, "A", "B")
     ab = {"feature_flag_result_variant": "B", "bizops_ab_control": "A"}
     assert exported[key("bizops_ab_p_value", **ab, bizops_ab_test="conversion")] == (
         pytest.approx(comparison.conversion.p_value, rel=1e-12))
@@ -126,8 +127,8 @@ def test_collector_and_otel_instruments_agree_with_the_exposition(Aggregator: An
     cis = {dict(p.attributes).get(attributes.PAGE_GROUP): p.value
            for p in metrics["bizops.session.conversion_impact"].data.data_points
            if dict(p.attributes).get("bizops.session.scope") == "page_group"}
-    assert cis == pytest.approx({name: snapshot.sessions[name].conversion_impact
-                                 for name in snapshot.sessions}, rel=1e-12)
+    assert cis == pytest.approx({name: session_stats(snapshot)[name].conversion_impact
+                                 for name in session_stats(snapshot)}, rel=1e-12)
     failing = [dict(p.attributes) for p in metrics["bizops.campaign.health"].data.data_points
                if p.value == 1.0 and dict(p.attributes)["state"] == FAILING]
     assert failing == [{attributes.CAMPAIGN_ID: "broken", "state": FAILING}]

@@ -94,9 +94,11 @@ def test_report_prints_the_analytics_of_saved_state(tmp_path: Any) -> None:
     """State saved by one process (as a pre-fork worker writes it) read by the command."""
     from opentelemetry.sdk.trace import TracerProvider
 
-    from bizops_otel import BizOpsSpanProcessor, Config, attributes, persist
-    from bizops_otel._impl import Aggregator
-    from bizops_otel.simulate import Scenario, Simulator, emit
+    from bizops_otel import BizOpsSpanProcessor, Config, attributes
+    from bizops_otel.aggregate import persist
+    from bizops_otel.aggregate.aggregator import Aggregator
+    from bizops_otel.analytics import session_stats
+    from bizops_otel.demo.simulate import Scenario, Simulator, emit
     from tests.test_planted import PAGE_RULES
 
     config = Config(dimensions=(attributes.PAGE_GROUP, attributes.CAMPAIGN_ID),
@@ -119,7 +121,7 @@ def test_report_prints_the_analytics_of_saved_state(tmp_path: Any) -> None:
                                                         "checkout")}
         assert set(rows) == {"landing", "product", "cart", "checkout"}
         for name, fields in rows.items():
-            group = snapshot.sessions[name]
+            group = session_stats(snapshot)[name]
             assert fields[4] == f"{group.sessions:,}"
             assert fields[5] == f"{group.conversion_impact:+.3f}"
     missing = subprocess.run([sys.executable, "-m", "bizops_otel", "report",

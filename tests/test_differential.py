@@ -10,7 +10,7 @@ import pytest
 
 from bizops_otel import Config
 from bizops_otel import attributes as attr
-from bizops_otel._pure import Aggregator as PureAggregator
+from bizops_otel.aggregate._aggregator_py import Aggregator as PureAggregator
 from tests.conftest import load
 
 SECOND = 1_000_000_000

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bizops_otel import stats
-from bizops_otel._layout import (
+from bizops_otel.aggregate._layout import (
     BLOCK,
     BLOCK_CODES,
     BLOCKS_PER_OUTCOME,
@@ -20,7 +20,7 @@ from bizops_otel._layout import (
     OUTCOMES,
     bucket_edges,
 )
-from bizops_otel.export import _digest as pure
+from bizops_otel.export import _digest_py as pure
 from tests.conftest import native_module
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -28,7 +28,7 @@ BOUNDARIES = np.array([1, 17, 30, 41, 52, 60, 70, 76, 86, 96, 105, 117], np.int6
 
 
 def twins() -> list[Any]:
-    return [pure, native_module("_native_digest")]
+    return [pure, native_module("export._digest_c")]
 
 
 def random_blocks(rng: np.random.Generator, rows: int, empty_rows: int = 0

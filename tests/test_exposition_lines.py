@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bizops_otel.export import _lines as pure
+from bizops_otel.export import _lines_py as pure
 from tests.conftest import native_module
 
 
 def native() -> Any:
-    return native_module("_native_lines")
+    return native_module("export._lines_c")
 
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.1, 1e-7, 123456.789, 1e15, 1e16 - 2, 1e16, 2.5e16, -3e17,

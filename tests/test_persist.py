@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bizops_otel import Config, Kpi, persist
+from bizops_otel import Config, Kpi
+from bizops_otel.aggregate import persist
+from bizops_otel.analytics import session_stats
 from tests.datasets import traffic
 
 
@@ -39,13 +41,13 @@ def test_snapshot_round_trip_keeps_every_number(Aggregator: Any, tmp_path: Path)
     assert copy.recent().total().count == original.recent().total().count
     merged = copy.merge(original)
     assert merged.total().count == 2 * original.total().count
-    assert original.sessions.finalised == 40
+    assert session_stats(original).finalised == 40
     sessions, restored = original.session_arrays, copy.session_arrays
     assert sessions is not None and restored is not None
     assert restored.groups == sessions.groups
     for name in ("table", "requests", "pages", "latency_sum", "revenue", "counters"):
         np.testing.assert_array_equal(getattr(restored, name), getattr(sessions, name))
-    assert merged.sessions.finalised == 80
+    assert session_stats(merged).finalised == 80
 
 
 def test_unknown_formats_are_refused(tmp_path: Path) -> None:

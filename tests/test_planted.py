@@ -15,7 +15,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from bizops_otel import BizOpsSpanProcessor, Config, attributes
-from bizops_otel.simulate import Page, Scenario, Session, Simulator, emit, logistic_slope
+from bizops_otel.analytics import session_stats, whatif_projection
+from bizops_otel.demo.simulate import Page, Scenario, Session, Simulator, emit, logistic_slope
 from tests.conftest import load_hooks
 
 EPOCH = 1_700_000_000 * 10**9
@@ -38,7 +39,7 @@ def replay(aggregator_cls: Any, scenario: Scenario, sessions: int,
     emit(provider.get_tracer("simulator"), simulated, EPOCH)
     # A day later every session has been idle for longer than the timeout.
     snapshot = aggregator.snapshot(now_ns=EPOCH + 86_400 * 10**9)
-    assert snapshot.sessions.finalised == sessions and snapshot.sessions.open == 0
+    assert session_stats(snapshot).finalised == sessions and session_stats(snapshot).open == 0
     return snapshot, simulated
 
 
@@ -47,7 +48,7 @@ def test_planted_page_ranks_first_by_conversion_impact_and_placebos_score_near_z
     scenario = Scenario(pages=PAGES, phone_share=1.0)
     for seed in SEEDS:
         snapshot, _ = replay(Aggregator, scenario, 8000, seed)
-        sessions = snapshot.sessions
+        sessions = session_stats(snapshot)
         ranking = sessions.impact_ranking()
         assert ranking[0].name == "product", [(g.name, g.conversion_impact) for g in ranking]
         assert ranking[0].conversion_impact < -0.012  # about -0.022 expected, SE 0.004
@@ -75,7 +76,7 @@ def test_logistic_slope_interval_covers_the_planted_slope(Aggregator: Any) -> No
     slope_covered = whatif_covered = 0
     for seed in SEEDS:
         snapshot, simulated = replay(Aggregator, scenario, 4000, seed)
-        product = snapshot.sessions["product"]
+        product = session_stats(snapshot)["product"]
         fit = product.fit()
         low, high = fit.slope_interval(0.95)
         slope_covered += low <= planted <= high
@@ -86,7 +87,7 @@ def test_logistic_slope_interval_covers_the_planted_slope(Aggregator: Any) -> No
             eta = intercept + planted * (np.maximum(x + shift, 0.0) - median)
             return float(np.mean(1.0 / (1.0 + np.exp(-eta))))
 
-        projection = snapshot.whatif(delta_ms=-100, page_group="product")
+        projection = whatif_projection(snapshot, delta_ms=-100, page_group="product")
         truth = rate(-0.1) - rate(0.0)
         assert projection.change > 0
         whatif_covered += projection.low <= truth <= projection.high
@@ -96,8 +97,8 @@ def test_logistic_slope_interval_covers_the_planted_slope(Aggregator: Any) -> No
 
 def test_revenue_projection_scales_with_sessions_and_order_value(Aggregator: Any) -> None:
     snapshot, simulated = replay(Aggregator, Scenario(pages=PAGES), 3000, seed=7)
-    projection = snapshot.whatif(delta_ms=-500)
-    overall = snapshot.sessions.overall
+    projection = whatif_projection(snapshot, delta_ms=-500)
+    overall = session_stats(snapshot).overall
     bought = [s.order_value for s in simulated if s.converted]
     revenue_per_order = sum(bought) / len(bought)  # type: ignore[arg-type]
     assert overall.revenue == pytest.approx(sum(bought), rel=1e-9)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from bizops_otel import (
     set_kpi,
 )
 from bizops_otel import attributes as attr
-from bizops_otel import context as business
+from bizops_otel.span import context as business
 from tests.spans import pipeline
 
 SERVER = SpanKind.SERVER
@@ -292,7 +292,7 @@ def test_processor_errors_are_counted_not_raised(Aggregator: Any) -> None:
 
 
 def test_unsampled_requests_are_recorded_but_not_exported(Aggregator: Any) -> None:
-    from bizops_otel.sampling import record_unsampled, sampling_state
+    from bizops_otel.span.sampling import record_unsampled, sampling_state
 
     p = pipeline(Aggregator, sampler=TraceIdRatioBased(0.25))
     tracer_before = p.tracer  # handed out before the wrap, like an instrumentation's

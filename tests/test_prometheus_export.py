@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app,
 from prometheus_client.parser import text_string_to_metric_families
 
 from bizops_otel import Config
-from bizops_otel._layout import bucket_edges, bucket_of
+from bizops_otel.aggregate._layout import bucket_edges, bucket_of
 from bizops_otel.export.model import BOUNDARIES
 from bizops_otel.export.prometheus import BizOpsCollector
 from tests.datasets import traffic
@@ -326,7 +326,7 @@ def test_served_by_make_asgi_app_under_uvicorn(Aggregator: Any) -> None:
 def test_derived_gauges_can_be_left_out(Aggregator: Any) -> None:
     """export_derived=False keeps every raw sum and bucket, drops the derived gauges, and
     travels with persisted state (so a multi-process merge honours it)."""
-    from bizops_otel import persist
+    from bizops_otel.aggregate import persist
     from bizops_otel.export.exposition import render
 
     full, _ = fed(Aggregator)

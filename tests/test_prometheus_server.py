@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bizops_otel._layout import bucket_edges, bucket_of
+from bizops_otel.aggregate._layout import bucket_edges, bucket_of
 from tests.apps.metrics_app import SPANS
 from tests.datasets import traffic
 from tests.test_zero_code import free_port

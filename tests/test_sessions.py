@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bizops_otel import Config, persist
-from bizops_otel._layout import PAGE_BINS, bucket_of
+from bizops_otel import Config
+from bizops_otel.aggregate import persist
+from bizops_otel.aggregate._layout import PAGE_BINS, bucket_of
+from bizops_otel.analytics import session_stats
 from bizops_otel.export.exposition import render
 from bizops_otel.stats import spearman_table
 
@@ -91,7 +93,7 @@ def check_group(stats: Any, rows: list[tuple[float, int, int, float, int]],
 def test_session_statistics_match_numpy_and_scipy(Aggregator: Any) -> None:
     aggregator = Aggregator(Config(session_timeout=600.0))
     truth = simulate(aggregator, 1500, seed=3)
-    sessions = aggregator.snapshot(now_ns=truth["end"]).sessions
+    sessions = session_stats(aggregator.snapshot(now_ns=truth["end"]))
     assert (sessions.finalised, sessions.open, sessions.evicted) == (1500, 0, 0)
     assert sorted(sessions) == sorted(GROUPS)
     everyone = truth["all"]
@@ -124,16 +126,16 @@ def test_idle_timeout_finalises_sessions_and_a_return_starts_a_new_one(
     aggregator.record(("landing", ""), 0.2, end_ns=T0, session="a")
     aggregator.record(("product", ""), 0.4, end_ns=T0 + 30 * SECOND, session="a")
     snapshot = aggregator.snapshot(now_ns=T0 + 89 * SECOND)
-    assert (snapshot.sessions.open, snapshot.sessions.finalised) == (1, 0)
+    assert (session_stats(snapshot).open, session_stats(snapshot).finalised) == (1, 0)
     # Idle for exactly the timeout: over.
     snapshot = aggregator.snapshot(now_ns=T0 + 90 * SECOND)
-    assert (snapshot.sessions.open, snapshot.sessions.finalised) == (0, 1)
-    assert snapshot.sessions.overall.pages_per_session == 2.0
+    assert (session_stats(snapshot).open, session_stats(snapshot).finalised) == (0, 1)
+    assert session_stats(snapshot).overall.pages_per_session == 2.0
     # The same id two hours later is a second visit, not a continuation.
     aggregator.record(("landing", ""), 0.2, end_ns=T0 + 7200 * SECOND, session="b")
     aggregator.record(("landing", ""), 0.2, end_ns=T0 + 7201 * SECOND, session="b")
     aggregator.record(("cart", ""), 0.2, end_ns=T0 + 9000 * SECOND, session="b")
-    sessions = aggregator.snapshot(now_ns=T0 + 20000 * SECOND).sessions
+    sessions = session_stats(aggregator.snapshot(now_ns=T0 + 20000 * SECOND))
     assert sessions.finalised == 3
     assert sessions.overall.sessions == 3
     assert sessions["landing"].pages_per_session == pytest.approx(2.0)  # a: 2, b: 2
@@ -146,7 +148,7 @@ def test_spans_expire_idle_sessions_without_a_snapshot(Aggregator: Any) -> None:
         aggregator.record(("landing", ""), 0.1, end_ns=T0 + index * SECOND, session=f"s{index}")
     # A snapshot dated before every span expires nothing itself: what is finalised, the
     # spans finalised (those idle for 10 s by the latest span's clock).
-    sessions = aggregator.snapshot(now_ns=T0).sessions
+    sessions = session_stats(aggregator.snapshot(now_ns=T0))
     assert sessions.open == 10 and sessions.finalised == 90
 
 
@@ -155,11 +157,11 @@ def test_capacity_evicts_the_least_recently_seen(Aggregator: Any) -> None:
     for index in range(1000):
         aggregator.record(("landing", ""), 0.1, end_ns=T0 + index, session=f"s{index}")
         aggregator.record(("landing", ""), 0.1, end_ns=T0 + index, session="loyal")
-    sessions = aggregator.snapshot(now_ns=T0 + 1000).sessions
+    sessions = session_stats(aggregator.snapshot(now_ns=T0 + 1000))
     assert sessions.open == 100
     assert sessions.evicted == sessions.finalised == 901  # 1001 sessions, 100 open
     # The session seen on every request was never the least recently seen one.
-    final = aggregator.snapshot(now_ns=T0 + 10**13).sessions
+    final = session_stats(aggregator.snapshot(now_ns=T0 + 10**13))
     assert final.overall.table[0, PAGE_BINS - 1].sum() == 1  # one session of 16+ pages
 
 
@@ -169,7 +171,7 @@ def test_groups_past_the_per_session_limit_are_counted_as_truncated(
     for index in range(10):
         aggregator.record((f"g{index}", ""), 0.1 * (index + 1), end_ns=T0 + index,
                           session="wanderer")
-    sessions = aggregator.snapshot(now_ns=T0 + 10**13).sessions
+    sessions = session_stats(aggregator.snapshot(now_ns=T0 + 10**13))
     assert sessions.truncated == 1
     assert sorted(sessions) == [f"g{i}" for i in range(8)]
     assert sessions.overall.requests == 10
@@ -184,7 +186,7 @@ def test_bad_session_ids_are_counted_and_the_request_still_recorded(Aggregator: 
     snapshot = aggregator.snapshot(now_ns=T0 + 10**13)
     assert snapshot.dropped["session_invalid"] == 10
     assert snapshot[("landing", "")].count == 10
-    assert snapshot.sessions.finalised == 0
+    assert session_stats(snapshot).finalised == 0
 
 
 def test_sessions_off(Aggregator: Any) -> None:
@@ -192,7 +194,7 @@ def test_sessions_off(Aggregator: Any) -> None:
     aggregator.record(("landing", ""), 0.1, end_ns=T0, session="a")
     snapshot = aggregator.snapshot(now_ns=T0 + 10**13)
     assert snapshot.session_arrays is None
-    assert snapshot.sessions.finalised == 0 and len(snapshot.sessions) == 0
+    assert session_stats(snapshot).finalised == 0 and len(session_stats(snapshot)) == 0
     assert snapshot.dropped["session_invalid"] == 0
 
 
@@ -220,8 +222,8 @@ def test_million_distinct_ids_stay_bounded_and_never_leave_the_process(
         tracemalloc.stop()
     assert after_all - after_warm < 256 * 1024
     snapshot = aggregator.snapshot(now_ns=T0 + total)
-    assert snapshot.sessions.open == 20_000
-    assert snapshot.sessions.evicted == total - 20_000
+    assert session_stats(snapshot).open == 20_000
+    assert session_stats(snapshot).evicted == total - 20_000
     exported = persist.dumps(snapshot) + render(snapshot)
     for sid in (ids[0], ids[total // 2], ids[-1]):
         assert sid.encode() not in exported
@@ -234,7 +236,7 @@ def test_snapshot_merge_adds_sessions(Aggregator: Any) -> None:
             aggregator.record((group, ""), 0.2, end_ns=T0 + index, session="s")
     a = left.snapshot(now_ns=T0 + 10**13)
     b = right.snapshot(now_ns=T0 + 10**13)
-    merged = a.merge(b).sessions
+    merged = session_stats(a.merge(b))
     assert merged.finalised == 2
     assert sorted(merged) == ["cart", "landing", "search"]
     assert merged["landing"].sessions == 2 and merged["search"].sessions == 1

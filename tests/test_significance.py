@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bizops_otel import significance as sig
+from bizops_otel.analytics import significance as sig
 
 
 @pytest.mark.parametrize(("a", "b", "x"), [(0.5, 0.5, 0.3), (2.0, 5.0, 0.2), (50.0, 0.5, 0.99),

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from bizops_otel import BizOpsSpanProcessor, Config, attributes
-from bizops_otel.simulate import Campaign, Scenario, Simulator, emit
+from bizops_otel.demo.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
 from tests.test_planted import PAGE_RULES
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from bizops_otel import Config
-from bizops_otel._layout import GROWTH, bucket_edges, bucket_of
+from bizops_otel.aggregate._layout import GROWTH, bucket_edges, bucket_of
 from tests.datasets import DISTRIBUTIONS, Traffic, traffic
 
 KEY = ("checkout", "spring_sale")

@@ -10,7 +10,7 @@ from scipy import optimize
 from scipy.special import expit
 
 from bizops_otel import Config
-from bizops_otel.whatif import fit_logistic, project
+from bizops_otel.analytics.whatif import fit_logistic, project
 from tests.datasets import traffic
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bizops_otel import persist
+from bizops_otel.aggregate import persist
 
 APP = Path(__file__).parent / "apps" / "plain_shop.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"

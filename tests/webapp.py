@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 import bizops_otel
-from bizops_otel.wsgi import BusinessContextMiddleware
+from bizops_otel.span.wsgi import BusinessContextMiddleware
 from tests.apps.plain_shop import add_pages
 
 

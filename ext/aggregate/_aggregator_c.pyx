@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Native twin of ``bizops_otel/_pure.py``: aggregator state in C arrays.
+"""Native twin of ``bizops_otel/aggregate/_aggregator_py.py``: aggregator state in C arrays.
 
 Same classes, same semantics and the same dumps as the pure twin, which is the readable
 reference. Thread safety comes from the GIL: every state update is C code that runs no
@@ -27,9 +27,9 @@ from libc.math cimport isinf, isnan, log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from bizops_otel import _fork
-from bizops_otel._batch import batch_inputs
-from bizops_otel._layout import (
+from bizops_otel.aggregate import _fork
+from bizops_otel.aggregate._batch import batch_inputs
+from bizops_otel.aggregate._layout import (
     BLOCK as _BLOCK,
     BLOCKS_PER_OUTCOME as _BLOCKS_PER_OUTCOME,
     BUCKETS as _BUCKETS,
@@ -38,7 +38,7 @@ from bizops_otel._layout import (
     KPI_FIELD_COUNT as _KPI_FIELD_COUNT,
     LOWEST as _LOWEST,
 )
-from bizops_otel._state import StateArrays, sort_rows
+from bizops_otel.aggregate._state import StateArrays, sort_rows
 from bizops_otel.attributes import (
     DROP_INDEX,
     DROP_REASONS,
@@ -49,7 +49,7 @@ from bizops_otel.attributes import (
     sanitize_dimension,
 )
 from bizops_otel.config import Config
-from bizops_otel.snapshot import Snapshot
+from bizops_otel.aggregate.snapshot import Snapshot
 
 DEF BLOCK = 16
 DEF BLOCKS_PER_OUTCOME = 8
@@ -255,7 +255,7 @@ cdef uint64_t *row_block(State *s, Row *row, int code) noexcept nogil:
 
 cdef int state_add(State *s, int32_t key, double t, int bucket, int outcome,
                    const double *values, uint32_t mask, int m, bint error) noexcept nogil:
-    """Add one observation; mirrors ``_pure._State.add`` operation for operation."""
+    """Add one observation; mirrors ``_aggregator_py._State.add`` operation for operation."""
     cdef int32_t slot = state_slot(s, key, m)
     cdef int j
     cdef double *f
@@ -328,7 +328,7 @@ cdef int row_add_hits(State *s, Row *row, int code, int offset, uint64_t hits) n
 
 
 cdef int state_add_batch(State *s, int32_t key, Batch *b, int m) noexcept nogil:
-    """Fold a reduced batch in; mirrors ``_pure._State.add_batch``."""
+    """Fold a reduced batch in; mirrors ``_aggregator_py._State.add_batch``."""
     cdef int32_t slot = state_slot(s, key, m)
     cdef int j, code, bucket
     cdef Row *row
@@ -352,7 +352,7 @@ cdef int state_add_batch(State *s, int32_t key, Batch *b, int m) noexcept nogil:
 
 cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
     """Add every row of ``src`` (a retiring sub-window) into ``dst``;
-    mirrors ``_pure._State.merge_from``."""
+    mirrors ``_aggregator_py._State.merge_from``."""
     cdef int32_t i, slot
     cdef int j, code, offset, index
     cdef Row *row
@@ -558,7 +558,7 @@ cdef void table_free(KeyTable *t) noexcept:
 
 # --------------------------------------------------------------------------------------
 
-include "_native_sessions.pxi"
+include "_sessions_c.pxi"
 
 # --------------------------------------------------------------------------------------
 
@@ -764,7 +764,7 @@ cdef class Aggregator:
         return self._create_key(self._raw_dims(attributes, fallback))
 
     cdef tuple _raw_dims(self, object attributes, object fallback):
-        """Same as ``_pure.Aggregator._span_dims``."""
+        """Same as ``_aggregator_py.Aggregator._span_dims``."""
         cdef list values = []
         for i, key in enumerate(self._dim_keys):
             value = attributes.get(key)
@@ -813,7 +813,7 @@ cdef class Aggregator:
 
     cdef State *_target(self, int64_t end_ns) noexcept:
         """The state a span ending at ``end_ns`` goes to: its sub-window, or the retired
-        state for stragglers older than the whole ring (see ``_pure``)."""
+        state for stragglers older than the whole ring (see ``_aggregator_py``)."""
         cdef int64_t epoch = floor_div(end_ns, self._slot_ns)
         cdef int64_t index = epoch % self._slots
         cdef int32_t row
@@ -1031,7 +1031,7 @@ cdef class Aggregator:
 
     cdef void _reduce_kpi(self, Batch *b, int j, const double[::1] t,
                           const double[::1] v) noexcept:
-        """Two-pass co-moments of one KPI column, as ``_pure._batch_moments``."""
+        """Two-pass co-moments of one KPI column, as ``_aggregator_py._batch_moments``."""
         cdef Py_ssize_t i, rows = t.shape[0]
         cdef uint64_t n = 0
         cdef double st = 0.0, sv = 0.0, mt, mv, dt, dv, x, y

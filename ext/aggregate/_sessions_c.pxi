@@ -1,19 +1,19 @@
 # Native twin of ``bizops_otel/_pure_sessions.py``: the bounded session table.
-# Included by ``_native.pyx``. Same rules as the pure twin, which documents them: open
+# Included by ``_aggregator_c.pyx``. Same rules as the pure twin, which documents them: open
 # sessions in least-recently-seen order (an intrusive doubly linked list over a record
 # array), found by a salted 64-bit hash of the id in an open-addressing index with
 # backward-shift deletion, finalised on idle timeout or eviction into per-group counts.
 
 from cpython.object cimport PyObject_Hash
 
-from bizops_otel._layout import (
+from bizops_otel.aggregate._layout import (
     GROUPS_PER_SESSION as _GROUPS_PER_SESSION,
     MAX_SESSION_GROUPS as _MAX_SESSION_GROUPS,
     PAGE_BINS as _PAGE_BINS,
     SESSION_FIXED_ROWS as _SESSION_FIXED_ROWS,
 )
-from bizops_otel._pure_sessions import EXPIRE_PER_SPAN as _EXPIRE_PER_SPAN, GroupTable, new_salt
-from bizops_otel._session_state import SessionArrays
+from bizops_otel.aggregate._sessions_py import EXPIRE_PER_SPAN as _EXPIRE_PER_SPAN, GroupTable, new_salt
+from bizops_otel.aggregate._session_state import SessionArrays
 
 DEF GROUPS_PER_SESSION = 8
 DEF PAGE_BINS = 16

@@ -13,14 +13,14 @@ from libc.math cimport NAN, isinf, pow, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
-from bizops_otel._layout import BLOCK as _BLOCK
-from bizops_otel._layout import BLOCKS_PER_OUTCOME as _BLOCKS_PER_OUTCOME
-from bizops_otel._layout import BUCKETS as _BUCKETS
-from bizops_otel._layout import OUTCOME_CONVERTED as _CONVERTED
-from bizops_otel._layout import OUTCOME_NOT_CONVERTED as _NOT_CONVERTED
-from bizops_otel._layout import OUTCOMES as _OUTCOMES
-from bizops_otel._layout import bucket_edges
-from bizops_otel.export._digest import Digest
+from bizops_otel.aggregate._layout import BLOCK as _BLOCK
+from bizops_otel.aggregate._layout import BLOCKS_PER_OUTCOME as _BLOCKS_PER_OUTCOME
+from bizops_otel.aggregate._layout import BUCKETS as _BUCKETS
+from bizops_otel.aggregate._layout import OUTCOME_CONVERTED as _CONVERTED
+from bizops_otel.aggregate._layout import OUTCOME_NOT_CONVERTED as _NOT_CONVERTED
+from bizops_otel.aggregate._layout import OUTCOMES as _OUTCOMES
+from bizops_otel.aggregate._layout import bucket_edges
+from bizops_otel.export._digest_py import Digest
 
 cdef enum:
     BLOCK = 16

@@ -4,7 +4,7 @@
 The same bytes as the pure twin, written straight into one growing ``bytes`` object that
 is handed over at the end, so tens of megabytes are never copied again. Integral values
 below 1e16 (counts, which are most samples) are written by integer formatting; every
-other finite number gets the shortest round-trip digits (``_native_shortest.pxi``), which
+other finite number gets the shortest round-trip digits (``_shortest_c.pxi``), which
 are what ``repr(float)`` writes.
 """
 
@@ -15,7 +15,7 @@ from libc.math cimport fabs, floor, isinf, isnan, signbit
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
-include "_native_shortest.pxi"
+include "_shortest_c.pxi"
 
 cdef extern from "Python.h":
     int _PyBytes_Resize(PyObject **data, Py_ssize_t size) except -1

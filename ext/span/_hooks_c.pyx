@@ -16,9 +16,9 @@ from opentelemetry.context import get_current
 from opentelemetry.trace import SpanContext, StatusCode
 
 from bizops_otel import drops
-from bizops_otel._hooks import LIVE_SPAN_LIMIT, public_fields
+from bizops_otel.span._hooks_py import LIVE_SPAN_LIMIT, public_fields
 from bizops_otel.attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
-from bizops_otel.context import AROUND, CONTEXT_KEY
+from bizops_otel.span.context import AROUND, CONTEXT_KEY
 
 cdef object ERROR = StatusCode.ERROR
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT

@@ -6,15 +6,16 @@ The public API, and nothing more.
 from __future__ import annotations
 
 from . import attributes, drops, stats
-from ._impl import NATIVE, Aggregator
 from ._version import __version__
+from .aggregate.aggregator import Aggregator
+from .aggregate.snapshot import ConversionCurve, Key, KeyStats, RawSums, Snapshot
 from .config import BUILTIN_KPIS, Config, Kpi
-from .context import business_context, record_conversion, record_order, set_kpi
+from .implementation import NATIVE
 from .install import BizOps, install, installed
-from .processor import BizOpsSpanProcessor
-from .sampling import RecordUnsampled
 from .settings import ConfigError, load_config
-from .snapshot import ConversionCurve, Key, KeyStats, RawSums, Snapshot
+from .span.context import business_context, record_conversion, record_order, set_kpi
+from .span.processor import BizOpsSpanProcessor
+from .span.sampling import RecordUnsampled
 from .stats import Correlation
 
 __all__ = [

@@ -19,8 +19,8 @@ from types import FrameType
 from typing import Any
 
 from . import attributes as attr
-from ._impl import NATIVE
-from .simulate import Campaign, Scenario
+from .demo.simulate import Campaign, Scenario
+from .implementation import NATIVE
 
 #: Seconds the view waits between two updates.
 REFRESH_S = 1.0
@@ -161,10 +161,10 @@ def report(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from . import persist
+    from .aggregate import persist
+    from .analytics.health import assess
     from .demo import view
     from .export.multiproc import merged_snapshot
-    from .health import assess
 
     path = Path(args.path)
     try:

@@ -13,20 +13,20 @@ from typing import Any
 
 from opentelemetry import trace
 
-from . import context as business
-from . import persist
-from ._impl import NATIVE, Aggregator
 from ._periodic import Periodic
+from .aggregate import persist
+from .aggregate.aggregator import Aggregator
+from .aggregate.snapshot import Snapshot
+from .analytics.health import AlertCallback, CampaignHealth, CampaignMonitor
 from .attributes import CAMPAIGN_ID
 from .config import Config
 from .export import otlp
 from .export.multiproc import state_file
 from .export.otel import OTelMetrics
-from .health import AlertCallback, CampaignHealth, CampaignMonitor
-from .processor import BizOpsSpanProcessor
-from .sampling import SamplingState, record_unsampled, sampling_state
 from .settings import load_config
-from .snapshot import Snapshot
+from .span import context as business
+from .span.processor import BizOpsSpanProcessor
+from .span.sampling import SamplingState, record_unsampled, sampling_state
 
 _logger = logging.getLogger("bizops_otel")
 _installed: weakref.WeakKeyDictionary[Any, BizOps] = weakref.WeakKeyDictionary()
@@ -151,7 +151,7 @@ class BizOps:
                 del _installed[self.tracer_provider]
 
     def __repr__(self) -> str:
-        kind = "native" if NATIVE else "pure"
+        kind = getattr(self.aggregator, "implementation", "none")
         return (f"BizOps(enabled={self.enabled}, aggregator={kind}, "
                 f"sampling={self.sampling.description!r})")
 

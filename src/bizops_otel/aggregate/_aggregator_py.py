@@ -1,4 +1,5 @@
-"""Pure-Python twin of ``ext/_native.pyx``: the readable reference and the test oracle.
+"""Pure-Python twin of ``ext/aggregate/_aggregator_c.pyx``: the readable reference and
+the test oracle.
 
 Same classes, same semantics, same dumps; only speed differs. Any change here must be
 mirrored in the native module, and the differential tests hold the two together.
@@ -15,6 +16,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..attributes import (
+    DROP_INDEX,
+    DROP_REASONS,
+    MISSING,
+    PAGE_GROUP,
+    SESSION_ID,
+    classify_kpi,
+    sanitize_dimension,
+)
+from ..config import Config
 from . import _fork
 from ._batch import batch_inputs
 from ._layout import (
@@ -31,18 +42,8 @@ from ._layout import (
     SESSION_ROW_OVERFLOW,
     bucket_of,
 )
-from ._pure_sessions import SessionTable
+from ._sessions_py import SessionTable
 from ._state import StateArrays, merge_states
-from .attributes import (
-    DROP_INDEX,
-    DROP_REASONS,
-    MISSING,
-    PAGE_GROUP,
-    SESSION_ID,
-    classify_kpi,
-    sanitize_dimension,
-)
-from .config import Config
 from .snapshot import Snapshot
 
 _F = KPI_FIELD_COUNT

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .config import Config
+from ..config import Config
 
 
 def batch_inputs(config: Config, dims: tuple[Any, ...], latency_s: npt.ArrayLike,

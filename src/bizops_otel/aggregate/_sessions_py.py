@@ -1,4 +1,4 @@
-"""Pure-Python twin of the native session table (``ext/_native_sessions.pxi``).
+"""Pure-Python twin of the native session table (``ext/aggregate/_sessions_c.pxi``).
 
 A bounded table of open sessions, keyed by a salted 64-bit hash of ``session.id`` (the
 raw id is never stored). Each record holds the session's pages, conversion, revenue and,

@@ -1,45 +1,30 @@
-"""Pick the native aggregator, span hooks and export kernels, or their pure-Python twins.
+"""The aggregator: the native twin (``ext/aggregate/_aggregator_c.pyx``) when it is built,
+else the pure-Python one (``_aggregator_py``), which type checkers always see.
 
-``BIZOPS_OTEL_NO_EXTENSIONS=1`` forces the pure twin. Type checkers always see the pure
-one, which defines the contract.
+``BIZOPS_OTEL_NO_EXTENSIONS=1`` forces the pure twin. Each twin pair has a switch of its
+own beside it, so a kernel that fails to load falls back alone.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
-from . import _hooks, _pure
-from .export import _digest, _lines
-
-NO_EXTENSIONS = os.environ.get("BIZOPS_OTEL_NO_EXTENSIONS", "").strip().lower() in {
-    "1", "true", "yes", "on",
-}
+from .._flags import no_extensions
 
 if TYPE_CHECKING:
-    from ._hooks import SpanHooks
-    from ._pure import Aggregator
-    from .export import _digest as digest
-    from .export import _lines as lines
+    from ._aggregator_py import Aggregator
+
     NATIVE = False
 else:
-    Aggregator = _pure.Aggregator
-    SpanHooks = _hooks.SpanHooks
-    lines = _lines
-    digest = _digest
-    NATIVE = False
-    if not NO_EXTENSIONS:
-        try:
-            from . import _native_digest as digest
-            from . import _native_lines as lines
-            from ._native import Aggregator
-            from ._native_hooks import SpanHooks
-        except ImportError:
-            Aggregator = _pure.Aggregator
-            SpanHooks = _hooks.SpanHooks
-            lines = _lines
-            digest = _digest
-        else:
-            NATIVE = True
+    try:
+        if no_extensions():
+            raise ImportError("BIZOPS_OTEL_NO_EXTENSIONS is set")
+        from ._aggregator_c import Aggregator
+    except ImportError:
+        from ._aggregator_py import Aggregator
 
-__all__ = ["NATIVE", "Aggregator", "SpanHooks", "digest", "lines"]
+        NATIVE = False
+    else:
+        NATIVE = True
+
+__all__ = ["NATIVE", "Aggregator"]

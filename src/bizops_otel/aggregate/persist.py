@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config import Config, Kpi
 from ._session_state import SessionArrays
 from ._state import StateArrays
-from .config import Config, Kpi
 from .snapshot import Snapshot
 
 FORMAT_VERSION = 2

@@ -1,19 +1,23 @@
 """Immutable views of aggregator state: :class:`Snapshot` and per-key :class:`KeyStats`.
 
 A snapshot owns copies of the state arrays, so it stays valid and unchanged while
-recording goes on. Everything it reports is derived by :mod:`bizops_otel.stats`.
+recording goes on. Per-key figures are derived by the formulas of :mod:`bizops_otel.stats`;
+answers that span keys or sessions (impact scores, what-if, A/B) are the analytics
+stage's, which reads snapshots (``bizops_otel.analytics``) and is never imported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from . import stats
+from .. import stats
+from ..attributes import DROP_REASONS
+from ..config import Config
 from ._layout import (
     BLOCK,
     BLOCK_CODES,
@@ -26,12 +30,6 @@ from ._layout import (
 )
 from ._session_state import SessionArrays, merge_sessions
 from ._state import StateArrays, merge_states
-from .attributes import DROP_REASONS
-from .config import Config
-from .sessions import Projection, SessionStats
-
-if TYPE_CHECKING:
-    from .abtest import Comparison
 
 Key = tuple[str, ...]
 
@@ -322,26 +320,6 @@ class Snapshot(Mapping[Key, KeyStats]):
     def session_arrays(self) -> SessionArrays | None:
         """The raw session counts, or None when sessions were off."""
         return self._sessions
-
-    @property
-    def sessions(self) -> SessionStats:
-        """Finalised sessions by page group: impact scores, conversion curves, what-if."""
-        return SessionStats(self._sessions if self._sessions is not None
-                            else SessionArrays.empty())
-
-    def whatif(self, delta_ms: float = -100.0, page_group: str | None = None,
-               confidence: float = 0.95) -> Projection:
-        """Conversion and revenue if latency moved by ``delta_ms`` on ``page_group`` (on
-        every page when None), from the logistic model of session conversion."""
-        return self.sessions.whatif(delta_ms, page_group, confidence)
-
-    def compare_variants(self, control: str, treatment: str,
-                         flag: str | None = None) -> Comparison:
-        """A/B test of two feature-flag variants, of ``flag`` when given (see
-        :func:`bizops_otel.abtest.compare`)."""
-        from .abtest import compare  # abtest builds on snapshots
-
-        return compare(self, control, treatment, flag=flag)
 
     @property
     def key_table(self) -> tuple[Key, ...]:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..aggregate.snapshot import KeyStats, Snapshot
+from ..attributes import FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT
 from . import significance
-from .attributes import FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT
 from .significance import TestResult
-from .snapshot import KeyStats, Snapshot
 
 _CONVERTED, _NOT_CONVERTED = 2, 1
 

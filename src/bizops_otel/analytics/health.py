@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._periodic import Periodic
-from .attributes import CAMPAIGN_ID, MISSING, PAGE_GROUP
-from .snapshot import KeyStats, Snapshot
+from .._periodic import Periodic
+from ..aggregate.snapshot import KeyStats, Snapshot
+from ..attributes import CAMPAIGN_ID, MISSING, PAGE_GROUP
 
 _logger = logging.getLogger("bizops_otel")
 OK, DEGRADED, FAILING, WARMING_UP = "ok", "degraded", "failing", "warming_up"

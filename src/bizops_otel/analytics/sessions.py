@@ -30,9 +30,10 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from . import stats
-from ._layout import BUCKETS, HIGHEST, LOWEST, bucket_edges
-from ._session_state import ALL_PAGES, COUNTER_NAMES, OVERFLOW_GROUP, SessionArrays
+from .. import stats
+from ..aggregate._layout import BUCKETS, HIGHEST, LOWEST, bucket_edges
+from ..aggregate._session_state import ALL_PAGES, COUNTER_NAMES, OVERFLOW_GROUP, SessionArrays
+from ..aggregate.snapshot import Snapshot
 from .whatif import LogisticFit, fit_logistic, project
 
 #: Latency shifts reported by default, in milliseconds.
@@ -283,4 +284,19 @@ class SessionStats(Mapping[str, GroupSessions]):
         return group.whatif(delta_ms, confidence)
 
 
-__all__ = ["DEFAULT_DELTAS_MS", "GroupSessions", "Projection", "SessionCurve", "SessionStats"]
+def session_stats(snapshot: Snapshot) -> SessionStats:
+    """Finalised sessions of ``snapshot`` by page group: impact scores, conversion curves,
+    what-if (empty when the aggregator kept no sessions)."""
+    arrays = snapshot.session_arrays
+    return SessionStats(arrays if arrays is not None else SessionArrays.empty())
+
+
+def whatif_projection(snapshot: Snapshot, delta_ms: float = -100.0,
+                      page_group: str | None = None, confidence: float = 0.95) -> Projection:
+    """Conversion and revenue if latency moved by ``delta_ms`` on ``page_group`` (on every
+    page when None), from the logistic model of session conversion."""
+    return session_stats(snapshot).whatif(delta_ms, page_group, confidence)
+
+
+__all__ = ["DEFAULT_DELTAS_MS", "GroupSessions", "Projection", "SessionCurve", "SessionStats",
+           "session_stats", "whatif_projection"]

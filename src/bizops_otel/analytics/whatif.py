@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .stats import z_critical
+from ..stats import z_critical
 
 FloatArray = npt.NDArray[np.float64]
 

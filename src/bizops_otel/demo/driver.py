@@ -16,8 +16,8 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..simulate import Request, Scenario, Session, Simulator
 from .shop import SESSION_COOKIE, VARIANT_COOKIE
+from .simulate import Request, Scenario, Session, Simulator
 
 
 @dataclass

@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .. import business_context, record_conversion, record_order
 from ..export.exposition import make_wsgi_app
 from ..install import BizOps
-from ..simulate import Page, Scenario
-from ..wsgi import BusinessContextMiddleware
+from ..span.context import business_context, record_conversion, record_order
+from ..span.wsgi import BusinessContextMiddleware
+from .simulate import Page, Scenario
 
 SESSION_COOKIE = "bizops_session"
 VARIANT_COOKIE = "variant"

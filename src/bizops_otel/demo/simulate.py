@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from . import attributes as attr
+from .. import attributes as attr
 
 #: Relative conversion lost per second of extra latency on a sensitive page, by device:
 #: 2.4% per 100 ms on desktop and 7% per 100 ms on phones (Akamai 2017).

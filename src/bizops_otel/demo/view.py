@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..abtest import Comparison
+from ..aggregate.snapshot import Snapshot
+from ..analytics.abtest import Comparison, compare
+from ..analytics.health import CampaignHealth
+from ..analytics.sessions import session_stats
 from ..attributes import FEATURE_FLAG_VARIANT, PAGE_GROUP
-from ..health import CampaignHealth
-from ..snapshot import Snapshot
 
 WIDTH = 80
 
@@ -34,7 +35,7 @@ def page_table(snapshot: Snapshot) -> list[str]:
     """Page groups by Conversion Impact Score: what slowness costs, where."""
     lines = [f"{'page group':<14}{'requests':>9}{'p95':>10}{'sessions':>9}{'CIS':>8}"
              f"{'best load':>11}{'-100 ms':>10}", "-" * 71]
-    sessions = snapshot.sessions
+    sessions = session_stats(snapshot)
     dimensions = snapshot.config.dimensions
     ranked = [g.name for g in sessions.impact_ranking()]
     pages = {key[dimensions.index(PAGE_GROUP)] for key in snapshot} if (
@@ -79,7 +80,7 @@ def ab_line(snapshot: Snapshot) -> str:
     variants = sorted({key[at] for key in snapshot} - {""})
     if len(variants) < 2:
         return "A/B: waiting for both variants"
-    result: Comparison = snapshot.compare_variants(variants[0], variants[1])
+    result: Comparison = compare(snapshot, variants[0], variants[1])
     conversion, latency = result.conversion, result.latency
     return (f"A/B {variants[1]} vs {variants[0]}: conversion "
             f"{_points(conversion.difference)} (p={conversion.p_value:.3f}), "
@@ -88,7 +89,7 @@ def ab_line(snapshot: Snapshot) -> str:
 
 def whatif_line(snapshot: Snapshot) -> str:
     """What-if for the page where slowness costs most (the most negative CIS)."""
-    ranking = [g for g in snapshot.sessions.impact_ranking() if g.conversion_impact < 0]
+    ranking = [g for g in session_stats(snapshot).impact_ranking() if g.conversion_impact < 0]
     if not ranking:
         return "What-if: waiting for finished sessions with and without orders"
     name = ranking[0].name or ""

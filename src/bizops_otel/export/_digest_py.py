@@ -1,4 +1,4 @@
-"""Pure-Python twin of ``ext/_native_digest.pyx``: what the exporters need from every
+"""Pure-Python twin of ``ext/export/_digest_c.pyx``: what the exporters need from every
 row's latency histogram, computed for all rows at once.
 
 A state's histograms are sparse blocks (see ``_layout``). For each row this gives
@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import stats
-from .._layout import (
+from ..aggregate._layout import (
     BLOCK,
     BLOCKS_PER_OUTCOME,
     BUCKETS,

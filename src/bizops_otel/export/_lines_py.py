@@ -1,4 +1,4 @@
-"""Pure-Python twin of ``ext/_native_lines.pyx``: exposition lines of whole columns.
+"""Pure-Python twin of ``ext/export/_lines_c.pyx``: exposition lines of whole columns.
 
 A column is many samples of one family that share a name and extra labels; each row has
 its labels rendered once (``name="value",…`` as bytes, possibly empty), and the extra

@@ -10,25 +10,26 @@ label the all-pages row with ``bizops.session.scope="all"`` and page groups with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
-from .._session_state import OVERFLOW_GROUP
-from ..abtest import compare
+from ..aggregate._session_state import OVERFLOW_GROUP
+from ..aggregate.snapshot import Snapshot
+from ..analytics.abtest import compare
+from ..analytics.health import DEGRADED, FAILING, OK, WARMING_UP, CampaignHealth
+from ..analytics.sessions import DEFAULT_DELTAS_MS, GroupSessions, session_stats
 from ..attributes import CAMPAIGN_ID, FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT, PAGE_GROUP
-from ..health import DEGRADED, FAILING, OK, WARMING_UP, CampaignHealth
-from ..sessions import DEFAULT_DELTAS_MS, GroupSessions
-from ..snapshot import Snapshot
+from .family import (
+    BASELINE_LABEL,
+    BOUND_LABEL,
+    DELTA_LABEL,
+    OUTCOME_LABEL,
+    OVERFLOW_LABEL,
+    SCOPE_LABEL,
+    Family,
+    Kind,
+    Labels,
+)
 
-if TYPE_CHECKING:
-    from .model import Family, Kind, Labels
-
-SCOPE_LABEL = "bizops.session.scope"
-OVERFLOW_LABEL = "otel.metric.overflow"
-DELTA_LABEL = "bizops.delta_ms"
-BOUND_LABEL = "bizops.bound"
-BASELINE_LABEL = "bizops.baseline"
-OUTCOME_LABEL = "bizops.outcome"
 STATES = (OK, DEGRADED, FAILING, WARMING_UP)
 
 #: (OTel name, kind, unit, description) of every analytics family.
@@ -84,7 +85,7 @@ def _group_labels(group: GroupSessions) -> Labels:
 def add_sessions(families: dict[str, Family], snapshot: Snapshot) -> None:
     if snapshot.session_arrays is None:
         return
-    sessions = snapshot.sessions
+    sessions = session_stats(snapshot)
     _point(families, "bizops.internal.sessions.open", (), sessions.open)
     _point(families, "bizops.internal.sessions.evicted", (), sessions.evicted)
     groups = [sessions.overall, *(sessions[name] for name in sessions)]
@@ -162,5 +163,3 @@ def add_variants(families: dict[str, Family], snapshot: Snapshot) -> None:
                 _point(families, "bizops.ab.difference", labels, outcome.difference)
                 _point(families, "bizops.ab.p_value", labels, outcome.p_value)
 
-
-HealthSource = Callable[[], Sequence[CampaignHealth]]

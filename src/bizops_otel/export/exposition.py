@@ -20,13 +20,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .._impl import lines
-from ..health import CampaignHealth
-from ..snapshot import Snapshot
-from ._lines import Writer, number
-from .analytics import HealthSource
-from .model import Family, HistogramFamily, Labels, RowLabels, metric_families
-from .prometheus import label_name, prometheus_name
+from ..aggregate.snapshot import Snapshot
+from ..analytics.health import CampaignHealth
+from .family import Family, HealthSource, HistogramFamily, Labels, RowLabels
+from .lines import Writer, number
+from .model import metric_families
+from .naming import label_name, prometheus_name
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -121,7 +120,7 @@ def render(snapshot: Snapshot | None, health: Sequence[CampaignHealth] = ()) -> 
         return b""
     families, histogram = metric_families(snapshot, health)
     renderer = _Renderer()
-    out = lines.Writer()
+    out = Writer()
     for family in families:
         renderer.family(family, out)
     renderer.histogram(histogram, out)

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import stats
-from .._impl import digest
-from .._layout import (
+from ..aggregate._layout import (
     BLOCK,
     BUCKETS,
     GROWTH,
@@ -35,74 +32,30 @@ from .._layout import (
     OUTCOMES,
     bucket_edges,
 )
-from .._state import StateArrays
+from ..aggregate._state import StateArrays
+from ..aggregate.snapshot import OVERFLOW_VALUE, Snapshot
+from ..analytics.health import CampaignHealth
 from ..config import Config
-from ..health import CampaignHealth
-from ..snapshot import OVERFLOW_VALUE, Snapshot
-from . import analytics
+from . import analytics_families
+from .digest import digest
+from .family import (
+    KPI_LABEL,
+    OUTCOME_LABEL,
+    OVERFLOW_LABEL,
+    WINDOW_LABEL,
+    Column,
+    Family,
+    HistogramColumn,
+    HistogramFamily,
+    Kind,
+    Labels,
+    RowLabels,
+)
 
-Kind = Literal["counter", "updown", "gauge"]
-Labels = tuple[tuple[str, str], ...]
-
-KPI_LABEL = "bizops.kpi"
-OUTCOME_LABEL = "bizops.outcome"
-WINDOW_LABEL = "bizops.window"
-OVERFLOW_LABEL = "otel.metric.overflow"
 QUANTILES = (0.5, 0.9, 0.99)
 #: Export boundaries: the internal bucket edges nearest these (seconds). All 118
 #: internal buckets per outcome and key would be too many series for any backend.
 EXPORT_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-@dataclass
-class RowLabels:
-    """The dimension labels of every row of one state; shared by the columns that use it."""
-
-    names: tuple[str, ...]
-    values: list[tuple[str, ...]]
-
-
-@dataclass
-class Column:
-    """Points of one family that share their extra labels: one per listed row."""
-
-    keys: RowLabels
-    rows: npt.NDArray[np.int64]
-    extra: Labels
-    values: npt.NDArray[np.float64]
-
-
-@dataclass
-class Family:
-    """A metric: OTel name, kind, unit, and its points in columns (plus a few loose ones)."""
-
-    name: str
-    kind: Kind
-    unit: str
-    description: str
-    columns: list[Column] = field(default_factory=list)
-    loose: list[tuple[Labels, float]] = field(default_factory=list)
-
-
-@dataclass
-class HistogramColumn:
-    keys: RowLabels
-    rows: npt.NDArray[np.int64]
-    extra: Labels
-    #: (rows, boundaries) cumulative counts, and the total per row
-    counts: npt.NDArray[np.int64]
-    totals: npt.NDArray[np.int64]
-
-
-@dataclass
-class HistogramFamily:
-    """Latency buckets by outcome: cumulative counts at ``boundaries`` (seconds)."""
-
-    name: str
-    unit: str
-    description: str
-    boundaries: tuple[float, ...]
-    columns: list[HistogramColumn] = field(default_factory=list)
 
 
 def _export_edges() -> tuple[npt.NDArray[np.int64], tuple[float, ...]]:
@@ -125,7 +78,8 @@ def key_labels(config: Config, key: Sequence[str]) -> tuple[str, ...]:
     return (*key, "")
 
 
-def _families(config: Config) -> dict[str, Family]:
+def empty_families(config: Config) -> dict[str, Family]:
+    """Every family of the model for ``config``, without points: name, kind, unit, text."""
     signed = any(k.minimum < 0 for k in config.kpis)
     value_kind: Kind = "updown" if signed else "counter"
     specs: list[tuple[str, Kind, str, str]] = [
@@ -147,7 +101,7 @@ def _families(config: Config) -> dict[str, Family]:
         ("bizops.internal.keys", "gauge", "{key}", "Keys held"),
         ("bizops.internal.overflow", "counter", "{request}",
          "Requests folded into the overflow key"),
-        *analytics.SPECS,
+        *analytics_families.SPECS,
     ]
     return {name: Family(name, kind, unit, text) for name, kind, unit, text in specs}
 
@@ -169,7 +123,7 @@ class _Rows:
                 value = known[key_id] = key_labels(config, table[key_id])
             values.append(value)
         self.keys = RowLabels((*config.dimensions, OVERFLOW_LABEL), values)
-        self.digest = digest.digest(
+        self.digest = digest(
             np.ascontiguousarray(state.block_row, np.int64),
             np.ascontiguousarray(state.block_code, np.int64),
             np.ascontiguousarray(state.block_counts, np.uint64).reshape(-1, BLOCK),
@@ -242,7 +196,7 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     """Every family for one snapshot (and its recent window), with the campaigns'
     ``health`` when a monitor judged them."""
     config = snapshot.config
-    families = _families(config)
+    families = empty_families(config)
     histogram = HistogramFamily("bizops.request.duration", "s",
                                 "Request latency by outcome", BOUNDARIES)
     derived = config.export_derived
@@ -260,7 +214,7 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     families["bizops.internal.keys"].loose.append(((), float(len(snapshot))))
     overflowed = snapshot.overflow.count if snapshot.overflow is not None else 0
     families["bizops.internal.overflow"].loose.append(((), float(overflowed)))
-    analytics.add_sessions(families, snapshot)
-    analytics.add_variants(families, snapshot)
-    analytics.add_campaigns(families, health)
+    analytics_families.add_sessions(families, snapshot)
+    analytics_families.add_variants(families, snapshot)
+    analytics_families.add_campaigns(families, health)
     return list(families.values()), histogram

@@ -21,8 +21,8 @@ import os
 import threading
 from pathlib import Path
 
-from .. import persist
-from ..snapshot import Snapshot
+from ..aggregate import persist
+from ..aggregate.snapshot import Snapshot
 
 _logger = logging.getLogger("bizops_otel")
 ARCHIVE = "bizops-archive.npz"

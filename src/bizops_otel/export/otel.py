@@ -17,18 +17,10 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from .._version import __version__
+from ..aggregate.snapshot import Snapshot
 from ..config import Config
-from ..snapshot import Snapshot
-from .analytics import HealthSource
-from .model import (
-    OUTCOME_LABEL,
-    Family,
-    HistogramFamily,
-    Labels,
-    RowLabels,
-    _families,
-    metric_families,
-)
+from .family import OUTCOME_LABEL, Family, HealthSource, HistogramFamily, Labels, RowLabels
+from .model import empty_families, metric_families
 
 #: A second collection within this many seconds reuses the snapshot (several readers).
 REUSE_SECONDS = 0.5
@@ -116,7 +108,7 @@ class OTelMetrics:
         meter: Meter = meter_provider.get_meter("bizops_otel", __version__)
         self.instruments: list[Any] = []
         first = True
-        for family in _families(config).values():
+        for family in empty_families(config).values():
             self.instruments.append(self._instrument(meter, family, first))
             first = False
         self.instruments.append(meter.create_observable_counter(

@@ -10,7 +10,6 @@ exported through OTel instruments to that reader.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client.core import (
@@ -21,27 +20,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ..snapshot import Snapshot
-from .analytics import HealthSource
-from .model import Column, Family, HistogramColumn, HistogramFamily, metric_families
-
-_UNIT_SUFFIX = {"s": "seconds", "s2": "seconds_squared", "1": "", "1/s": "per_second"}
-_INVALID = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def prometheus_name(name: str, unit: str, gauge: bool = False) -> str:
-    """OTel name and unit to a Prometheus base name (without ``_total``)."""
-    base = _INVALID.sub("_", name)
-    suffix = _UNIT_SUFFIX.get(unit, "" if unit.startswith("{") else _INVALID.sub("_", unit))
-    if unit == "1" and gauge and not base.endswith(("_rate", "_correlation")):
-        suffix = "ratio"
-    if suffix and not base.endswith("_" + suffix):
-        base = f"{base}_{suffix}"
-    return base
-
-
-def label_name(key: str) -> str:
-    return _INVALID.sub("_", key)
+from ..aggregate.snapshot import Snapshot
+from ..config import Config
+from .family import Column, Family, HealthSource, HistogramColumn, HistogramFamily
+from .model import BOUNDARIES, empty_families, metric_families
+from .naming import label_name, prometheus_name
 
 
 def _column_label_names(columns: Sequence[Column | HistogramColumn]) -> list[str]:
@@ -112,10 +95,7 @@ class BizOpsCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         """The families' names and types, without reading any state."""
-        from ..config import Config
-        from .model import BOUNDARIES, _families
-
-        for family in _families(Config()).values():
+        for family in empty_families(Config()).values():
             gauge = family.kind != "counter"
             name = prometheus_name(family.name, family.unit, gauge=gauge)
             yield (GaugeMetricFamily if gauge else CounterMetricFamily)(name, family.description)

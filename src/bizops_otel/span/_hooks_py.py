@@ -1,4 +1,4 @@
-"""Pure-Python twin of ``ext/_native_hooks.pyx``: the span processor's per-span hooks.
+"""Pure-Python twin of ``ext/span/_hooks_c.pyx``: the span processor's per-span hooks.
 
 ``on_start`` and ``on_end`` run for every span of the application, so they are written
 flat and hand over to :class:`~bizops_otel.processor.Enricher` only when there is
@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import SpanKind, StatusCode
 
-from . import drops
-from .attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
+from .. import drops
+from ..attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
 from .context import AROUND, CONTEXT_KEY
 
 #: Live spans remembered for record_order(); past this, new ones are not (and counted).

@@ -29,8 +29,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from . import drops
-from .attributes import (
+from .. import drops
+from ..attributes import (
     CONTEXT_NAMES,
     CONVERSION,
     DROP_REASONS,
@@ -40,7 +40,7 @@ from .attributes import (
     classify_kpi,
     sanitize_dimension,
 )
-from .config import Config
+from ..config import Config
 
 CONTEXT_KEY = otel_context.create_key("bizops-otel-business-context")
 # The same values in a plain ContextVar. HTTP instrumentations attach a context extracted

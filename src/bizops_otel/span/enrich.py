@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
-from . import drops
-from .attributes import sanitize_dimension
+from .. import drops
+from ..attributes import sanitize_dimension
 
 #: Longest query string that is parsed; attackers control it, and campaign parameters
 #: come first in real landing URLs.

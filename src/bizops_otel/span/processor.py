@@ -7,7 +7,7 @@ context, baggage, the URL), and the aggregator is fed at end.
 Both hooks are on the application's request path. They never raise (errors are counted
 in ``bizops_otel.drops``), never block, hold no lock, and write an attribute only when it
 adds information. The per-span work lives in ``SpanHooks`` (native when built, see
-``_hooks.py``); this module holds the configuration and the enrichment rules.
+``_hooks_py.py``); this module holds the configuration and the enrichment rules.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind
 
-from . import context as business
-from ._impl import SpanHooks
-from .attributes import (
+from ..attributes import (
     CAMPAIGN_ID,
     CAMPAIGN_MEDIUM,
     CAMPAIGN_SOURCE,
@@ -34,8 +32,10 @@ from .attributes import (
     URL_QUERY,
     sanitize_dimension,
 )
-from .config import Config
+from ..config import Config
+from . import context as business
 from .enrich import CACHE_LIMIT, BaggageFilter, PageGroups, parse_utm, path_of, query_of
+from .hooks import SpanHooks
 
 _KINDS = {"server": SpanKind.SERVER, "consumer": SpanKind.CONSUMER,
           "client": SpanKind.CLIENT, "producer": SpanKind.PRODUCER,

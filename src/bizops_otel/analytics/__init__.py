@@ -1,0 +1,24 @@
+"""Analytics: from a snapshot to answers. Which pages cost conversions when slow (session
+impact scores and conversion curves), what latency changes would earn (what-if), whether a
+variant changed conversion or latency (A/B), and whether a campaign is healthy.
+
+Everything here reads snapshots and never touches live state, so the same answers come
+from a running service, a saved state file or a merged fleet of processes.
+"""
+
+from __future__ import annotations
+
+from .abtest import Comparison
+from .abtest import compare as compare_variants
+from .health import CampaignHealth
+from .sessions import Projection, SessionStats, session_stats, whatif_projection
+
+__all__ = [
+    "CampaignHealth",
+    "Comparison",
+    "Projection",
+    "SessionStats",
+    "compare_variants",
+    "session_stats",
+    "whatif_projection",
+]
