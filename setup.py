@@ -12,7 +12,7 @@ from setuptools import Extension, setup
 
 
 def _flag(name: str) -> bool:
-    # The same rule as bizops_otel._flags.flag (setup.py cannot import the package).
+    # The same rule as bizops_otel._twins.flag (setup.py cannot import the package).
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 

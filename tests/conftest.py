@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import bizops_otel
-from bizops_otel._flags import extensions_required
+from bizops_otel._twins import extensions_required
 from bizops_otel.aggregate import _aggregator_py
 
 IMPLEMENTATIONS = ("native", "pure")

@@ -11,7 +11,7 @@ from scipy import stats as sps
 from bizops_otel import Config, attributes
 from bizops_otel.analytics.abtest import compare
 from bizops_otel.demo.simulate import Scenario
-from tests.test_simulate import run
+from tests.spans import run
 
 DIMENSIONS = (attributes.PAGE_GROUP, attributes.FEATURE_FLAG_VARIANT)
 
@@ -78,7 +78,7 @@ def two_experiments(Aggregator: Any, seed: int) -> tuple[Any, dict[tuple[str, st
     return aggregator.snapshot(), drawn
 
 
-def test_concurrent_flags_are_compared_within_their_own_flag(Aggregator: Any) -> None:
+def test_concurrent_twins_are_compared_within_their_own_flag(Aggregator: Any) -> None:
     """Two flags share the variant names "off"/"on"; only one has a planted lift. Within
     each flag the difference equals the drawn proportions exactly; pooled, the lift is
     diluted by the other experiment, which is why ``flag=`` exists."""

@@ -21,7 +21,7 @@ from bizops_otel.export.exposition import render
 from bizops_otel.export.otel import OTelMetrics
 from bizops_otel.export.prometheus import BizOpsCollector
 from tests.conftest import load_hooks
-from tests.test_planted import PAGE_RULES
+from tests.spans import PAGE_RULES
 
 EPOCH = 1_700_000_000 * 10**9
 DIMENSIONS = (attributes.PAGE_GROUP, attributes.CAMPAIGN_ID, attributes.FEATURE_FLAG_VARIANT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -14,17 +13,20 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.processes import reap, spawn, stop
+
 
 def start(*arguments: str, **otel: str) -> tuple[subprocess.Popen[str], int]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bizops_otel", "demo", "--port", "0", *arguments],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**environment, **otel})
+    process = spawn([sys.executable, "-m", "bizops_otel", "demo", "--port", "0", *arguments],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    env={**environment, **otel})
     assert process.stdout is not None
     first = process.stdout.readline()
     found = re.search(r"http://127\.0\.0\.1:(\d+)/", first)
-    assert found, first + (process.stderr.read() if process.stderr else "")
+    if not found:
+        reap(process)
+        raise AssertionError(first + (process.stderr.read() if process.stderr else ""))
     return process, int(found.group(1))
 
 
@@ -54,7 +56,7 @@ def test_demo_runs_twenty_seconds_and_serves_the_business_metrics() -> None:
             failing_seen = failing_seen or any(v == 1.0 for v in failing.values())
         output, errors = process.communicate(timeout=60)
     finally:
-        process.kill()
+        reap(process)
     assert process.returncode == 0, errors
     # The broken campaign (launched at 4 s, landing page 10× slower) was caught.
     assert failing_seen
@@ -81,10 +83,9 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
     try:
         time.sleep(4.0)
         assert scrape(port)  # serving
-        process.send_signal(signal.SIGINT)
-        output, errors = process.communicate(timeout=60)
+        output, errors = stop(process, timeout=60)
     finally:
-        process.kill()
+        reap(process)
     assert process.returncode == 0, errors
     assert "stopping" in output and "Traceback" not in errors
     assert re.search(r"\d+ sessions, [\d,]+ requests", output)
@@ -99,7 +100,7 @@ def test_report_prints_the_analytics_of_saved_state(tmp_path: Any) -> None:
     from bizops_otel.aggregate.aggregator import Aggregator
     from bizops_otel.analytics import session_stats
     from bizops_otel.demo.simulate import Scenario, Simulator, emit
-    from tests.test_planted import PAGE_RULES
+    from tests.spans import PAGE_RULES
 
     config = Config(dimensions=(attributes.PAGE_GROUP, attributes.CAMPAIGN_ID),
                     page_groups=PAGE_RULES)
@@ -143,7 +144,7 @@ def test_demo_pushes_metrics_and_traces_over_otlp() -> None:
         try:
             _, errors = process.communicate(timeout=60)
         finally:
-            process.kill()
+            reap(process)
         assert process.returncode == 0, errors
         assert "Traceback" not in errors
         points = received.last_points()

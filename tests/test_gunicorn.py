@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_zero_code import free_port
+from tests.processes import free_port, reap, spawn, stop
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "gunicorn"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -69,9 +69,8 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]
     env = {**os.environ, "PORT": str(port), "METRICS_PORT": str(metrics_port), "WORKERS": "4",
            "BIZOPS_OTEL_MULTIPROC_DIR": str(tmp_path / "state"),
            "BIZOPS_OTEL_MULTIPROC_INTERVAL": "0.2"}
-    process = subprocess.Popen([str(GUNICORN), "-c", "gunicorn.conf.py", "app:app"],
-                               cwd=EXAMPLE, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = spawn([str(GUNICORN), "-c", "gunicorn.conf.py", "app:app"], cwd=EXAMPLE,
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while len(workers_of(process.pid)) < 4 or pairs_or_none(metrics_port) is None:
@@ -79,8 +78,9 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]
             time.sleep(0.2)
         yield process, port, metrics_port
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        if process.poll() is None:
+            stop(process, signal.SIGTERM)
+        reap(process)
 
 
 def pairs_or_none(metrics_port: int) -> float | None:

@@ -12,7 +12,7 @@ from bizops_otel import BizOpsSpanProcessor, Config, attributes
 from bizops_otel.analytics.health import FAILING, OK, WARMING_UP, CampaignHealth, CampaignMonitor
 from bizops_otel.demo.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
-from tests.test_planted import PAGE_RULES
+from tests.spans import PAGE_RULES
 
 EPOCH = 1_700_000_000 * 10**9
 LAUNCH_S = 300.0

@@ -10,6 +10,7 @@ import pytest
 
 import bizops_otel
 from bizops_otel import implementation
+from bizops_otel._twins import no_extensions
 from tests.conftest import NATIVE_MODULES, extensions_required, native_built, native_module
 
 
@@ -22,7 +23,10 @@ def test_each_native_twin_loads_when_built_or_required(name: str) -> None:
 
 
 def test_switches_pick_the_native_twins_when_built() -> None:
-    if native_built() or extensions_required():
+    if no_extensions():  # the suite's pure pass: every switch must honour the flag
+        assert set(implementation.kernels().values()) == {"pure"}
+        assert bizops_otel.NATIVE is False
+    elif native_built() or extensions_required():
         from bizops_otel.aggregate import _aggregator_c
         from bizops_otel.export import _digest_c, _lines_c, digest, lines
         from bizops_otel.span import _hooks_c, hooks

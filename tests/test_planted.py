@@ -12,35 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
-from bizops_otel import BizOpsSpanProcessor, Config, attributes
 from bizops_otel.analytics import session_stats, whatif_projection
-from bizops_otel.demo.simulate import Page, Scenario, Session, Simulator, emit, logistic_slope
-from tests.conftest import load_hooks
+from bizops_otel.demo.simulate import Page, Scenario, logistic_slope
+from tests.spans import replay
 
-EPOCH = 1_700_000_000 * 10**9
 SEEDS = range(10)
-PAGE_RULES = (("/", "landing"), ("/product/*", "product"), ("/cart", "cart"),
-              ("/checkout", "checkout"), ("/checkout/confirm", "order"))
 #: Only the product page is sensitive: landing and cart are placebos.
 PAGES = (Page("landing", "/", 0.25), Page("product", "/product/<id>", 0.45, sensitive=True),
          Page("cart", "/cart", 0.30), Page("checkout", "/checkout", 0.70))
-
-
-def replay(aggregator_cls: Any, scenario: Scenario, sessions: int,
-           seed: int) -> tuple[Any, list[Session]]:
-    config = Config(dimensions=(attributes.PAGE_GROUP,), page_groups=PAGE_RULES)
-    aggregator = aggregator_cls(config)
-    provider = TracerProvider()
-    provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
-                                                    hooks=load_hooks(aggregator_cls)))
-    simulated = list(Simulator(scenario, seed).sessions(sessions))
-    emit(provider.get_tracer("simulator"), simulated, EPOCH)
-    # A day later every session has been idle for longer than the timeout.
-    snapshot = aggregator.snapshot(now_ns=EPOCH + 86_400 * 10**9)
-    assert session_stats(snapshot).finalised == sessions and session_stats(snapshot).open == 0
-    return snapshot, simulated
 
 
 def test_planted_page_ranks_first_by_conversion_impact_and_placebos_score_near_zero(

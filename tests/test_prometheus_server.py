@@ -9,6 +9,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from bizops_otel.aggregate._layout import bucket_edges, bucket_of
 from tests.apps.metrics_app import SPANS
 from tests.datasets import traffic
-from tests.test_zero_code import free_port
+from tests.processes import free_port, running
 from tests.tools import require
 
 ROOT = Path(__file__).parent.parent
@@ -52,33 +53,27 @@ def wait_for(port: int, expression: str, check: Any, seconds: float = 60) -> lis
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[int]:
     binary = require("prometheus")
-    apps = []
-    for seed in SEEDS:
+    with ExitStack() as stack:
+        ports = []
+        for seed in SEEDS:
+            port = free_port()
+            app = stack.enter_context(running([sys.executable, str(APP), str(seed), str(port)],
+                                              stdout=subprocess.PIPE, text=True))
+            assert app.stdout is not None and app.stdout.readline().strip() == "serving"
+            ports.append(port)
+        targets = ", ".join(f"'127.0.0.1:{port}'" for port in ports)
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files:\n  - {RULES}\n"
+            "scrape_configs:\n  - job_name: shop\n    static_configs:\n"
+            f"      - targets: [{targets}]\n")
         port = free_port()
-        apps.append((port, subprocess.Popen([sys.executable, str(APP), str(seed), str(port)],
-                                            stdout=subprocess.PIPE, text=True)))
-    for _, process in apps:
-        assert process.stdout is not None and process.stdout.readline().strip() == "serving"
-    targets = ", ".join(f"'127.0.0.1:{port}'" for port, _ in apps)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files:\n  - {RULES}\n"
-        f"scrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: [{targets}]\n")
-    port = free_port()
-    server = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+        stack.enter_context(running(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         yield port
-    finally:
-        server.terminate()
-        for _, process in apps:
-            process.terminate()
-        server.wait(30)
-        for _, process in apps:
-            process.wait(30)
 
 
 def test_fleet_pearson_and_conversion_curve_from_a_real_prometheus(prometheus: int) -> None:

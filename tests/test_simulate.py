@@ -7,27 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
-from bizops_otel import BizOpsSpanProcessor, Config, attributes
-from bizops_otel.demo.simulate import Campaign, Scenario, Simulator, emit
-from tests.conftest import load_hooks
-from tests.test_planted import PAGE_RULES
-
-EPOCH = 1_700_000_000 * 10**9
-
-
-def run(aggregator_cls: Any, scenario: Scenario, sessions: int, seed: int,
-        dimensions: tuple[str, ...] = (attributes.PAGE_GROUP, attributes.CAMPAIGN_ID)) -> Any:
-    config = Config(dimensions=dimensions, page_groups=PAGE_RULES, max_keys=100)
-    aggregator = aggregator_cls(config)
-    provider = TracerProvider()
-    provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
-                                                    hooks=load_hooks(aggregator_cls)))
-    simulated = list(Simulator(scenario, seed).sessions(sessions))
-    count = emit(provider.get_tracer("simulator"), simulated, EPOCH)
-    assert aggregator.snapshot().total().count == count
-    return aggregator.snapshot(now_ns=EPOCH), simulated
+from bizops_otel.demo.simulate import Campaign, Scenario, Simulator
+from tests.spans import run
 
 
 def test_sessions_walk_the_funnel_and_carry_campaigns(Aggregator: Any) -> None:

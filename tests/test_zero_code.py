@@ -4,7 +4,6 @@ app that never imports bizops-otel."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,15 +14,10 @@ from pathlib import Path
 import pytest
 
 from bizops_otel.aggregate import persist
+from tests.processes import free_port, reap, spawn, stop
 
 APP = Path(__file__).parent / "apps" / "plain_shop.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_app(extra_env: dict[str, str], paths: list[str]) -> tuple[int, str]:
@@ -33,8 +27,8 @@ def run_app(extra_env: dict[str, str], paths: list[str]) -> tuple[int, str]:
     env = {**os.environ, "PORT": str(port), "OTEL_TRACES_EXPORTER": "none",
            "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
            "OTEL_PYTHON_LOG_LEVEL": "info", **extra_env}
-    process = subprocess.Popen([str(INSTRUMENT), sys.executable, str(APP)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = spawn([str(INSTRUMENT), sys.executable, str(APP)], env=env,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -49,9 +43,9 @@ def run_app(extra_env: dict[str, str], paths: list[str]) -> tuple[int, str]:
         for path in paths:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
                 assert reply.status == 200
+        output, _ = stop(process)
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        reap(process)
     return process.returncode, output
 
 

@@ -427,9 +427,9 @@ class Aggregator:
         Shape mismatches and unknown KPI names are programming errors and raise
         ``ValueError``; bad values are counted and dropped as on the hot path.
         """
-        latency, columns, error_flags = batch_inputs(self._config, dims, latency_s, kpis,
+        latency, columns, error_twins = batch_inputs(self._config, dims, latency_s, kpis,
                                                       errors)
-        batch, drops = self._reduce_batch(latency, columns, error_flags)
+        batch, drops = self._reduce_batch(latency, columns, error_twins)
         key_id = self._key_id(tuple(self._raw_value(v) for v in dims))
         when = time.time_ns() if end_ns is None else int(end_ns)
         with self._lock:
@@ -440,7 +440,7 @@ class Aggregator:
 
     def _reduce_batch(self, latency: npt.NDArray[np.float64],
                       columns: dict[int, npt.NDArray[np.float64]],
-                      error_flags: npt.NDArray[np.bool_]) -> tuple[_Batch, dict[int, int]]:
+                      error_twins: npt.NDArray[np.bool_]) -> tuple[_Batch, dict[int, int]]:
         drops: dict[int, int] = {}
         valid = np.isfinite(latency) & (latency >= 0.0)
         if (bad := int((~valid).sum())):
@@ -448,7 +448,7 @@ class Aggregator:
         t = latency[valid]
         batch = _Batch()
         batch.count = int(t.shape[0])
-        batch.errors = int(error_flags[valid].sum())
+        batch.errors = int(error_twins[valid].sum())
         batch.latency_sum = float(t.sum())
         outcome = np.full(t.shape[0], OUTCOME_NONE, np.int64)
         for j, column in sorted(columns.items()):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._flags import no_extensions
+from .._twins import load_twin
+from . import _digest_py
 from ._digest_py import Digest
 
 if TYPE_CHECKING:
@@ -14,15 +15,7 @@ if TYPE_CHECKING:
 
     NATIVE = False
 else:
-    try:
-        if no_extensions():
-            raise ImportError("BIZOPS_OTEL_NO_EXTENSIONS is set")
-        from ._digest_c import digest
-    except ImportError:
-        from ._digest_py import digest
-
-        NATIVE = False
-    else:
-        NATIVE = True
+    _twin, NATIVE = load_twin(__package__, "_digest_c", _digest_py)
+    digest = _twin.digest
 
 __all__ = ["NATIVE", "Digest", "digest"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._flags import no_extensions
+from .._twins import load_twin
+from . import _lines_py
 from ._lines_py import number
 
 if TYPE_CHECKING:
@@ -14,15 +15,7 @@ if TYPE_CHECKING:
 
     NATIVE = False
 else:
-    try:
-        if no_extensions():
-            raise ImportError("BIZOPS_OTEL_NO_EXTENSIONS is set")
-        from ._lines_c import Writer, bucket_lines, column_lines
-    except ImportError:
-        from ._lines_py import Writer, bucket_lines, column_lines
-
-        NATIVE = False
-    else:
-        NATIVE = True
+    _twin, NATIVE = load_twin(__package__, "_lines_c", _lines_py)
+    Writer, bucket_lines, column_lines = _twin.Writer, _twin.bucket_lines, _twin.column_lines
 
 __all__ = ["NATIVE", "Writer", "bucket_lines", "column_lines", "number"]

@@ -1,7 +1,7 @@
 """Pure-Python twin of ``ext/span/_hooks_c.pyx``: the span processor's per-span hooks.
 
 ``on_start`` and ``on_end`` run for every span of the application, so they are written
-flat and hand over to :class:`~bizops_otel.processor.Enricher` only when there is
+flat and hand over to :class:`~bizops_otel.span.enrich.Enricher` only when there is
 something to write. The SDK's spans keep their fields in the instance dict, which is read
 directly (a property or helper call costs about 0.1 µs here); a span that does not, from
 another SDK version, takes the public properties instead. SpanKind is an Enum whose hash
@@ -25,7 +25,7 @@ LIVE_SPAN_LIMIT = 100_000
 
 
 class Enrichment(Protocol):
-    """The slow paths the hooks hand over to (``processor.Enricher``)."""
+    """The slow paths the hooks hand over to (``enrich.Enricher``)."""
 
     always: bool
     page_group_at: int

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._flags import no_extensions
+from .._twins import load_twin
+from . import _hooks_py
 
 if TYPE_CHECKING:
     from ._hooks_py import SpanHooks
 
     NATIVE = False
 else:
-    try:
-        if no_extensions():
-            raise ImportError("BIZOPS_OTEL_NO_EXTENSIONS is set")
-        from ._hooks_c import SpanHooks
-    except ImportError:
-        from ._hooks_py import SpanHooks
-
-        NATIVE = False
-    else:
-        NATIVE = True
+    _twin, NATIVE = load_twin(__package__, "_hooks_c", _hooks_py)
+    SpanHooks = _twin.SpanHooks
 
 __all__ = ["NATIVE", "SpanHooks"]

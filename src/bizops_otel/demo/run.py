@@ -1,0 +1,121 @@
+"""The demo's wiring: the shop on 127.0.0.1 with bizops-otel installed, simulated visitors
+over HTTP, an OTLP push when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and the live view.
+``bizops-otel demo`` calls :func:`run`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from .. import attributes as attr
+from ..config import Config
+from ..implementation import NATIVE
+from ..install import BizOps, install
+from . import driver, shop, view
+from .simulate import Campaign, Scenario
+
+#: Seconds the view waits between two updates.
+REFRESH_S = 1.0
+
+
+def demo_scenario(duration: float) -> Scenario:
+    """The shop's traffic: a healthy campaign from the start, a second one launching a
+    fifth of the way in (20 s without a duration) with a landing page ten times slower,
+    and a variant B that converts 15% better."""
+    launch = duration / 5 if duration > 0 else 20.0
+    return Scenario(
+        campaigns=(Campaign("spring_sale", 0.2),
+                   Campaign("flash_sale", 0.3, launch_s=launch, latency_factor=10.0)),
+        variants={"A": 0.0, "B": 0.15},
+        think_time_s=0.5,
+    )
+
+
+def _tracer_provider() -> Any:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "bizops-demo-shop"}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        if protocol == "http/protobuf":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[assignment]
+                OTLPSpanExporter,
+            )
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+class _Terminate(Exception):
+    """SIGTERM: stop as cleanly as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminate
+
+
+def run(duration: float, rate: float, seed: int, port: int) -> int:
+    """Run the demo for ``duration`` seconds (0: until Ctrl-C or SIGTERM) with ``rate`` new
+    sessions per second, on ``port`` of 127.0.0.1 (0 picks a free one); prints the live
+    view and a summary, and returns the exit status."""
+    scenario = demo_scenario(duration)
+    provider = _tracer_provider()
+    config = Config(
+        dimensions=(attr.PAGE_GROUP, attr.CAMPAIGN_ID, attr.FEATURE_FLAG_VARIANT),
+        page_groups=tuple((page.route.replace("<id>", "*"), page.group)
+                          for page in (*scenario.pages, scenario.confirm)),
+        window=60.0, session_timeout=5.0, campaign_interval=2.0)
+    handle = install(provider, config=config)
+    server, _ = shop.serve(shop.create_app(scenario, handle, provider, seed), port)
+    port = server.server_port
+    visitors = driver.Driver(scenario, "127.0.0.1", port, rate, seed)
+    interactive = sys.stdout.isatty()
+    otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    print(f"bizops-otel demo: the shop is at http://127.0.0.1:{port}/\n"
+          f"Prometheus metrics at http://127.0.0.1:{port}/metrics"
+          + (f"\nOTLP to {otlp}" if otlp else ""), flush=True)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    visitors.start()
+    frame = ""
+    try:
+        while duration == 0 or time.monotonic() - visitors.started < duration:
+            time.sleep(REFRESH_S)
+            frame = _frame(handle, visitors, duration, port)
+            if interactive:
+                sys.stdout.write("\x1b[H\x1b[2J" + frame + "\n")  # redraw in place
+            elif int(time.monotonic() - visitors.started) % 5 == 0:
+                sys.stdout.write(frame + "\n\n")
+            sys.stdout.flush()
+    except (KeyboardInterrupt, _Terminate):
+        print("\nstopping…", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        visitors.stop()
+        final = _frame(handle, visitors, duration, port)
+        server.shutdown()
+        handle.shutdown()
+        provider.shutdown()
+    tally = visitors.tally
+    print(final)
+    print(f"\n{tally.sessions:,} sessions, {tally.requests:,} requests "
+          f"({tally.failed:,} failed), {tally.orders:,} orders.")
+    return 0
+
+
+def _frame(handle: BizOps, visitors: driver.Driver, duration: float, port: int) -> str:
+    elapsed = time.monotonic() - visitors.started
+    limit = f" of {duration:.0f}" if duration else ""
+    header = (f"bizops-otel demo · {elapsed:.0f}{limit} s · {visitors.tally.requests:,} "
+              f"requests · :{port}/metrics · {'native' if NATIVE else 'pure'}")
+    snapshot = handle.snapshot()
+    if snapshot is None:  # install() left disabled by configuration
+        return header + "\nbizops-otel is disabled: nothing to show"
+    return str(view.render(snapshot, handle.campaign_health(), header))
