@@ -5,8 +5,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# opentelemetry-instrumentation-flask pins the API behind the newest SDK: its tests get
+# an environment of their own, so the main one resolves the newest releases.
+FLASK_VENV ?= .venv-flask
+FLASK_BIN := $(FLASK_VENV)/bin
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test test-flask lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +32,14 @@ test: $(BIN)/python system-deps
 	$(BIN)/python -m pip install --quiet ".[dev]"
 	$(BIN)/python -m pytest
 	BIZOPS_OTEL_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q
+	$(MAKE) test-flask
 	$(MAKE) lint
+
+test-flask:
+	test -x $(FLASK_BIN)/python || $(PYTHON) -m venv $(FLASK_VENV)
+	$(FLASK_BIN)/python -m pip install --quiet --upgrade pip
+	$(FLASK_BIN)/python -m pip install --quiet ".[test-flask]"
+	$(FLASK_BIN)/python -m pytest -q tests/flask
 
 lint: $(BIN)/python
 	$(BIN)/ruff check src tests benchmarks examples
@@ -41,4 +52,4 @@ bench: $(BIN)/python
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_aggregator.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info src/bizops_otel/*/_*_c.*.so ext/*/*.c
+	rm -rf $(VENV) $(FLASK_VENV) build dist src/*.egg-info src/bizops_otel/*/_*_c.*.so ext/*/*.c

@@ -80,12 +80,12 @@ def test_exposition_carries_the_snapshots_analytics(Aggregator: Any) -> None:
                     ("low", projection.low, projection.revenue_low),
                     ("high", projection.high, projection.revenue_high)):
                 extra = {**labels, "bizops_delta_ms": delta, "bizops_bound": bound}
-                assert exported[key("bizops_whatif_conversion_change_ratio", **extra)] == (
+                assert exported[key("bizops_whatif_conversion_change", **extra)] == (
                     pytest.approx(change, rel=1e-12))
                 assert exported[key("bizops_whatif_revenue_change", **extra)] == (
                     pytest.approx(revenue, rel=1e-12))
     overall = whatif_projection(snapshot, -100.0)
-    assert exported[key("bizops_whatif_conversion_change_ratio", bizops_session_scope="all",
+    assert exported[key("bizops_whatif_conversion_change", bizops_session_scope="all",
                         bizops_delta_ms="-100", bizops_bound="estimate")] == pytest.approx(
         overall.change, rel=1e-12)
     assert exported[key("bizops_internal_sessions_open")] == 0

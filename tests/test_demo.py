@@ -70,7 +70,7 @@ def test_demo_runs_twenty_seconds_and_serves_the_business_metrics() -> None:
     assert all(-1.0 <= v <= 1.0 for v in impact.values())
     finished = series(points, "bizops_sessions_total", bizops_session_scope="all")
     assert sum(finished.values()) >= 50
-    assert series(points, "bizops_whatif_conversion_change_ratio", bizops_session_scope="all",
+    assert series(points, "bizops_whatif_conversion_change", bizops_session_scope="all",
                   bizops_delta_ms="-100", bizops_bound="estimate")
     assert series(points, "bizops_ab_p_value", bizops_ab_test="conversion")
     # The live view fits 80 columns, and the run ends with a summary.

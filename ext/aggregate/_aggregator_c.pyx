@@ -593,6 +593,7 @@ cdef class Aggregator:
     cdef SessionTable _sessions
     cdef int32_t *_key_group     # key id -> session-table row of its page group
     cdef int _slots
+    cdef int64_t _started_ns     # when counting (re)started: construction, reset, fork
     cdef int32_t _max_keys
     cdef int _value_length
     cdef int64_t _slot_ns
@@ -672,6 +673,7 @@ cdef class Aggregator:
             self._ring_epoch[i] = -1
         self._newest_epoch = -1
         memset(self._dropped, 0, sizeof(self._dropped))
+        self._started_ns = time.time_ns()
         cfg = self.config
         self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
                           if cfg.max_sessions else None)
@@ -1130,4 +1132,4 @@ cdef class Aggregator:
             state_free(&recent)
         return Snapshot.from_state(self.config, keys, cumulative_arrays,
                                    [dropped[i] for i in range(N_REASONS)], recent_arrays, now,
-                                   sessions)
+                                   sessions, started_ns=self._started_ns)

@@ -1,7 +1,7 @@
 """The ``bizops-otel`` command.
 
-``bizops-otel demo`` starts a small real web shop on 127.0.0.1 (Flask, instrumented by
-OpenTelemetry, with bizops-otel installed), drives it with simulated visitors over HTTP,
+``bizops-otel demo`` starts a small real web shop on 127.0.0.1 (Flask behind
+OpenTelemetry's WSGI middleware, with bizops-otel installed), drives it with simulated visitors over HTTP,
 serves ``/metrics`` for Prometheus, pushes OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is
 set, and shows a live view of what the metrics say. ``bizops-otel report PATH`` prints the
 same view of saved state: a snapshot file, or a ``multiproc_dir``.
@@ -43,7 +43,7 @@ def demo(args: argparse.Namespace) -> int:
     try:
         from .demo import run
     except ImportError as error:
-        print(f"bizops-otel demo needs Flask and the OpenTelemetry Flask instrumentation "
+        print(f"bizops-otel demo needs Flask and the OpenTelemetry WSGI instrumentation "
               f"({error.name} is missing): pip install 'bizops-otel[demo]'", file=sys.stderr)
         return 2
     return run.run(args.duration, args.rate, args.seed, args.port)

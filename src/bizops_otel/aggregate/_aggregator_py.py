@@ -247,6 +247,8 @@ class Aggregator:
         self._ring_epoch = [-1] * self._config.window_slots
         self._newest_epoch = -1
         self._dropped = [0] * len(DROP_REASONS)
+        # Cumulative exports start here: backends compute rates from it across restarts.
+        self._started_ns = time.time_ns()
         cfg = self._config
         self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
                           if cfg.max_sessions else None)
@@ -478,12 +480,13 @@ class Aggregator:
                                                                  strict=True)]
             dropped = list(self._dropped)
             sessions = self._sessions.dump(now) if self._sessions is not None else None
+            started = self._started_ns
         kpis = len(self._config.kpis)
         cumulative = merge_states([retired, *(state for state, _ in ring)], kpis)
         recent = merge_states([state for state, epoch in ring
                                if current - slots < epoch <= current], kpis)
         return Snapshot.from_state(self._config, keys, cumulative, dropped, recent, now,
-                                   sessions)
+                                   sessions, started_ns=started)
 
 
 def _buckets(t: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:

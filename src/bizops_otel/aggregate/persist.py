@@ -39,6 +39,7 @@ def dumps(snapshot: Snapshot) -> bytes:
         "keys": [list(k) for k in snapshot.key_table],
         "dropped": dict(snapshot.dropped),
         "taken_ns": snapshot.taken_ns,
+        "started_ns": snapshot.started_ns,
     }
     sessions = snapshot.session_arrays
     arrays: dict[str, Any] = {}
@@ -80,9 +81,11 @@ def _loads(data: bytes) -> Snapshot:
                                      *(np.array(archive[f"sessions.{name}"])
                                        for name in _SESSION_FIELDS))
     keys = [tuple(k) for k in header["keys"]]
-    recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"])
+    started = header.get("started_ns")  # absent from files of earlier releases
+    recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"],
+                      started_ns=started)
     return Snapshot(config, keys, states["cumulative"], header["dropped"], recent,
-                    header["taken_ns"], sessions)
+                    header["taken_ns"], sessions, started_ns=started)
 
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:

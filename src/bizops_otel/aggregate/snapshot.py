@@ -200,8 +200,12 @@ class Snapshot(Mapping[Key, KeyStats]):
 
     def __init__(self, config: Config, keys: Sequence[Key], state: StateArrays,
                  dropped: Mapping[str, int], recent: Snapshot | None = None,
-                 taken_ns: int = 0, sessions: SessionArrays | None = None) -> None:
+                 taken_ns: int = 0, sessions: SessionArrays | None = None, *,
+                 started_ns: int | None = None) -> None:
         self.config = config
+        #: When the state began counting (the aggregator's construction, reset or fork);
+        #: the start of every cumulative point exported from it. Unknown: the taken time.
+        self.started_ns = taken_ns if started_ns is None else started_ns
         self._sessions = sessions
         self._keys = tuple(keys)
         self._state = state.freeze()
@@ -218,7 +222,8 @@ class Snapshot(Mapping[Key, KeyStats]):
     @classmethod
     def from_state(cls, config: Config, keys: Sequence[Key], state: StateArrays,
                    dropped_counts: Sequence[int], recent_state: StateArrays | None,
-                   taken_ns: int, sessions: SessionArrays | None = None) -> Snapshot:
+                   taken_ns: int, sessions: SessionArrays | None = None, *,
+                   started_ns: int | None = None) -> Snapshot:
         """Build from a twin's dump; key id ``config.max_keys`` is the overflow key."""
         table = [*keys, overflow_key(len(config.dimensions))]
         overflow_id = len(keys)
@@ -230,8 +235,10 @@ class Snapshot(Mapping[Key, KeyStats]):
         dropped = dict(zip(DROP_REASONS, (int(x) for x in dropped_counts), strict=True))
         recent = None
         if recent_state is not None:
-            recent = cls(config, table, relabel(recent_state), {}, None, taken_ns)
-        return cls(config, table, relabel(state), dropped, recent, taken_ns, sessions)
+            recent = cls(config, table, relabel(recent_state), {}, None, taken_ns,
+                         started_ns=started_ns)
+        return cls(config, table, relabel(state), dropped, recent, taken_ns, sessions,
+                   started_ns=started_ns)
 
     # Mapping protocol ------------------------------------------------------------------
     def __getitem__(self, key: Key) -> KeyStats:
@@ -314,7 +321,8 @@ class Snapshot(Mapping[Key, KeyStats]):
             sessions = merge_sessions([s for s in (self._sessions, other._sessions)
                                        if s is not None])
         return Snapshot(self.config, list(table), merged, dropped, recent,
-                        max(self.taken_ns, other.taken_ns), sessions)
+                        max(self.taken_ns, other.taken_ns), sessions,
+                        started_ns=min(self.started_ns, other.started_ns))
 
     @property
     def session_arrays(self) -> SessionArrays | None:

@@ -1,5 +1,9 @@
-"""A small web shop: Flask, instrumented by opentelemetry-instrumentation-flask, with
-bizops-otel installed, serving ``/metrics`` beside the shop.
+"""A small web shop: Flask behind OpenTelemetry's WSGI middleware, with bizops-otel
+installed, serving ``/metrics`` beside the shop.
+
+The WSGI middleware (opentelemetry-instrumentation-wsgi) works with any WSGI framework and
+follows the newest OpenTelemetry releases; page groups come from path rules, since it
+knows no routes.
 
 Each page takes as long as the scenario says it does (a log-normal draw, slower or failing
 on the landing page of a broken campaign), so the planted effects reach the spans through
@@ -15,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from flask import Flask, Response, request
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -84,8 +88,9 @@ def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
             record_conversion(False)
         return Response("maybe later\n", mimetype="text/plain")
 
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
-    shop = BusinessContextMiddleware(app.wsgi_app, session_cookie=SESSION_COOKIE)
+    # The session cookie enters the business context before the request's span starts.
+    traced = OpenTelemetryMiddleware(app.wsgi_app, tracer_provider=provider)
+    shop = BusinessContextMiddleware(traced, session_cookie=SESSION_COOKIE)
     return DispatcherMiddleware(shop, {"/metrics": make_wsgi_app(handle.snapshot,
                                                                  handle.campaign_health)})
 

@@ -87,11 +87,11 @@ class _Renderer:
         return f",{text}".encode() if text else b""
 
     def family(self, family: Family, out: Writer) -> None:
-        gauge = family.kind != "counter"
-        base = prometheus_name(family.name, family.unit, gauge=gauge)
-        sample = base if gauge else base + "_total"
-        out.text(f"# HELP {sample} {family.description}\n"
-                 f"# TYPE {sample} {'gauge' if gauge else 'counter'}\n".encode())
+        if not family.loose and not any(column.rows.size for column in family.columns):
+            return  # a family without samples is noise to a scrape (promtool warns)
+        sample = prometheus_name(family.name, family.unit, family.kind)
+        kind = "counter" if family.kind == "counter" else "gauge"
+        out.text(f"# HELP {sample} {family.description}\n# TYPE {sample} {kind}\n".encode())
         name = sample.encode()
         for labels, value in family.loose:
             out.text(b"%s{%s} %s\n" % (name, _labels(labels).encode(), number(value)))
@@ -101,17 +101,18 @@ class _Renderer:
                        np.ascontiguousarray(column.values, np.float64))
 
     def histogram(self, family: HistogramFamily, out: Writer) -> None:
-        name = prometheus_name(family.name, family.unit)
+        name = prometheus_name(family.name, family.unit, "histogram")
         out.text(f"# HELP {name} {family.description}\n# TYPE {name} histogram\n".encode())
         bounds = [f'le="{edge:.6g}"'.encode() for edge in family.boundaries]
-        # No _count or _sum, like the collector: per-outcome latency sums are not kept,
-        # and prometheus_client emits _count only together with _sum.
         for column in family.columns:
-            out.buckets(f"{name}_bucket".encode(), self.rows(column.keys),
-                        self.extra(column.extra), bounds,
-                        np.ascontiguousarray(column.rows, np.int64),
-                        np.ascontiguousarray(column.counts, np.int64),
-                        np.ascontiguousarray(column.totals, np.int64))
+            rows, extra = self.rows(column.keys), self.extra(column.extra)
+            chosen = np.ascontiguousarray(column.rows, np.int64)
+            totals = np.ascontiguousarray(column.totals, np.int64)
+            out.buckets(f"{name}_bucket".encode(), rows, extra, bounds, chosen,
+                        np.ascontiguousarray(column.counts, np.int64), totals)
+            out.column(f"{name}_sum".encode(), rows, extra, chosen,
+                       np.ascontiguousarray(column.sums, np.float64))
+            out.column(f"{name}_count".encode(), rows, extra, chosen, totals.astype(np.float64))
 
 
 def render(snapshot: Snapshot | None, health: Sequence[CampaignHealth] = ()) -> bytes:

@@ -20,6 +20,8 @@ Labels = tuple[tuple[str, str], ...]
 KPI_LABEL = "bizops.kpi"
 OUTCOME_LABEL = "bizops.outcome"
 WINDOW_LABEL = "bizops.window"
+#: Not ``quantile``: Prometheus reserves that label for summaries, and these are gauges.
+QUANTILE_LABEL = "bizops.quantile"
 OVERFLOW_LABEL = "otel.metric.overflow"
 SCOPE_LABEL = "bizops.session.scope"
 DELTA_LABEL = "bizops.delta_ms"
@@ -65,6 +67,8 @@ class HistogramColumn:
     #: (rows, boundaries) cumulative counts, and the total per row
     counts: npt.NDArray[np.int64]
     totals: npt.NDArray[np.int64]
+    #: Σ latency (seconds) per row
+    sums: npt.NDArray[np.float64]
 
 
 @dataclass

@@ -28,7 +28,11 @@ from ..aggregate._layout import (
     BLOCK,
     BUCKETS,
     GROWTH,
+    KPI_FIELDS,
     LOWEST,
+    OUTCOME_CONVERTED,
+    OUTCOME_NONE,
+    OUTCOME_NOT_CONVERTED,
     OUTCOMES,
     bucket_edges,
 )
@@ -42,6 +46,7 @@ from .family import (
     KPI_LABEL,
     OUTCOME_LABEL,
     OVERFLOW_LABEL,
+    QUANTILE_LABEL,
     WINDOW_LABEL,
     Column,
     Family,
@@ -52,7 +57,7 @@ from .family import (
     RowLabels,
 )
 
-QUANTILES = (0.5, 0.9, 0.99)
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
 #: Export boundaries: the internal bucket edges nearest these (seconds). All 118
 #: internal buckets per outcome and key would be too many series for any backend.
 EXPORT_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -92,9 +97,9 @@ def empty_families(config: Config) -> dict[str, Family]:
         ("bizops.kpi.value.sum", value_kind, "1", "Σ KPI value over the pairs"),
         ("bizops.kpi.value.sum_of_squares", "counter", "1", "Σ KPI value² over the pairs"),
         ("bizops.kpi.cross.sum", value_kind, "s", "Σ latency × KPI value (value·s)"),
-        ("bizops.kpi.correlation", "gauge", "1", "Correlation of latency and the KPI"),
+        ("bizops.kpi.correlation", "gauge", "{coefficient}", "Correlation of latency and the KPI"),
         ("bizops.kpi.slope", "gauge", "1/s", "KPI change per second of latency"),
-        ("bizops.conversion.rate", "gauge", "1",
+        ("bizops.conversion.rate", "gauge", "{ratio}",
          "Share of requests with an outcome that converted"),
         ("bizops.request.duration.quantile", "gauge", "s", "Latency quantiles"),
         ("bizops.internal.dropped", "counter", "{value}", "Values dropped, by reason"),
@@ -177,18 +182,40 @@ def _add_derived(families: dict[str, Family], config: Config, rows: _Rows, windo
     busy = rows.state.count > 0
     for q, values in zip(QUANTILES, quantiles, strict=True):
         families["bizops.request.duration.quantile"].columns.append(
-            rows.column(busy, (*windowed, ("quantile", f"{q:g}")), values))
+            rows.column(busy, (*windowed, (QUANTILE_LABEL, f"{q:g}")), values))
 
 
-def _add_histograms(histogram: HistogramFamily, rows: _Rows) -> None:
-    """Cumulative counts at the export boundaries. Boundary ``edges[i]`` is the upper
-    edge of internal bucket ``i - 1``, so the count below it is exact."""
+def _outcome_sums(config: Config, state: StateArrays) -> npt.NDArray[np.float64]:
+    """Σ latency per row and outcome, shape (rows, outcomes), from the raw sums: the
+    outcome KPI's pairs are exactly the requests with an outcome, and its value is 1 on
+    the converted ones, so Σtv is their latency, Σt − Σtv that of the others, and the
+    rest of the row's latency belongs to requests without an outcome. Rounding can leave
+    a difference a hair below zero; it is clamped."""
+    sums = np.zeros((state.rows, len(OUTCOMES)), np.float64)
+    j = config.outcome_index
+    if j < 0:
+        sums[:, OUTCOME_NONE] = state.latency_sum
+        return sums
+    with_outcome = state.kpi_f[:, j, KPI_FIELDS.index("sum_t")]
+    converted = state.kpi_f[:, j, KPI_FIELDS.index("sum_tv")]
+    sums[:, OUTCOME_CONVERTED] = converted
+    sums[:, OUTCOME_NOT_CONVERTED] = with_outcome - converted
+    sums[:, OUTCOME_NONE] = state.latency_sum - with_outcome
+    return np.maximum(sums, 0.0, out=sums)
+
+
+def _add_histograms(histogram: HistogramFamily, config: Config, rows: _Rows) -> None:
+    """Cumulative counts at the export boundaries, with each row's count and latency sum.
+    Boundary ``edges[i]`` is the upper edge of internal bucket ``i - 1``, so the count
+    below it is exact."""
     below, totals = rows.digest.below, rows.digest.totals
+    sums = _outcome_sums(config, rows.state)
     for outcome, name in enumerate(OUTCOMES):
         chosen = np.flatnonzero(totals[:, outcome] > 0)
         histogram.columns.append(HistogramColumn(
             rows.keys, chosen, ((OUTCOME_LABEL, name),),
-            np.ascontiguousarray(below[chosen, outcome]), totals[chosen, outcome]))
+            np.ascontiguousarray(below[chosen, outcome]), totals[chosen, outcome],
+            np.ascontiguousarray(sums[chosen, outcome])))
 
 
 def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
@@ -202,7 +229,7 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     derived = config.export_derived
     rows = _Rows(snapshot, snapshot.state, derived)
     _add_raw(families, config, rows)
-    _add_histograms(histogram, rows)
+    _add_histograms(histogram, config, rows)
     recent = snapshot.recent()
     if derived:
         _add_derived(families, config, rows, "cumulative")

@@ -54,9 +54,11 @@ def _alive(pid: int) -> bool:
 def _without_recent(snapshot: Snapshot) -> Snapshot:
     empty = snapshot.recent()
     empty_state = empty.state.__class__.empty(len(snapshot.config.kpis))
-    recent = Snapshot(snapshot.config, empty.key_table, empty_state, {}, None, snapshot.taken_ns)
+    recent = Snapshot(snapshot.config, empty.key_table, empty_state, {}, None, snapshot.taken_ns,
+                      started_ns=snapshot.started_ns)
     return Snapshot(snapshot.config, snapshot.key_table, snapshot.state, snapshot.dropped,
-                    recent, snapshot.taken_ns, snapshot.session_arrays)
+                    recent, snapshot.taken_ns, snapshot.session_arrays,
+                    started_ns=snapshot.started_ns)
 
 
 def _fold_dead(directory: Path) -> None:

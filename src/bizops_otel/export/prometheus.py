@@ -36,9 +36,12 @@ def _column_label_names(columns: Sequence[Column | HistogramColumn]) -> list[str
 
 
 def _family(family: Family) -> Iterator[Metric]:
-    """The Prometheus family; the model gives all its points the same label names."""
+    """The Prometheus family; the model gives all its points the same label names. A
+    family without points is left out, as the direct exposition leaves it out."""
+    if not family.loose and not any(column.rows.size for column in family.columns):
+        return
     gauge = family.kind != "counter"
-    name = prometheus_name(family.name, family.unit, gauge=gauge)
+    name = prometheus_name(family.name, family.unit, family.kind)
     cls = GaugeMetricFamily if gauge else CounterMetricFamily
     if family.loose:
         names = [label_name(k) for k, _ in family.loose[0][0]]
@@ -57,7 +60,7 @@ def _family(family: Family) -> Iterator[Metric]:
 
 
 def _histogram(family: HistogramFamily) -> Iterator[Metric]:
-    name = prometheus_name(family.name, family.unit)
+    name = prometheus_name(family.name, family.unit, "histogram")
     metric = HistogramMetricFamily(name, family.description,
                                    labels=_column_label_names(family.columns))
     bounds = [f"{edge:.6g}" for edge in family.boundaries]
@@ -67,7 +70,8 @@ def _histogram(family: HistogramFamily) -> Iterator[Metric]:
             buckets = [(le, float(count))
                        for le, count in zip(bounds, column.counts[i].tolist(), strict=True)]
             buckets.append(("+Inf", float(column.totals[i])))
-            metric.add_metric([*column.keys.values[row], *extra], buckets, sum_value=None)
+            metric.add_metric([*column.keys.values[row], *extra], buckets,
+                              sum_value=float(column.sums[i]))
     yield metric
 
 
@@ -97,9 +101,9 @@ class BizOpsCollector(Collector):
         """The families' names and types, without reading any state."""
         for family in empty_families(Config()).values():
             gauge = family.kind != "counter"
-            name = prometheus_name(family.name, family.unit, gauge=gauge)
+            name = prometheus_name(family.name, family.unit, family.kind)
             yield (GaugeMetricFamily if gauge else CounterMetricFamily)(name, family.description)
-        yield HistogramMetricFamily(prometheus_name("bizops.request.duration", "s"),
+        yield HistogramMetricFamily(prometheus_name("bizops.request.duration", "s", "histogram"),
                                     f"Request latency by outcome ({len(BOUNDARIES)} bounds)")
 
 

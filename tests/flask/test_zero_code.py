@@ -16,7 +16,7 @@ import pytest
 from bizops_otel.aggregate import persist
 from tests.processes import free_port, reap, spawn, stop
 
-APP = Path(__file__).parent / "apps" / "plain_shop.py"
+APP = Path(__file__).parent / "plain_shop.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
 

@@ -18,7 +18,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 import bizops_otel
 from bizops_otel.span.wsgi import BusinessContextMiddleware
-from tests.apps.plain_shop import add_pages
+from tests.flask.plain_shop import add_pages
 
 
 def create_app(provider: TracerProvider) -> Flask:

@@ -14,7 +14,7 @@ import pytest
 from bizops_otel import Config, drops
 from bizops_otel import attributes as attr
 from bizops_otel.span import context as business
-from tests.webapp import serve
+from tests.flask.webapp import serve
 
 
 class Client:
