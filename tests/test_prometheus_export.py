@@ -100,8 +100,8 @@ def test_derived_gauges_per_window(Aggregator: Any) -> None:
         (spearman,) = samples(families["bizops_kpi_correlation"], bizops_kpi="conversion",
                               method="spearman", bizops_window=window, **key_b)
         assert spearman.value == pytest.approx(stats.spearman("conversion"), rel=1e-12)
-        (p99,) = samples(families["bizops_request_duration_quantile_seconds"], bizops_quantile="0.99",
-                         bizops_window=window, **key_b)
+        (p99,) = samples(families["bizops_request_duration_quantile_seconds"],
+                         bizops_quantile="0.99", bizops_window=window, **key_b)
         assert p99.value == pytest.approx(stats.quantile(0.99), rel=1e-12)
     (slope,) = samples(families["bizops_kpi_slope_per_second"], bizops_kpi="order_value",
                        bizops_window="cumulative", **key_b)
