@@ -3,8 +3,9 @@
 ``bizops-otel demo`` starts a small real web shop on 127.0.0.1 (Flask behind
 OpenTelemetry's WSGI middleware, with bizops-otel installed), drives it with simulated
 visitors over HTTP, serves ``/metrics`` for Prometheus, pushes OTLP when
-``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and shows a live view of what the metrics say. ``bizops-otel report PATH`` prints the
-same view of saved state: a snapshot file, or a ``multiproc_dir``.
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and shows a live view of what the metrics say.
+``bizops-otel report PATH`` prints the same view of saved state: a snapshot file, or a
+``multiproc_dir``.
 """
 
 from __future__ import annotations
