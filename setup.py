@@ -30,12 +30,12 @@ def _extensions() -> list[Extension]:
             raise
         return []
     # Each native twin is built into the subpackage of its pure twin, from the folder of
-    # ext/ named after that stage: ext/aggregate/_aggregator_c.pyx mirrors
+    # ext/ named after it: ext/aggregate/_aggregator_c.pyx mirrors
     # src/bizops_otel/aggregate/_aggregator_py.py.
     extensions = [
         Extension(
             f"bizops_otel.{stage}.{name}",
-            sources=[f"ext/{stage}/{name}.pyx"],
+            sources=[f"ext/{stage.replace('.', '/')}/{name}.pyx"],
             extra_compile_args=["-O3"],
             libraries=["m"],
             optional=not REQUIRE,
@@ -45,6 +45,7 @@ def _extensions() -> list[Extension]:
             ("span", "_hooks_c"),
             ("export", "_lines_c"),
             ("export", "_digest_c"),
+            ("export.otlp", "_points_c"),
         )
     ]
     return list(

@@ -20,9 +20,10 @@ from .aggregate.snapshot import Snapshot
 from .analytics.health import AlertCallback, CampaignHealth, CampaignMonitor
 from .attributes import CAMPAIGN_ID
 from .config import Config
-from .export import otlp
 from .export.multiproc import state_file
 from .export.otel import OTelMetrics
+from .export.otlp import settings as otlp_settings
+from .export.otlp.push import ExportStatus, Pusher
 from .settings import load_config
 from .span import context as business
 from .span.processor import BizOpsSpanProcessor
@@ -46,6 +47,7 @@ class BizOps:
         self._writer: Periodic | None = None
         self.metrics: OTelMetrics | None = None
         self.campaigns: CampaignMonitor | None = None
+        self.pusher: Pusher | None = None
         self._owns_meter_provider = False
         self._shut_down = False
 
@@ -57,6 +59,19 @@ class BizOps:
         self._owns_meter_provider = owned
         self.metrics = OTelMetrics(meter_provider, self.snapshot, self.config,
                                    self.campaign_health)
+
+    def start_pusher(self, settings: otlp_settings.PushSettings) -> None:
+        """Push the state over OTLP every ``settings.interval_s``, off the request path."""
+        if self.aggregator is None or self._shut_down:
+            return
+        self.pusher = Pusher(self.snapshot, settings, self.campaign_health,
+                             tracer_provider=self.tracer_provider)
+        self.pusher.start()
+
+    @property
+    def export_status(self) -> ExportStatus | None:
+        """The OTLP pusher's failures by reason and last success, when it pushes."""
+        return None if self.pusher is None else self.pusher.status
 
     def start_campaign_monitor(self) -> None:
         """Judge campaign health every ``campaign_interval`` seconds, off the request path."""
@@ -80,8 +95,14 @@ class BizOps:
         return [] if self.campaigns is None else list(self.campaigns.latest)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export the current state now, over OTLP or through the MeterProvider."""
+        ok = True
+        if self.pusher is not None:
+            ok = self.pusher.force_flush(timeout_millis / 1000.0)
         flush = getattr(self.meter_provider, "force_flush", None)
-        return bool(flush(timeout_millis)) if flush is not None else True
+        if flush is not None:
+            ok = bool(flush(timeout_millis)) and ok
+        return ok
 
     @property
     def enabled(self) -> bool:
@@ -114,6 +135,8 @@ class BizOps:
         self.start_writer()
         if self.campaigns is not None:
             self.campaigns.restart_after_fork()
+        if self.pusher is not None:
+            self.pusher.after_fork_in_child()
 
     def write_state(self) -> Path | None:
         """Write the current snapshot to :meth:`state_path` (atomically)."""
@@ -139,6 +162,8 @@ class BizOps:
             self.write_state()
         except Exception:
             _logger.exception("bizops-otel: could not write the final state")
+        if self.pusher is not None:
+            self.pusher.shutdown()  # exports the final state, stops its thread
         if self._owns_meter_provider:
             try:
                 self.meter_provider.shutdown()  # exports the final state, stops its thread
@@ -185,6 +210,10 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
     else:
         resolved = dataclasses.replace(config, **overrides) if overrides else config
     provider = _sdk_provider(tracer_provider)
+    # Read before anything is installed, so a malformed OTEL_EXPORTER_OTLP_* variable fails
+    # here and leaves the provider as it was.
+    push = (otlp_settings.load() if meter_provider is None and resolved.enabled
+            and otlp_settings.wanted() else None)
     with _lock:
         existing = _installed.get(provider)
         if existing is not None:
@@ -206,7 +235,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
         handle = BizOps(resolved, aggregator, processor, provider)
         _installed[provider] = handle
     handle.start_campaign_monitor()
-    _wire_metrics(handle, meter_provider)
+    _wire_metrics(handle, meter_provider, push)
     handle.start_writer()
     if hasattr(os, "register_at_fork"):
         reference = weakref.ref(handle)
@@ -221,12 +250,16 @@ def _restart(reference: weakref.ref[BizOps]) -> None:
         handle._after_fork_in_child()
 
 
-def _wire_metrics(handle: BizOps, meter_provider: Any) -> None:
-    """OTel metrics go to the given MeterProvider, else to the global one when an SDK is
-    configured (opentelemetry-instrument does that), else to an own OTLP-pushing one when
-    the standard OTEL_* variables ask for it."""
+def _wire_metrics(handle: BizOps, meter_provider: Any,
+                  push: otlp_settings.PushSettings | None) -> None:
+    """Metrics go to the given MeterProvider (the user's own readers and views); else,
+    when the standard OTEL_* variables ask for OTLP, to the direct OTLP pusher; else to
+    the global MeterProvider when an SDK one is configured."""
     if meter_provider is not None:
         handle.attach_metrics(meter_provider, owned=False)
+        return
+    if push is not None:
+        handle.start_pusher(push)
         return
     from opentelemetry import metrics
     from opentelemetry.sdk.metrics import MeterProvider
@@ -234,10 +267,6 @@ def _wire_metrics(handle: BizOps, meter_provider: Any) -> None:
     global_provider = metrics.get_meter_provider()
     if isinstance(global_provider, MeterProvider):
         handle.attach_metrics(global_provider, owned=False)
-        return
-    own = otlp.meter_provider()
-    if own is not None:
-        handle.attach_metrics(own, owned=True)
 
 
 def installed(tracer_provider: Any = None) -> BizOps | None:
