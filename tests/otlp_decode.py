@@ -31,9 +31,11 @@ class Metric:
     points: dict[Attributes, Any]
 
 
-def decode(*bodies: bytes) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
-    """Metrics by name (points merged over the requests, which must not repeat a point)
-    and each request's resource attributes."""
+def decode(*bodies: bytes, latest: bool = False
+           ) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
+    """Metrics by name (points merged over the requests, which must not repeat a point,
+    unless ``latest``: then the requests are successive exports of cumulative state, and a
+    later point replaces an earlier one) and each request's resource attributes."""
     metrics: dict[str, Metric] = {}
     resources = []
     for body in bodies:
@@ -50,7 +52,7 @@ def decode(*bodies: bytes) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
                         getattr(data, "aggregation_temporality", 0), {}))
                     for point in data.data_points:
                         key = attributes_of(point.attributes)
-                        assert key not in entry.points, (metric.name, key)
+                        assert latest or key not in entry.points, (metric.name, key)
                         entry.points[key] = point
     return metrics, resources
 

@@ -4,7 +4,9 @@ over gRPC the attributes of every span too."""
 
 from __future__ import annotations
 
+import gzip
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -19,12 +21,26 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 class Received:
     def __init__(self) -> None:
         self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.bodies: list[bytes] = []
         self.spans: list[dict[str, str]] = []
         self.lock = threading.Lock()
+        #: Answers to give before accepting, one per request: an HTTP status with headers
+        #: (HTTP), or a gRPC status code with trailing metadata (gRPC), each after a delay.
+        self.faults: list[tuple[Any, dict[str, Any], float]] = []
+        self.attempts = 0
+        self.content_encodings: list[str] = []
+        self.headers: list[dict[str, str]] = []
 
-    def add(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
+    def next_fault(self) -> tuple[Any, dict[str, Any], float] | None:
+        with self.lock:
+            self.attempts += 1
+            return self.faults.pop(0) if self.faults else None
+
+    def add(self, request: metrics_service_pb2.ExportMetricsServiceRequest,
+            body: bytes = b"") -> None:
         with self.lock:
             self.requests.append(request)
+            self.bodies.append(body or request.SerializeToString())
 
     def last_points(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         """Metric name -> [(attributes, value)] from the most recent export."""
@@ -53,6 +69,15 @@ class _Service(metrics_service_pb2_grpc.MetricsServiceServicer):
         self._received = received
 
     def Export(self, request: Any, context: Any) -> Any:
+        fault = self._received.next_fault()
+        if fault is not None:
+            code, trailers, delay = fault
+            time.sleep(delay)
+            if code is not None:
+                context.set_trailing_metadata(tuple(trailers.items()))
+                context.abort(code, "planted fault")
+        with self._received.lock:
+            self._received.headers.append(dict(context.invocation_metadata()))
         self._received.add(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -73,7 +98,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 @contextmanager
 def grpc_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Service(received), server)
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(received), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -91,9 +116,26 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            fault = received.next_fault()
+            if fault is not None:
+                status, headers, delay = fault
+                time.sleep(delay)
+                if status is not None:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            encoding = self.headers.get("Content-Encoding", "")
+            with received.lock:
+                received.content_encodings.append(encoding)
+                received.headers.append({k.lower(): v for k, v in self.headers.items()})
+            if encoding == "gzip":
+                body = gzip.decompress(body)
             request = metrics_service_pb2.ExportMetricsServiceRequest()
             request.ParseFromString(body)
-            received.add(request)
+            received.add(request, body)
             reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
@@ -104,6 +146,7 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+    Handler.protocol_version = "HTTP/1.1"  # keep-alive, as the pusher's session uses
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

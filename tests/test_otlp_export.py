@@ -1,4 +1,5 @@
-"""OTel metrics over the real OTLP exporters, gRPC and HTTP, to a receiver on 127.0.0.1."""
+"""bizops-otel's metrics on an application's own MeterProvider (the OTel-instruments path),
+through the SDK's real OTLP exporters, gRPC and HTTP, to a receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import bizops_otel
 from bizops_otel import Config
-from bizops_otel.export import otlp
+from bizops_otel.export.otlp import resource
 from tests.datasets import traffic
 from tests.otlp_receiver import grpc_receiver, http_receiver
 
@@ -41,9 +42,9 @@ def test_points_pushed_over_otlp_equal_the_snapshot(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
         monkeypatch.setenv("OTEL_SERVICE_NAME", "shop")
-        meter_provider = otlp.meter_provider()
-        assert meter_provider is not None
+        meter_provider = own_meter_provider(protocol)
         handle = bizops_otel.install(TracerProvider(), meter_provider, config=Config())
+        assert handle.pusher is None  # the user's provider is used, not the pusher
         feed(handle)
         assert handle.force_flush()
         points = received.last_points()
@@ -69,27 +70,42 @@ def test_points_pushed_over_otlp_equal_the_snapshot(
     assert total == int(stats.histogram[2].sum())
     no_campaign = [a for a, _ in points["bizops.requests"] if "bizops.campaign.id" not in a]
     assert no_campaign == [{"bizops.page_group": "checkout"}]  # empty labels are left out
-    resource = received.resources()[-1]
-    assert resource["service.name"] == "shop" and resource["service.instance.id"]
+    assert received.resources()[-1]["service.name"] == "shop"
 
 
-def test_otlp_is_pushed_only_when_asked() -> None:
-    assert otlp.meter_provider({}) is None
-    assert otlp.meter_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
-                                "OTEL_METRICS_EXPORTER": "none"}) is None
-    assert otlp.wanted({"OTEL_METRICS_EXPORTER": "console,otlp"})
-    with pytest.raises(ValueError, match="protocol 'http/json'"):
-        otlp.exporter({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+def own_meter_provider(protocol: str) -> Any:
+    """An application's MeterProvider with the SDK's OTLP exporter, as a user builds it."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    exporter: Any
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        exporter = OTLPMetricExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HTTPMetricExporter,
+        )
+        exporter = HTTPMetricExporter()
+    return MeterProvider(resource=Resource.create(),
+                         metric_readers=[PeriodicExportingMetricReader(exporter)])
 
 
-def test_each_process_pushes_its_own_instance_id() -> None:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
-    first, second = otlp.meter_provider(env), otlp.meter_provider(env)
-    assert first is not None and second is not None
-    ids = {p._sdk_config.resource.attributes["service.instance.id"] for p in (first, second)}
-    assert len(ids) == 2
-    first.shutdown(timeout_millis=100)
-    second.shutdown(timeout_millis=100)
+def test_the_resource_is_the_applications_with_an_instance_per_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "shop")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,team=web")
+    provider = TracerProvider(resource=Resource.create({"service.version": "4.2"}))
+    attributes = resource.attributes(provider)
+    assert attributes["service.name"] == "shop"
+    assert attributes["deployment.environment"] == "prod"
+    assert attributes["service.version"] == "4.2"
+    assert attributes["telemetry.sdk.language"] == "python"
+    assert attributes["service.instance.id"] == resource.instance_id()
+    assert list(attributes)[-1] == "service.instance.id"
 
 
 def test_one_snapshot_per_collection(Aggregator: Any) -> None:

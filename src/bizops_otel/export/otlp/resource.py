@@ -2,10 +2,13 @@
 
 The attributes are the SDK's own resource detection (``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, the SDK's telemetry attributes), merged with the
-TracerProvider's resource when the application configured one, plus a
-``service.instance.id`` of this process. Each worker of a pre-fork server gets its own id
-after the fork, so its cumulative series stay distinct in the backend instead of
-overwriting each other.
+TracerProvider's resource when the application configured one, and a
+``service.instance.id`` of this very process: each worker of a pre-fork server pushes its
+own cumulative series, which would overwrite each other under one id.
+
+The id is the SDK's when it keeps one per process (recent SDKs do, and renew it after a
+fork, so traces and metrics of a process agree), else a random one of this package's. Like
+the SDK after a fork, it replaces an id configured for the whole service.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ from ._wire import AttributeValue
 
 INSTANCE_ID = "service.instance.id"
 
-_instance = {"pid": -1, "id": ""}
+_own = {"pid": -1, "id": ""}
 
 
 def instance_id() -> str:
-    """This process's ``service.instance.id``: a new one in every process, forks included."""
-    if _instance["pid"] != os.getpid():
-        _instance["pid"], _instance["id"] = os.getpid(), str(uuid.uuid4())
-    return str(_instance["id"])
+    """This process's ``service.instance.id``, renewed in every forked child."""
+    try:
+        from opentelemetry.sdk.resources import ServiceInstanceIdResourceDetector
+    except ImportError:  # SDKs before the detector: one of our own per process
+        if _own["pid"] != os.getpid():
+            _own["pid"], _own["id"] = os.getpid(), str(uuid.uuid4())
+        return str(_own["id"])
+    return str(ServiceInstanceIdResourceDetector().detect().attributes[INSTANCE_ID])
 
 
 def attributes(tracer_provider: Any = None) -> dict[str, AttributeValue]:
@@ -40,11 +47,7 @@ def attributes(tracer_provider: Any = None) -> dict[str, AttributeValue]:
     for key, value in resource.attributes.items():
         if key != INSTANCE_ID and _encodable(value):
             merged[key] = cast(AttributeValue, value)
-    configured = resource.attributes.get(INSTANCE_ID)
-    # An instance id configured for the service names the service's process before a
-    # fork; each worker still needs its own, so it is kept only in the process that set it.
-    merged[INSTANCE_ID] = configured if isinstance(configured, str) and not _forked() \
-        else instance_id()
+    merged[INSTANCE_ID] = instance_id()
     return merged
 
 
@@ -54,10 +57,3 @@ def _encodable(value: object) -> bool:
         return True
     return isinstance(value, list | tuple) and all(
         isinstance(item, str | bool | int | float) for item in value)
-
-
-_started_pid = os.getpid()
-
-
-def _forked() -> bool:
-    return os.getpid() != _started_pid
