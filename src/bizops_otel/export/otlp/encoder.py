@@ -63,8 +63,14 @@ def _labels(field: int, labels: Labels) -> bytes:
     return b"".join(_attribute(field, k, v) for k, v in labels if v)
 
 
+#: Each row's encoded attributes by (field, label names), then label values, kept across
+#: exports like ``_ENCODED``: encoding 10,000 rows costs tens of milliseconds, a lookup
+#: a fraction of one. A table that outgrows the limit starts afresh.
+_ROWS: dict[tuple[int, tuple[str, ...]], dict[tuple[str, ...], bytes]] = {}
+
+
 class _RowAttributes:
-    """Each row's attribute fields, built once per row set and point type."""
+    """Each row's attribute fields, looked up once per row set and point type."""
 
     def __init__(self) -> None:
         self._built: dict[tuple[int, int], list[bytes]] = {}
@@ -73,10 +79,24 @@ class _RowAttributes:
         built = self._built.get((id(keys), field))
         if built is None:
             names = keys.names
-            built = self._built[(id(keys), field)] = [
-                _labels(field, tuple(zip(names, values, strict=True))) for values in keys.values
-            ]
+            table = _ROWS.get((field, names))
+            if table is None or len(table) > ENCODED_LIMIT:
+                table = _ROWS[(field, names)] = {}
+            built = []
+            for values in keys.values:
+                encoded = table.get(values)
+                if encoded is None:
+                    encoded = table[values] = _labels(field, tuple(zip(names, values,
+                                                                       strict=True)))
+                built.append(encoded)
+            self._built[(id(keys), field)] = built
         return built
+
+
+def _framed(field: int, parts: list[bytes]) -> list[bytes]:
+    """A length-delimited field around ``parts``, still in parts: the request is joined
+    once at the end, instead of copying tens of megabytes at every level of nesting."""
+    return [_wire.tag(field, _wire.LENGTH) + _wire.varint(sum(map(len, parts))), *parts]
 
 
 @dataclass
@@ -89,9 +109,9 @@ class _Metric:
     trailer: bytes
     chunks: list[bytes]
 
-    def message(self, chunks: Sequence[bytes]) -> bytes:
-        data = b"".join((*chunks, self.trailer))
-        return _wire.field_bytes(2, self.head + _wire.field_bytes(self.data_field, data))
+    def message(self, chunks: Sequence[bytes]) -> list[bytes]:
+        """``ScopeMetrics.metrics`` (field 2) holding ``chunks`` of the points."""
+        return _framed(2, [self.head, *_framed(self.data_field, [*chunks, self.trailer])])
 
 
 def _head(name: str, description: str, unit: str) -> bytes:
@@ -170,9 +190,11 @@ def resource_field(attributes: Mapping[str, _wire.AttributeValue]) -> bytes:
     return _wire.field_bytes(1, _wire.attributes(1, attributes))
 
 
-def _request(resource: bytes, metric_messages: Sequence[bytes]) -> bytes:
-    scope_metrics = _wire.field_bytes(1, SCOPE) + b"".join(metric_messages)
-    return _wire.field_bytes(1, resource + _wire.field_bytes(2, scope_metrics))
+def _request(resource: bytes, metric_messages: Sequence[list[bytes]]) -> bytes:
+    scope_metrics = _framed(1, [SCOPE])
+    for message in metric_messages:
+        scope_metrics += message
+    return b"".join(_framed(1, [resource, *_framed(2, scope_metrics)]))
 
 
 def requests(built: Sequence[_Metric], resource: bytes,
@@ -180,7 +202,7 @@ def requests(built: Sequence[_Metric], resource: bytes,
     """The metrics as requests of at most about ``max_bytes`` each (a single chunk larger
     than that travels alone). A metric that does not fit is continued in the next."""
     out: list[bytes] = []
-    current: list[bytes] = []
+    current: list[list[bytes]] = []
     size = len(resource) + len(SCOPE) + 32
     for metric in built:
         overhead = len(metric.head) + len(metric.trailer) + 16
