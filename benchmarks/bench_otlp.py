@@ -63,13 +63,13 @@ def count_points(body: bytes) -> int:
 
 def sdk_reader() -> InMemoryMetricReader:
     try:  # SDKs from 1.45.2 fold points past 2,000 per stream unless told otherwise
-        from opentelemetry.sdk.metrics._internal.instrument import (
-            _ObservableCounter,
-            _ObservableGauge,
-            _ObservableUpDownCounter,
+        from opentelemetry.sdk.metrics import (
+            ObservableCounter,
+            ObservableGauge,
+            ObservableUpDownCounter,
         )
-        limits: Any = {kind: 10**7 for kind in (_ObservableCounter, _ObservableGauge,
-                                                 _ObservableUpDownCounter)}
+        limits: Any = {kind: 10**7 for kind in (ObservableCounter, ObservableGauge,
+                                                 ObservableUpDownCounter)}
         return InMemoryMetricReader(cardinality_limits=limits)  # type: ignore[call-arg]
     except (ImportError, TypeError):
         return InMemoryMetricReader()

@@ -132,3 +132,46 @@ def test_one_snapshot_per_collection(Aggregator: Any) -> None:
              for m in sm.metrics}
     assert {"bizops.kpi.pairs", "bizops.request.duration.bucket",
             "bizops.internal.dropped"} <= names
+
+
+def test_a_provider_whose_limit_would_fold_points_is_reported_once(
+        Aggregator: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """SDKs from 1.45.2 keep 2,000 points per stream by default; 1,000 keys × 3 KPIs give
+    3,000 pairs points. The fold is reported (log and self-metric), and a reader with a
+    higher limit, as the README says to configure, keeps every point."""
+    from opentelemetry.sdk.metrics import (
+        MeterProvider,
+        ObservableCounter,
+        ObservableGauge,
+        ObservableUpDownCounter,
+    )
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from bizops_otel.export.otel import OTelMetrics
+
+    agg = Aggregator(Config(max_keys=1000))
+    for k in range(1000):
+        agg.record((f"page{k}", ""), 0.1, {"order_value": 1.0, "conversion": 1.0, "items": 1.0})
+
+    def pairs_points(reader: Any) -> tuple[int, bool, float]:
+        data = reader.get_metrics_data()
+        metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics
+                   for m in sm.metrics}
+        points = list(metrics["bizops.kpi.pairs"].data.data_points)
+        folded = any(p.attributes.get("otel.metric.overflow") is True for p in points)
+        (over,) = metrics["bizops.internal.otel.points_over_limit"].data.data_points
+        return len(points), folded, over.value
+
+    default = InMemoryMetricReader()
+    metrics = OTelMetrics(MeterProvider(metric_readers=[default]), agg.snapshot, Config())
+    assert metrics.cardinality_limit == 2000
+    with caplog.at_level("WARNING", logger="bizops_otel"):
+        count, folded, over = pairs_points(default)
+        pairs_points(default)
+    assert (count, folded) == (2001, True) and over > 1000
+    assert sum("cardinality_limits" in r.getMessage() for r in caplog.records) == 1
+    limits: Any = {kind: 100_000 for kind in (ObservableCounter, ObservableGauge,
+                                               ObservableUpDownCounter)}
+    raised = InMemoryMetricReader(cardinality_limits=limits)
+    OTelMetrics(MeterProvider(metric_readers=[raised]), agg.snapshot, Config())
+    assert pairs_points(raised) == (3000, False, 0)

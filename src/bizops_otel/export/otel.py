@@ -9,6 +9,8 @@ and difference them, and ``histogram_quantile`` works on them after translation.
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +23,8 @@ from ..aggregate.snapshot import Snapshot
 from ..config import Config
 from .family import OUTCOME_LABEL, Family, HealthSource, HistogramFamily, Labels, RowLabels
 from .model import empty_families, metric_families
+
+_logger = logging.getLogger("bizops_otel")
 
 #: A second collection within this many seconds reuses the snapshot (several readers).
 REUSE_SECONDS = 0.5
@@ -36,8 +40,13 @@ class _Collection:
     """The families of the current collection, refreshed once per collection."""
 
     def __init__(self, source: Callable[[], Snapshot | None],
-                 health: HealthSource | None) -> None:
+                 health: HealthSource | None, limit: float = math.inf) -> None:
         self._source = source
+        self._limit = limit
+        #: Points past the provider's cardinality limit at the last collection: the SDK
+        #: folds them into one overflow point per stream.
+        self.over_limit = 0
+        self._warned = False
         self._health = health
         self._lock = threading.Lock()
         self._taken = -1.0
@@ -60,6 +69,23 @@ class _Collection:
             self._attributes_of = {}
             self._families = {f.name: f for f in families}
             self._histogram = histogram
+            self._check_limit(families, histogram)
+
+    def _check_limit(self, families: list[Family], histogram: HistogramFamily) -> None:
+        bounds = len(histogram.boundaries) + 1
+        streams = [len(f.loose) + sum(c.rows.size for c in f.columns) for f in families]
+        streams.append(bounds * sum(c.rows.size for c in histogram.columns))
+        self.over_limit = int(sum(max(0, n - self._limit) for n in streams
+                                  if math.isfinite(self._limit)))
+        if self.over_limit and not self._warned:
+            self._warned = True
+            _logger.warning(
+                "bizops-otel: this MeterProvider keeps at most %d points per metric, and "
+                "%d of bizops-otel's points are past it: the SDK folds them into "
+                "otel.metric.overflow, and fleet sums go wrong. Raise the readers' "
+                "cardinality_limits, or let bizops-otel push OTLP itself (see the README); "
+                "counted in bizops.internal.otel.points_over_limit", self._limit,
+                self.over_limit)
 
     def _row_attributes(self, keys: RowLabels) -> list[dict[str, str]]:
         """Attributes of every row, built once per collection and shared by its points."""
@@ -104,7 +130,8 @@ class OTelMetrics:
 
     def __init__(self, meter_provider: MeterProvider, source: Callable[[], Snapshot | None],
                  config: Config, health: HealthSource | None = None) -> None:
-        self._collection = _Collection(source, health)
+        self.cardinality_limit = cardinality_limit(meter_provider)
+        self._collection = _Collection(source, health, self.cardinality_limit)
         meter: Meter = meter_provider.get_meter("bizops_otel", __version__)
         self.instruments: list[Any] = []
         first = True
@@ -115,6 +142,12 @@ class OTelMetrics:
             BUCKET_METRIC, callbacks=[self._buckets], unit="{request}",
             description=f"Requests at or under each latency bound (le, seconds), by "
                         f"{OUTCOME_LABEL}"))
+        collection = self._collection
+        self.instruments.append(meter.create_observable_gauge(
+            "bizops.internal.otel.points_over_limit",
+            callbacks=[lambda options: [Observation(collection.over_limit)]], unit="{point}",
+            description="bizops-otel points past this MeterProvider's cardinality limit "
+                        "at the last collection (folded into overflow by the SDK)"))
 
     def _instrument(self, meter: Meter, family: Family, first: bool) -> Any:
         collection = self._collection
@@ -133,3 +166,19 @@ class OTelMetrics:
     def _buckets(self, options: CallbackOptions) -> Iterable[Observation]:
         self._collection.refresh(force=False)
         return self._collection.bucket_observations()
+
+
+def cardinality_limit(meter_provider: Any) -> float:
+    """The fewest points per stream any reader of an SDK MeterProvider keeps for
+    observable instruments (SDKs from 1.45.2 default to the specification's 2,000), or
+    infinity when none is set. Read from the SDK's internals, since no public API gives
+    it; views with a limit of their own are not seen."""
+    readers = getattr(meter_provider, "_metric_readers", None)
+    if readers is None:  # SDKs that keep the readers in their configuration
+        readers = getattr(getattr(meter_provider, "_sdk_config", None), "metric_readers", ())
+    limits = []
+    for reader in readers:
+        by_class = getattr(reader, "_instrument_class_cardinality_limit", None) or {}
+        limits += [limit for cls, limit in by_class.items()
+                   if cls.__name__.startswith("_Observable") and isinstance(limit, int)]
+    return float(min(limits)) if limits else math.inf
