@@ -177,7 +177,7 @@ def cardinality_limit(meter_provider: Any) -> float:
     if readers is None:  # SDKs that keep the readers in their configuration
         readers = getattr(getattr(meter_provider, "_sdk_config", None), "metric_readers", ())
     limits = []
-    for reader in readers:
+    for reader in readers or ():
         by_class = getattr(reader, "_instrument_class_cardinality_limit", None) or {}
         limits += [limit for cls, limit in by_class.items()
                    if cls.__name__.startswith("_Observable") and isinstance(limit, int)]
