@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,26 @@ def test_config_is_frozen_and_normalised() -> None:
         config.max_keys = 5  # type: ignore[misc]
     with pytest.raises(KeyError, match="unknown KPI 'revenue'"):
         config.kpi_index("revenue")
+
+
+@pytest.mark.parametrize(("buckets", "message"), [
+    ((), "at least one bound"),
+    ((0.1, 0.05), "increase strictly"),
+    ((0.0005, 0.1), "outside the buckets' range"),
+    ((0.1, 100.0), "outside the buckets' range"),
+    ((0.1, 0.101), "10% resolution"),
+    ((0.1, float("nan")), "finite numbers"),
+    ("0.1,0.2", "sequence of seconds"),
+])
+def test_export_buckets_are_checked_against_the_internal_edges(buckets: Any,
+                                                                message: str) -> None:
+    with pytest.raises(ValueError, match="export_buckets") as error:
+        Config(export_buckets=buckets)
+    assert message in str(error.value)
+
+
+def test_export_buckets_come_from_the_environment_too() -> None:
+    from bizops_otel import load_config
+
+    config = load_config(environ={"BIZOPS_OTEL_EXPORT_BUCKETS": "0.1, 0.5,2"})
+    assert config.export_buckets == (0.1, 0.5, 2.0)

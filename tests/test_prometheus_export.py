@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import urllib.request
 from typing import Any
 
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bizops_otel import Config
 from bizops_otel.aggregate._layout import bucket_edges, bucket_of
+from bizops_otel.export.exposition import render
 from bizops_otel.export.model import BOUNDARIES
 from bizops_otel.export.prometheus import BizOpsCollector
 from tests.datasets import traffic
@@ -339,3 +341,55 @@ def test_derived_gauges_can_be_left_out(Aggregator: Any) -> None:
         lean_samples = _sample_set(render(snapshot).decode())
         assert lean_samples == {s for s in full_samples if s[0] not in derived}
         assert len(lean_samples) < len(full_samples)
+
+
+def _histogram_quantile(q: float, bounds: list[float], cumulative: list[float]) -> float:
+    """Prometheus's histogram_quantile: linear within the bucket holding rank q·n, the
+    first bucket starting at 0, the +Inf bucket answered by the highest bound."""
+    rank = q * cumulative[-1]
+    lower, below = 0.0, 0.0
+    for bound, count in zip([*bounds, math.inf], cumulative, strict=True):
+        if count >= rank:
+            if math.isinf(bound):
+                return bounds[-1]
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    raise AssertionError("unreachable")
+
+
+def test_prometheus_p95_from_the_default_buckets_lands_near_the_true_p95(
+        Aggregator: Any) -> None:
+    """The default export bounds: histogram_quantile(0.95) over the scraped buckets,
+    against numpy's p95 of the generated latencies, over ten distribution shapes."""
+    from tests.datasets import DISTRIBUTIONS
+
+    rng = np.random.default_rng(11)
+    errors = {}
+    for name, draw in DISTRIBUTIONS.items():
+        latencies = np.clip(draw(rng, 20_000), 1.5e-3, 60.0)
+        agg = Aggregator(Config(outcome=None, kpis=("order_value",)))
+        agg.record_many(("p", ""), latencies)
+        families = {f.name: f for f in text_string_to_metric_families(
+            render(agg.snapshot()).decode())}
+        buckets = sorted(((float(s.labels["le"]), s.value) for s in
+                          families["bizops_request_duration_seconds"].samples
+                          if s.name.endswith("_bucket")), key=lambda pair: pair[0])
+        bounds = [le for le, _ in buckets[:-1]]
+        estimate = _histogram_quantile(0.95, bounds, [count for _, count in buckets])
+        errors[name] = abs(estimate / float(np.quantile(latencies, 0.95)) - 1)
+    assert float(np.median(list(errors.values()))) < 0.06, errors
+    assert max(errors.values()) < 0.25, errors
+
+
+def test_export_buckets_choose_the_exported_bounds(Aggregator: Any) -> None:
+    agg = Aggregator(Config(export_buckets=(0.1, 1.0)))
+    agg.record(("a", ""), 0.05)
+    agg.record(("a", ""), 0.5)
+    agg.record(("a", ""), 5.0)
+    scraped = render(agg.snapshot()).decode()
+    families = {f.name: f for f in text_string_to_metric_families(scraped)}
+    buckets = {s.labels["le"]: s.value
+               for s in families["bizops_request_duration_seconds"].samples
+               if s.name.endswith("_bucket")}
+    assert list(buckets.values()) == [1.0, 2.0, 3.0] and len(buckets) == 3
+    assert abs(float(next(iter(buckets))) - 0.1) < 0.01

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import attributes as attr
+from .latency_buckets import DEFAULT_EXPORT_BUCKETS, export_edge_indices
 
 MAX_KPIS = 16
 MAX_DIMENSIONS = 8
@@ -136,6 +137,9 @@ class Config:
     #: quantiles, for both windows). Fleet rules need only the raw sums and buckets; turning
     #: these off cuts a key's series by about a third at high key counts.
     export_derived: bool = True
+    #: Bounds (seconds) of the exported latency histograms, each taken at the nearest
+    #: internal bucket edge; fewer bounds, fewer series (one per bound, key and outcome).
+    export_buckets: tuple[float, ...] = DEFAULT_EXPORT_BUCKETS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
@@ -173,6 +177,13 @@ class Config:
                      f"{self.outcome!r} is not one of the KPIs {sorted(by_name)}")
             _require(by_name[self.outcome].binary, "outcome",
                      f"KPI {self.outcome!r} must be binary to split outcomes")
+        _require(not isinstance(self.export_buckets, str | bytes), "export_buckets",
+                 "expected a sequence of seconds")
+        object.__setattr__(self, "export_buckets", tuple(self.export_buckets))
+        try:
+            export_edge_indices(self.export_buckets)
+        except ValueError as error:
+            _require(False, "export_buckets", str(error))
         _validate_processing(self)
 
     @property

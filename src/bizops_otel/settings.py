@@ -78,6 +78,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "MAX_SESSIONS": int,
     "SESSION_TIMEOUT": float,
     "CAMPAIGN_INTERVAL": float,
+    "EXPORT_BUCKETS": lambda text: tuple(float(part) for part in _list(text)),
     "EXPORT_DERIVED": _bool,
 }
 

@@ -13,17 +13,19 @@ counters would stay zero, and dense storage would cost 2.8 KiB per key per windo
 
 from __future__ import annotations
 
-import math
 from typing import Final
 
-import numpy as np
-import numpy.typing as npt
-
-LOWEST: Final = 1e-3
-GROWTH: Final = 1.1
-IN_RANGE_BUCKETS: Final = 116
-BUCKETS: Final = IN_RANGE_BUCKETS + 2
-HIGHEST: Final = LOWEST * GROWTH**IN_RANGE_BUCKETS
+# The bucket geometry is shared with the configuration (export bounds are checked against
+# it), so it lives below every stage; re-exported here with the rest of the state's shape.
+from ..latency_buckets import BUCKETS as BUCKETS
+from ..latency_buckets import GROWTH as GROWTH
+from ..latency_buckets import HIGHEST as HIGHEST
+from ..latency_buckets import IN_RANGE_BUCKETS as IN_RANGE_BUCKETS
+from ..latency_buckets import INV_LOG_GROWTH as INV_LOG_GROWTH
+from ..latency_buckets import INV_LOWEST as INV_LOWEST
+from ..latency_buckets import LOWEST as LOWEST
+from ..latency_buckets import bucket_edges as bucket_edges
+from ..latency_buckets import bucket_of as bucket_of
 
 BLOCK: Final = 16
 BLOCKS_PER_OUTCOME: Final = 8  # 8 × 16 = 128 ≥ 118 buckets
@@ -54,20 +56,3 @@ SESSION_ROW_ALL: Final = 0
 SESSION_ROW_OVERFLOW: Final = 1
 SESSION_FIXED_ROWS: Final = 2
 SESSION_CELLS: Final = 2 * PAGE_BINS * BUCKETS
-
-INV_LOWEST: Final = 1.0 / LOWEST
-INV_LOG_GROWTH: Final = 1.0 / math.log(GROWTH)
-
-
-def bucket_of(latency_s: float) -> int:
-    """Bucket index of one latency; both twins use exactly this arithmetic."""
-    if latency_s < LOWEST:
-        return 0
-    index = 1 + int(math.log(latency_s * INV_LOWEST) * INV_LOG_GROWTH)
-    return index if index < BUCKETS - 1 else BUCKETS - 1
-
-
-def bucket_edges() -> npt.NDArray[np.float64]:
-    """The ``BUCKETS + 1`` edges: 0, 1 ms, …, 63.2 s, +inf."""
-    inner = LOWEST * GROWTH ** np.arange(IN_RANGE_BUCKETS + 1, dtype=np.float64)
-    return np.concatenate(([0.0], inner, [math.inf]))

@@ -17,7 +17,7 @@ Labels are only bounded, sanitised dimension values; the overflow key is labelle
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,10 +26,7 @@ import numpy.typing as npt
 from .. import stats
 from ..aggregate._layout import (
     BLOCK,
-    BUCKETS,
-    GROWTH,
     KPI_FIELDS,
-    LOWEST,
     OUTCOME_CONVERTED,
     OUTCOME_NONE,
     OUTCOME_NOT_CONVERTED,
@@ -40,6 +37,7 @@ from ..aggregate._state import StateArrays
 from ..aggregate.snapshot import OVERFLOW_VALUE, Snapshot
 from ..analytics.health import CampaignHealth
 from ..config import Config
+from ..latency_buckets import export_edge_indices
 from . import analytics_families
 from .digest import digest
 from .family import (
@@ -58,20 +56,21 @@ from .family import (
 )
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
-#: Export boundaries: the internal bucket edges nearest these (seconds). All 118
-#: internal buckets per outcome and key would be too many series for any backend.
-EXPORT_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def _export_edges() -> tuple[npt.NDArray[np.int64], tuple[float, ...]]:
-    """Internal edge indices nearest EXPORT_BOUNDARIES, and their exact values."""
+@functools.cache
+def export_edges(bounds: tuple[float, ...]) -> tuple[npt.NDArray[np.int64], tuple[float, ...]]:
+    """Internal edge indices nearest ``bounds`` (``Config.export_buckets``, validated
+    there), and the exact bounds exported."""
+    indices = export_edge_indices(bounds)
     edges = bucket_edges()
-    indices = sorted({min(BUCKETS - 1, max(1, round(math.log(b / LOWEST) / math.log(GROWTH)) + 1))
-                      for b in EXPORT_BOUNDARIES})
-    return np.array(indices, np.int64), tuple(float(edges[i]) for i in indices)
+    index = np.array(indices, np.int64)
+    index.setflags(write=False)
+    return index, tuple(float(edges[i]) for i in indices)
 
 
-_EDGE_INDEX, BOUNDARIES = _export_edges()
+#: The exported bounds of the default configuration.
+BOUNDARIES = export_edges(Config().export_buckets)[1]
 
 
 def key_labels(config: Config, key: Sequence[str]) -> tuple[str, ...]:
@@ -132,7 +131,7 @@ class _Rows:
             np.ascontiguousarray(state.block_row, np.int64),
             np.ascontiguousarray(state.block_code, np.int64),
             np.ascontiguousarray(state.block_counts, np.uint64).reshape(-1, BLOCK),
-            state.rows, _EDGE_INDEX, QUANTILES, derived)
+            state.rows, export_edges(config.export_buckets)[0], QUANTILES, derived)
         if derived:
             f = state.kpi_f
             self.pearson = stats.pearson_many(f[:, :, 2], f[:, :, 3], f[:, :, 4])
@@ -225,7 +224,8 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     config = snapshot.config
     families = empty_families(config)
     histogram = HistogramFamily("bizops.request.duration", "s",
-                                "Request latency by outcome", BOUNDARIES)
+                                "Request latency by outcome",
+                                export_edges(config.export_buckets)[1])
     derived = config.export_derived
     rows = _Rows(snapshot, snapshot.state, derived)
     _add_raw(families, config, rows)

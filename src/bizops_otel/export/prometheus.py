@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from ..aggregate.snapshot import Snapshot
 from ..config import Config
 from .family import Column, Family, HealthSource, HistogramColumn, HistogramFamily
-from .model import BOUNDARIES, empty_families, metric_families
+from .model import empty_families, metric_families
 from .naming import label_name, prometheus_name
 
 
@@ -104,7 +104,7 @@ class BizOpsCollector(Collector):
             name = prometheus_name(family.name, family.unit, family.kind)
             yield (GaugeMetricFamily if gauge else CounterMetricFamily)(name, family.description)
         yield HistogramMetricFamily(prometheus_name("bizops.request.duration", "s", "histogram"),
-                                    f"Request latency by outcome ({len(BOUNDARIES)} bounds)")
+                                    "Request latency by outcome")
 
 
 def multiprocess_collector(directory: str) -> BizOpsCollector:
