@@ -35,7 +35,7 @@ def pytest_report_header() -> str:
 
 #: Every native twin, by module path under ``bizops_otel`` (built from ``ext/<stage>/``).
 NATIVE_MODULES = ("aggregate._aggregator_c", "span._hooks_c", "export._lines_c",
-                  "export._digest_c")
+                  "export._digest_c", "export.otlp._points_c")
 
 
 def native_built() -> bool:

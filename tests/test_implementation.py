@@ -29,16 +29,18 @@ def test_switches_pick_the_native_twins_when_built() -> None:
     elif native_built() or extensions_required():
         from bizops_otel.aggregate import _aggregator_c
         from bizops_otel.export import _digest_c, _lines_c, digest, lines
+        from bizops_otel.export.otlp import _points_c, points
         from bizops_otel.span import _hooks_c, hooks
         assert implementation.kernels() == {
             "aggregator": "native", "span_hooks": "native", "exposition_lines": "native",
-            "histogram_digest": "native"}
+            "histogram_digest": "native", "otlp_points": "native"}
         assert bizops_otel.NATIVE is True
         assert bizops_otel.Aggregator is _aggregator_c.Aggregator
         assert bizops_otel.Aggregator.implementation == "native"
         assert hooks.SpanHooks is _hooks_c.SpanHooks
         assert lines.Writer is _lines_c.Writer
         assert digest.digest is _digest_c.digest
+        assert points.number_points is _points_c.number_points
     else:
         assert bizops_otel.NATIVE is False
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from .aggregate import aggregator
 from .export import digest, lines
+from .export.otlp import points
 from .span import hooks
 
 
 def kernels() -> dict[str, str]:
     """``{"aggregator": "native" | "pure", ...}`` for every twin pair."""
     switches = {"aggregator": aggregator.NATIVE, "span_hooks": hooks.NATIVE,
-                "exposition_lines": lines.NATIVE, "histogram_digest": digest.NATIVE}
+                "exposition_lines": lines.NATIVE, "histogram_digest": digest.NATIVE,
+                "otlp_points": points.NATIVE}
     return {name: "native" if native else "pure" for name, native in switches.items()}
 
 
