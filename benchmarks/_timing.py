@@ -18,6 +18,17 @@ def per_call_ns(run: Callable[[int], None], calls: int, repeats: int = 7) -> flo
     return statistics.median(samples)
 
 
+def millis(action: Callable[[], object], repeats: int = 5) -> float:
+    """Median milliseconds of ``action()`` over ``repeats`` runs, after one to warm up."""
+    action()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(samples)
+
+
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",

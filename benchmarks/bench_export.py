@@ -15,7 +15,6 @@ timed at the default key limit (``Config().max_keys``).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ from prometheus_client import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import table, verdict
+from _timing import millis, table, verdict
 
 import bizops_otel
 from bizops_otel import Config
@@ -50,16 +49,6 @@ from bizops_otel.export.prometheus import BizOpsCollector
 class QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-def millis(action: Callable[[], object], repeats: int = 5) -> float:
-    action()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(samples)
 
 
 def fed_aggregator(keys: int, export_derived: bool = True) -> bizops_otel.Aggregator:

@@ -70,31 +70,47 @@ cdef PyObject *row_attributes(list attributes, int64_t row) except NULL:
     return item
 
 
+cdef object allocate(list attributes, const int64_t[::1] rows, Py_ssize_t fixed):
+    """A bytes object exactly as long as the points of ``rows``: each a ``data_points``
+    field of ``fixed`` bytes plus its row's attributes."""
+    cdef Py_ssize_t i, body, total = 0
+    for i in range(rows.shape[0]):
+        body = fixed + bytes_size(row_attributes(attributes, rows[i]))
+        total += 1 + varint_size(body) + body
+    return PyBytes_FromStringAndSize(NULL, total)
+
+
+cdef inline char *open_point(char *out, PyObject *attrs, Py_ssize_t fixed, bytes head):
+    """A point's field header and its ``head`` (start and time)."""
+    out[0] = DATA_POINT
+    out = put_varint(out + 1, fixed + bytes_size(attrs))
+    return put(out, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head))
+
+
+cdef inline char *close_point(char *out, PyObject *attrs, bytes extra):
+    """A point's attributes: its row's, then the column's."""
+    out = put(out, bytes_text(attrs), bytes_size(attrs))
+    return put(out, PyBytes_AS_STRING(extra), PyBytes_GET_SIZE(extra))
+
+
 def number_points(list attributes not None, bytes extra not None,
                   const int64_t[::1] rows not None, const double[::1] values not None,
                   bytes head not None):
     """A NumberDataPoint per row: ``head``, the value as a double, the attributes."""
-    cdef Py_ssize_t n = rows.shape[0], i, body, total = 0
+    cdef Py_ssize_t n = rows.shape[0], i
     cdef Py_ssize_t fixed = PyBytes_GET_SIZE(head) + 9 + PyBytes_GET_SIZE(extra)
     cdef PyObject *attrs
     cdef char *out
     if values.shape[0] != n:
         raise ValueError("rows and values differ in length")
-    for i in range(n):
-        body = fixed + bytes_size(row_attributes(attributes, rows[i]))
-        total += 1 + varint_size(body) + body
-    result = PyBytes_FromStringAndSize(NULL, total)
+    result = allocate(attributes, rows, fixed)
     out = PyBytes_AS_STRING(result)
     for i in range(n):
         attrs = row_attributes(attributes, rows[i])
-        body = fixed + bytes_size(attrs)
-        out[0] = DATA_POINT
-        out = put_varint(out + 1, body)
-        out = put(out, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head))
+        out = open_point(out, attrs, fixed, head)
         out[0] = AS_DOUBLE
         out = put_double(out + 1, values[i])
-        out = put(out, bytes_text(attrs), bytes_size(attrs))
-        out = put(out, PyBytes_AS_STRING(extra), PyBytes_GET_SIZE(extra))
+        out = close_point(out, attrs, extra)
     return result
 
 
@@ -104,7 +120,7 @@ def histogram_points(list attributes not None, bytes extra not None,
                      bytes head not None, bytes bounds not None):
     """A HistogramDataPoint per row from its cumulative counts ``below`` each bound and
     its total: OTLP wants the count of each bucket, the last one above every bound."""
-    cdef Py_ssize_t n = rows.shape[0], i, k, body, total = 0
+    cdef Py_ssize_t n = rows.shape[0], i, k
     cdef Py_ssize_t buckets = below.shape[1] + 1
     cdef Py_ssize_t counts_size = 8 * buckets
     cdef Py_ssize_t fixed = (PyBytes_GET_SIZE(head) + 18 + 1 + varint_size(counts_size)
@@ -114,17 +130,11 @@ def histogram_points(list attributes not None, bytes extra not None,
     cdef char *out
     if below.shape[0] != n or totals.shape[0] != n or sums.shape[0] != n:
         raise ValueError("rows, counts, totals and sums differ in length")
-    for i in range(n):
-        body = fixed + bytes_size(row_attributes(attributes, rows[i]))
-        total += 1 + varint_size(body) + body
-    result = PyBytes_FromStringAndSize(NULL, total)
+    result = allocate(attributes, rows, fixed)
     out = PyBytes_AS_STRING(result)
     for i in range(n):
         attrs = row_attributes(attributes, rows[i])
-        body = fixed + bytes_size(attrs)
-        out[0] = DATA_POINT
-        out = put_varint(out + 1, body)
-        out = put(out, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head))
+        out = open_point(out, attrs, fixed, head)
         out[0] = COUNT
         out = put_fixed64(out + 1, <uint64_t>totals[i])
         out[0] = SUM
@@ -137,8 +147,7 @@ def histogram_points(list attributes not None, bytes extra not None,
             previous = below[i, k]
         out = put_fixed64(out, <uint64_t>(totals[i] - previous))
         out = put(out, PyBytes_AS_STRING(bounds), PyBytes_GET_SIZE(bounds))
-        out = put(out, bytes_text(attrs), bytes_size(attrs))
-        out = put(out, PyBytes_AS_STRING(extra), PyBytes_GET_SIZE(extra))
+        out = close_point(out, attrs, extra)
     return result
 
 
