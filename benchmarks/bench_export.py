@@ -21,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
@@ -65,6 +66,20 @@ def fed_aggregator(keys: int, export_derived: bool = True) -> bizops_otel.Aggreg
     return aggregator
 
 
+def sdk_reader() -> InMemoryMetricReader:
+    try:  # SDKs from 1.45.2 fold points past 2,000 per stream unless told otherwise
+        from opentelemetry.sdk.metrics import (
+            ObservableCounter,
+            ObservableGauge,
+            ObservableUpDownCounter,
+        )
+        limits: Any = {kind: 10**7 for kind in (ObservableCounter, ObservableGauge,
+                                                 ObservableUpDownCounter)}
+        return InMemoryMetricReader(cardinality_limits=limits)  # type: ignore[call-arg]
+    except (ImportError, TypeError):
+        return InMemoryMetricReader()
+
+
 def series_in(body: bytes) -> int:
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
@@ -85,7 +100,7 @@ def serve_constant(body: bytes) -> tuple[WSGIServer, threading.Thread]:
 def otel_collection_ms(keys: int) -> tuple[float, int]:
     """One OTel SDK collection of every instrument, and how many points it produced."""
     aggregator = fed_aggregator(keys)
-    reader = InMemoryMetricReader()
+    reader = sdk_reader()
     OTelMetrics(MeterProvider(metric_readers=[reader]), aggregator.snapshot, Config())
     data = reader.get_metrics_data()
     points = sum(len(m.data.data_points) for rm in data.resource_metrics

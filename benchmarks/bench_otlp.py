@@ -25,13 +25,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import millis, table, verdict
-from bench_export import fed_aggregator
+from bench_export import fed_aggregator, sdk_reader
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import bizops_otel
 from bizops_otel import Config
@@ -47,20 +46,6 @@ def count_points(body: bytes) -> int:
     return sum(len(getattr(m, m.WhichOneof("data")).data_points)
                for rm in request.resource_metrics for sm in rm.scope_metrics
                for m in sm.metrics)
-
-
-def sdk_reader() -> InMemoryMetricReader:
-    try:  # SDKs from 1.45.2 fold points past 2,000 per stream unless told otherwise
-        from opentelemetry.sdk.metrics import (
-            ObservableCounter,
-            ObservableGauge,
-            ObservableUpDownCounter,
-        )
-        limits: Any = {kind: 10**7 for kind in (ObservableCounter, ObservableGauge,
-                                                 ObservableUpDownCounter)}
-        return InMemoryMetricReader(cardinality_limits=limits)  # type: ignore[call-arg]
-    except (ImportError, TypeError):
-        return InMemoryMetricReader()
 
 
 def sdk_path(keys: int) -> tuple[float, int]:
