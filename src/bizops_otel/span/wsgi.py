@@ -5,43 +5,49 @@ as a raw header)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+from ._cookies import mint, session_from_header, set_cookie_header
 from .context import business_context
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def _cookie(environ: dict[str, Any], name: str) -> str | None:
-    header = environ.get("HTTP_COOKIE")
-    if not header:
-        return None
-    try:
-        morsel = SimpleCookie(header).get(name)
-    except CookieError:
-        return None
-    return morsel.value if morsel is not None else None
-
-
 class BusinessContextMiddleware:
     """Runs each request inside ``business_context(session_id=<cookie>)``.
 
-    Wrap the application inside or outside the OpenTelemetry WSGI middleware; either way
-    the request span and every span under it carry ``session.id``::
+    Wrap the application outside the OpenTelemetry WSGI middleware, so the session is
+    known when the request span starts (inside works too: the span gets it on entry)::
 
         app.wsgi_app = BusinessContextMiddleware(app.wsgi_app, session_cookie="sid")
+
+    With ``mint_session=True`` a request without the cookie gets a new random id, set on
+    the response (see ``_cookies`` for why it need not be signed).
     """
 
-    def __init__(self, app: WSGIApp, session_cookie: str = "session") -> None:
+    def __init__(self, app: WSGIApp, session_cookie: str = "session",
+                 mint_session: bool = False) -> None:
         self._app = app
         self._session_cookie = session_cookie
+        self._mint = mint_session
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
-        session = _cookie(environ, self._session_cookie)
+        session = session_from_header(environ.get("HTTP_COOKIE"), self._session_cookie)
+        if session is None and self._mint:
+            session = mint()
+            cookie = set_cookie_header(self._session_cookie, session,
+                                       secure=environ.get("wsgi.url_scheme") == "https")
+
+            def start_with_cookie(status: str, headers: list[tuple[str, str]],
+                                  *exc_info: Any) -> Any:
+                return start_response(status, [*headers, ("Set-Cookie", cookie)], *exc_info)
+
+            respond = start_with_cookie
+        else:
+            respond = start_response
         if session is None:
-            return self._app(environ, start_response)
+            return self._app(environ, respond)
         with business_context(session_id=session):
             # The body is produced inside the context too, for streaming responses.
-            return list(self._app(environ, start_response))
+            return list(self._app(environ, respond))

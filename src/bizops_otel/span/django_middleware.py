@@ -1,0 +1,45 @@
+"""Django middleware: the session id from a cookie into the business context, as the WSGI
+and ASGI middlewares do. In ``settings.py``::
+
+    MIDDLEWARE = ["bizops_otel.span.django_middleware.BusinessContextMiddleware", ...]
+    BIZOPS_OTEL_SESSION_COOKIE = "sessionid"   # default: Django's own session cookie
+    BIZOPS_OTEL_MINT_SESSION = False           # True: new visitors get a random id
+
+Put it first, so every view and every span under the request carries the session. Django
+itself is imported only when the middleware is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._cookies import MINTED_MAX_AGE, mint
+from .context import business_context
+
+
+class BusinessContextMiddleware:
+    """Runs each request inside ``business_context(session_id=<cookie>)``."""
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        from django.conf import settings
+
+        self.get_response = get_response
+        self._session_cookie = str(getattr(settings, "BIZOPS_OTEL_SESSION_COOKIE",
+                                           getattr(settings, "SESSION_COOKIE_NAME",
+                                                   "sessionid")))
+        self._mint = bool(getattr(settings, "BIZOPS_OTEL_MINT_SESSION", False))
+
+    def __call__(self, request: Any) -> Any:
+        session = request.COOKIES.get(self._session_cookie) or None
+        minted = None
+        if session is None and self._mint:
+            session = minted = mint()
+        if session is None:
+            return self.get_response(request)
+        with business_context(session_id=session):
+            response = self.get_response(request)
+        if minted is not None:
+            response.set_cookie(self._session_cookie, minted, max_age=MINTED_MAX_AGE,
+                                httponly=True, samesite="Lax", secure=request.is_secure())
+        return response

@@ -1,0 +1,210 @@
+"""Session middlewares for ASGI (under uvicorn) and Django (under a real WSGI server), each
+behind OpenTelemetry's own instrumentation, on 127.0.0.1: the cookie's session reaches the
+request span and the session table, a minted one is set on the response and then read
+back, and the raw id reaches neither a snapshot nor a scrape."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from bizops_otel import BizOpsSpanProcessor, Config, attributes
+from bizops_otel.analytics import session_stats
+from bizops_otel.export.exposition import render
+from bizops_otel.span import context as business
+from tests.conftest import load_hooks
+from tests.processes import free_port
+
+SECRET = "visitor-7f3a-PLANTED"
+
+
+def pipeline(Aggregator: Any) -> tuple[TracerProvider, InMemorySpanExporter, Any]:
+    config = Config(page_groups=(("/checkout*", "checkout"), ("/*", "landing")))
+    business.configure(config)
+    aggregator = Aggregator(config)
+    provider = TracerProvider()
+    provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
+                                                    hooks=load_hooks(Aggregator)))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter, aggregator
+
+
+def get(port: int, path: str, cookie: str | None = None) -> tuple[int, str | None]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("Set-Cookie")
+    finally:
+        connection.close()
+
+
+def check(exporter: InMemorySpanExporter, aggregator: Any, minted: str,
+          by_group: bool = True) -> None:
+    servers = [s for s in exporter.get_finished_spans() if s.kind.name == "SERVER"]
+    sessions = {s.attributes.get(attributes.SESSION_ID) for s in servers}
+    assert sessions == {SECRET, minted}, sessions
+    snapshot = aggregator.snapshot(now_ns=time.time_ns() + 10**13)  # every session idle
+    stats = session_stats(snapshot)
+    assert stats.finalised == 2 and stats.overall.converted == 1
+    assert stats.overall.sessions == 2
+    if by_group:
+        assert stats["checkout"].sessions == 1
+    scraped = render(snapshot)
+    assert SECRET.encode() not in scraped and minted.encode() not in scraped
+
+
+def visit(port: int, mint_name: str) -> str:
+    """A known visitor (two pages, one order), then a new one whose minted cookie is sent
+    back on the second request; returns the minted id."""
+    assert get(port, "/landing", f"{mint_name}={SECRET}") == (200, None)
+    assert get(port, "/checkout?buy=1", f"{mint_name}={SECRET}") == (200, None)
+    status, set_cookie = get(port, "/landing")
+    assert status == 200 and set_cookie is not None
+    assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+    minted = set_cookie.split(";")[0].split("=", 1)[1]
+    assert len(minted) >= 22
+    assert get(port, "/landing", f"{mint_name}={minted}")[1] is None
+    return minted
+
+
+# ASGI -------------------------------------------------------------------------------
+async def shop(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/checkout" and b"buy=1" in scope.get("query_string", b""):
+        business.record_order(30.0, None)
+        business.record_conversion(True)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextmanager
+def uvicorn_serving(app: Any) -> Iterator[int]:
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def test_asgi_middleware_under_uvicorn(Aggregator: Any) -> None:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    from bizops_otel.span.asgi import BusinessContextASGIMiddleware
+
+    provider, exporter, aggregator = pipeline(Aggregator)
+    app = BusinessContextASGIMiddleware(OpenTelemetryMiddleware(shop, tracer_provider=provider),
+                                        session_cookie="sid", mint_session=True)
+    with uvicorn_serving(app) as port:
+        minted = visit(port, "sid")
+    check(exporter, aggregator, minted)
+
+
+# Django -----------------------------------------------------------------------------
+def django_views() -> list[Any]:
+    from django.http import HttpResponse
+    from django.urls import path
+
+    def landing(request: Any) -> Any:
+        return HttpResponse("ok")
+
+    def checkout(request: Any) -> Any:
+        if request.GET.get("buy") == "1":
+            business.record_order(30.0, None)
+            business.record_conversion(True)
+        return HttpResponse("ok")
+
+    return [path("landing", landing), path("checkout", checkout)]
+
+
+urlpatterns: list[Any] = []
+
+
+def test_django_middleware_under_a_wsgi_server(Aggregator: Any) -> None:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False, SECRET_KEY="tests", ALLOWED_HOSTS=["127.0.0.1"], ROOT_URLCONF=__name__,
+            MIDDLEWARE=["bizops_otel.span.django_middleware.BusinessContextMiddleware"],
+            BIZOPS_OTEL_MINT_SESSION=True, INSTALLED_APPS=[], DATABASES={})
+        django.setup()
+    urlpatterns[:] = django_views()
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from django.core.wsgi import get_wsgi_application
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    provider, exporter, aggregator = pipeline(Aggregator)
+    application = OpenTelemetryMiddleware(get_wsgi_application(), tracer_provider=provider)
+    server = make_server("127.0.0.1", 0, application, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        minted = visit(server.server_port, "sessionid")
+    finally:
+        server.shutdown()
+        thread.join(10)
+    # wsgiref gives the WSGI instrumentation no request URI, so these spans carry no path
+    # for page-group rules; the sessions are what this test is about.
+    check(exporter, aggregator, minted, by_group=False)
+
+
+def test_wsgi_middleware_mints_and_reads_back(Aggregator: Any) -> None:
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    from bizops_otel.span.wsgi import BusinessContextMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/checkout" and "buy=1" in environ.get("QUERY_STRING", ""):
+            business.record_order(30.0, None)
+            business.record_conversion(True)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    provider, exporter, aggregator = pipeline(Aggregator)
+    traced = OpenTelemetryMiddleware(app, tracer_provider=provider)
+    server = make_server("127.0.0.1", 0, BusinessContextMiddleware(
+        traced, session_cookie="sid", mint_session=True), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        minted = visit(server.server_port, "sid")
+    finally:
+        server.shutdown()
+        thread.join(10)
+    check(exporter, aggregator, minted, by_group=False)
