@@ -175,3 +175,22 @@ def test_a_provider_whose_limit_would_fold_points_is_reported_once(
     raised = InMemoryMetricReader(cardinality_limits=limits)
     OTelMetrics(MeterProvider(metric_readers=[raised]), agg.snapshot, Config())
     assert pairs_points(raised) == (3000, False, 0)
+
+
+def test_prometheus_port_serves_metrics_from_install_until_shutdown() -> None:
+    import urllib.request
+
+    from bizops_otel.auto import summary
+
+    handle = bizops_otel.install(TracerProvider(), config=Config(
+        prometheus_port=0, prometheus_addr="127.0.0.1"))
+    assert handle.aggregator is not None and handle.metrics_server is not None
+    handle.aggregator.record(("checkout", ""), 0.2, {"order_value": 5.0})
+    port = handle.metrics_server.server_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        body = reply.read().decode()
+    assert 'bizops_requests_total{bizops_page_group="checkout"} 1.0' in body
+    assert f"/metrics on 127.0.0.1:{port}" in summary(handle)
+    handle.shutdown()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)

@@ -92,3 +92,27 @@ def test_every_config_field_has_a_documented_variable() -> None:
     text = README.read_text()
     for field in dataclasses.fields(Config):
         assert f"BIZOPS_OTEL_{field.name.upper()}" in text, field.name
+
+
+def test_a_misspelt_variable_names_the_one_it_most_likely_meant() -> None:
+    with pytest.raises(ConfigError, match="did you mean BIZOPS_OTEL_PAGE_GROUPS"):
+        load_config(environ={"BIZOPS_OTEL_PAGE_GROUP": "/p/*=p"})
+    with pytest.raises(ConfigError, match="did you mean BIZOPS_OTEL_MAX_KEYS"):
+        load_config(environ={"BIZOPS_OTEL_MAXKEYS": "10"})
+    with pytest.raises(ConfigError, match=r"did you mean: page_group → page_groups"):
+        load_config(environ={}, page_group=())
+    with pytest.raises(ConfigError) as unrelated:
+        load_config(environ={"BIZOPS_OTEL_COLOUR": "blue"})
+    assert "did you mean" not in str(unrelated.value)
+
+
+def test_the_outcome_follows_the_kpis() -> None:
+    assert Config().outcome == "conversion"
+    assert Config(kpis=("order_value",)).outcome is None
+    signup = Kpi("signup", "app.signup", binary=True)
+    assert Config(kpis=("order_value", signup)).outcome == "signup"
+    assert Config(kpis=("order_value", signup, "conversion")).outcome == "conversion"
+    assert Config(kpis=("order_value", "conversion"), outcome=None).outcome is None
+    with pytest.raises(ValueError, match="outcome"):
+        Config(kpis=("order_value",), outcome="conversion")
+    assert load_config(environ={"BIZOPS_OTEL_KPIS": "order_value,items"}).outcome is None

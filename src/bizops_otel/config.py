@@ -80,6 +80,10 @@ def _normalise_kpis(kpis: Iterable[Kpi | str]) -> tuple[Kpi, ...]:
     return tuple(result)
 
 
+#: The default outcome: resolved from the KPIs when the Config is made.
+OUTCOME_AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the aggregator needs to know, frozen and validated.
@@ -97,8 +101,9 @@ class Config:
     window: float = 120.0
     #: Sub-windows in the recent window's ring; the window slides in steps of window/slots.
     window_slots: int = 12
-    #: The binary KPI that splits latency histograms by outcome (None: no split).
-    outcome: str | None = "conversion"
+    #: The binary KPI that splits latency histograms by outcome (None: no split). "auto":
+    #: ``conversion`` when it is a KPI, else the first binary KPI, else None.
+    outcome: str | None = OUTCOME_AUTO
     max_value_length: int = attr.MAX_VALUE_LENGTH
 
     # Span processing ---------------------------------------------------------------------
@@ -140,6 +145,11 @@ class Config:
     #: Bounds (seconds) of the exported latency histograms, each taken at the nearest
     #: internal bucket edge; fewer bounds, fewer series (one per bound, key and outcome).
     export_buckets: tuple[float, ...] = DEFAULT_EXPORT_BUCKETS
+    #: Serve the direct Prometheus exposition at ``/metrics`` on this port from install()
+    #: (None: do not serve; a zero-code service's one-line way to be scraped).
+    prometheus_port: int | None = None
+    #: The address that server binds.
+    prometheus_addr: str = "0.0.0.0"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
@@ -171,6 +181,10 @@ class Config:
         _require(_is_int(self.max_value_length) and 1 <= self.max_value_length <= 1024,
                  "max_value_length",
                  f"must be an integer in [1, 1024], got {self.max_value_length!r}")
+        if self.outcome == OUTCOME_AUTO:
+            binary = [k.name for k in self.kpis if k.binary]
+            object.__setattr__(self, "outcome", "conversion" if "conversion" in binary
+                               else binary[0] if binary else None)
         if self.outcome is not None:
             by_name = {k.name: k for k in self.kpis}
             _require(self.outcome in by_name, "outcome",
@@ -184,6 +198,12 @@ class Config:
             export_edge_indices(self.export_buckets)
         except ValueError as error:
             _require(False, "export_buckets", str(error))
+        _require(self.prometheus_port is None or (_is_int(self.prometheus_port)
+                                                  and 0 <= self.prometheus_port <= 65535),
+                 "prometheus_port", f"must be a port in [0, 65535] or None, "
+                 f"got {self.prometheus_port!r}")
+        _require(isinstance(self.prometheus_addr, str) and bool(self.prometheus_addr),
+                 "prometheus_addr", f"must be an address to bind, got {self.prometheus_addr!r}")
         _validate_processing(self)
 
     @property

@@ -20,6 +20,7 @@ from .aggregate.snapshot import Snapshot
 from .analytics.health import AlertCallback, CampaignHealth, CampaignMonitor
 from .attributes import CAMPAIGN_ID
 from .config import Config
+from .export.exposition import start_http_server
 from .export.multiproc import state_file
 from .export.otel import OTelMetrics
 from .export.otlp import settings as otlp_settings
@@ -48,6 +49,7 @@ class BizOps:
         self.metrics: OTelMetrics | None = None
         self.campaigns: CampaignMonitor | None = None
         self.pusher: Pusher | None = None
+        self.metrics_server: Any = None
         self._owns_meter_provider = False
         self._shut_down = False
 
@@ -67,6 +69,17 @@ class BizOps:
         self.pusher = Pusher(self.snapshot, settings, self.campaign_health,
                              tracer_provider=self.tracer_provider)
         self.pusher.start()
+
+    def start_metrics_server(self) -> None:
+        """Serve ``/metrics`` on ``config.prometheus_port``, when one is configured."""
+        config = self.config
+        if config.prometheus_port is None or self.aggregator is None or self._shut_down:
+            return
+        self.metrics_server, _ = start_http_server(
+            config.prometheus_port, self.snapshot, addr=config.prometheus_addr,
+            health=self.campaign_health)
+        _logger.info("bizops-otel: serving /metrics on %s:%d", config.prometheus_addr,
+                     self.metrics_server.server_port)
 
     @property
     def export_status(self) -> ExportStatus | None:
@@ -164,6 +177,9 @@ class BizOps:
             _logger.exception("bizops-otel: could not write the final state")
         if self.pusher is not None:
             self.pusher.shutdown()  # exports the final state, stops its thread
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         if self._owns_meter_provider:
             try:
                 self.meter_provider.shutdown()  # exports the final state, stops its thread
@@ -236,6 +252,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
         _installed[provider] = handle
     handle.start_campaign_monitor()
     _wire_metrics(handle, meter_provider, push)
+    handle.start_metrics_server()
     handle.start_writer()
     if hasattr(os, "register_at_fork"):
         reference = weakref.ref(handle)

@@ -9,6 +9,7 @@ they come from the standard ``OTEL_EXPORTER_OTLP_*`` variables.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ from .config import Config, Kpi
 
 PREFIX = "BIZOPS_OTEL_"
 #: Variables read elsewhere (the build, the import switch, later subsystems).
-NOT_CONFIG_FIELDS = frozenset({"CONFIG", "NO_EXTENSIONS", "REQUIRE_EXTENSIONS"})
+NOT_CONFIG_FIELDS = frozenset({"CONFIG", "NO_EXTENSIONS", "REQUIRE_EXTENSIONS", "QUIET"})
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,8 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "CAMPAIGN_INTERVAL": float,
     "EXPORT_BUCKETS": lambda text: tuple(float(part) for part in _list(text)),
     "EXPORT_DERIVED": _bool,
+    "PROMETHEUS_PORT": lambda text: None if not text.strip() else int(text),
+    "PROMETHEUS_ADDR": str.strip,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
@@ -98,12 +101,28 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         parse = ENVIRONMENT.get(name)
         if parse is None:
             known = ", ".join(PREFIX + n for n in sorted(ENVIRONMENT))
-            raise ConfigError(f"bizops-otel config: unknown variable {variable}; known: {known}")
+            hint = _nearest(name, [*ENVIRONMENT, *NOT_CONFIG_FIELDS])
+            raise ConfigError(f"bizops-otel config: unknown variable {variable}"
+                              + (f"; did you mean {PREFIX}{hint}?" if hint else "")
+                              + f" Known: {known}")
         try:
             values[name.lower()] = parse(text)
         except ValueError as error:
             raise ConfigError(f"bizops-otel config: {variable}: {error}") from None
     return values
+
+
+def _nearest(name: str, known: list[str]) -> str | None:
+    """The known name a misspelt one most likely meant (a letter dropped or swapped)."""
+    found = difflib.get_close_matches(name.upper(), [k.upper() for k in known], n=1,
+                                      cutoff=0.75)
+    return found[0] if found else None
+
+
+def _suggestions(unknown: list[str]) -> str:
+    hints = [f"{name} → {hint.lower()}" for name in unknown
+             if (hint := _nearest(name, sorted(_FIELDS))) is not None]
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
 
 
 def _kpi_from_file(item: Any) -> Kpi | str:
@@ -129,8 +148,8 @@ def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     table = document.get("bizops_otel", document)
     unknown = sorted(set(table) - _FIELDS)
     if unknown:
-        raise ConfigError(f"bizops-otel config: {location}: unknown keys {unknown}; "
-                          f"known: {sorted(_FIELDS)}")
+        raise ConfigError(f"bizops-otel config: {location}: unknown keys {unknown}"
+                          + _suggestions(unknown) + f"; known: {sorted(_FIELDS)}")
     values = dict(table)
     if "kpis" in values:
         values["kpis"] = tuple(_kpi_from_file(k) for k in values["kpis"])
@@ -144,8 +163,8 @@ def load_config(*, environ: Mapping[str, str] | None = None, **overrides: Any) -
     env = os.environ if environ is None else environ
     unknown = sorted(set(overrides) - _FIELDS)
     if unknown:
-        raise ConfigError(f"bizops-otel config: unknown settings {unknown}; "
-                          f"known: {sorted(_FIELDS)}")
+        raise ConfigError(f"bizops-otel config: unknown settings {unknown}"
+                          + _suggestions(unknown) + f"; known: {sorted(_FIELDS)}")
     values = from_environment(env)
     file = env.get(PREFIX + "CONFIG", "").strip()
     if file:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ APP = Path(__file__).parent / "plain_shop.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
 
-def run_app(extra_env: dict[str, str], paths: list[str]) -> tuple[int, str]:
+def run_app(extra_env: dict[str, str], paths: list[str],
+            after: Callable[[], None] | None = None) -> tuple[int, str]:
     """Start the app under opentelemetry-instrument, request ``paths``, stop it with
     Ctrl-C; returns the exit code and what it logged."""
     port = free_port()
@@ -43,6 +45,8 @@ def run_app(extra_env: dict[str, str], paths: list[str]) -> tuple[int, str]:
         for path in paths:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
                 assert reply.status == 200
+        if after is not None:
+            after()
         output, _ = stop(process)
     finally:
         reap(process)
@@ -73,3 +77,24 @@ def test_zero_code_can_be_disabled_and_survives_bad_configuration(tmp_path: Path
                          "BIZOPS_OTEL_MAX_KEYS": "lots"}, ["/landing"])
     assert not list(tmp_path.glob("bizops-*.npz"))
     assert "BIZOPS_OTEL_MAX_KEYS" in output  # the service ran, and said why
+
+
+@pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
+def test_zero_code_serves_metrics_and_says_so_on_stderr(tmp_path: Path) -> None:
+    """One variable gives a zero-code service its /metrics; the app is scraped while it
+    runs, and stderr carries the one line saying what was installed."""
+    metrics_port = free_port()
+    scraped: list[str] = []
+
+    def scrape() -> None:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            scraped.append(reply.read().decode())
+
+    _, output = run_app({"BIZOPS_OTEL_PROMETHEUS_PORT": str(metrics_port),
+                         "BIZOPS_OTEL_PROMETHEUS_ADDR": "127.0.0.1",
+                         "BIZOPS_OTEL_PAGE_GROUPS": "/product/*=product"},
+                        ["/product/1", "/product/2"], after=scrape)
+    assert 'bizops_requests_total{bizops_page_group="product"} 2.0' in scraped[0], scraped
+    assert f"/metrics on 127.0.0.1:{metrics_port}" in output
+    assert "bizops-otel: installed" in output
