@@ -17,7 +17,14 @@ from opentelemetry.trace import SpanContext, StatusCode
 
 from bizops_otel import drops
 from bizops_otel.span._hooks_py import LIVE_SPAN_LIMIT, public_fields
-from bizops_otel.attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
+from bizops_otel.attributes import (
+    HTTP_ROUTE,
+    HTTP_TARGET,
+    HTTP_URL,
+    PAGE_GROUP,
+    URL_FULL,
+    URL_QUERY,
+)
 from bizops_otel.span.context import AROUND, CONTEXT_KEY
 
 cdef object ERROR = StatusCode.ERROR
@@ -34,6 +41,8 @@ cdef str S_HTTP_ROUTE = HTTP_ROUTE
 cdef str S_HTTP_TARGET = HTTP_TARGET
 cdef str S_PAGE_GROUP = PAGE_GROUP
 cdef str S_URL_QUERY = URL_QUERY
+cdef str S_URL_FULL = URL_FULL
+cdef str S_HTTP_URL = HTTP_URL
 cdef object S_CONTEXT_KEY = CONTEXT_KEY
 
 # SpanContext is a tuple (trace_id, span_id, is_remote, ...) whose properties index it;
@@ -168,6 +177,11 @@ cdef class SpanHooks:
             query = lookup(attributes, S_URL_QUERY)
             if query is None:
                 query = lookup(attributes, S_HTTP_TARGET)
+                if type(query) is not str or "?" not in <str>query:
+                    # The ASGI instrumentation keeps the query in the full URL only.
+                    query = lookup(attributes, S_URL_FULL)
+                    if query is None:
+                        query = lookup(attributes, S_HTTP_URL)
             if type(query) is not str or "utm_" not in <str>query:
                 return 0
         self._enricher.enrich(span, parent_context, attributes, carried)

@@ -28,6 +28,10 @@ HTTP_ROUTE: Final = "http.route"
 URL_PATH: Final = "url.path"
 URL_QUERY: Final = "url.query"
 HTTP_TARGET: Final = "http.target"
+#: The full URL: the stable conventions' ``url.full``, the old ones' ``http.url``. The ASGI
+#: instrumentation puts only the path in ``http.target`` and the query only here.
+URL_FULL: Final = "url.full"
+HTTP_URL: Final = "http.url"
 
 #: Attributes that business_context(), baggage and record_order() may write, by short name.
 CONTEXT_NAMES: Final = {

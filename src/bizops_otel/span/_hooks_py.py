@@ -17,7 +17,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .. import drops
-from ..attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
+from ..attributes import HTTP_ROUTE, HTTP_TARGET, HTTP_URL, PAGE_GROUP, URL_FULL, URL_QUERY
 from .context import AROUND, CONTEXT_KEY
 
 #: Live spans remembered for record_order(); past this, new ones are not (and counted).
@@ -90,6 +90,11 @@ class SpanHooks:
                 query = attributes.get(URL_QUERY)
                 if query is None:
                     query = attributes.get(HTTP_TARGET)
+                    if query.__class__ is not str or "?" not in query:
+                        # The ASGI instrumentation keeps the query in the full URL only.
+                        query = attributes.get(URL_FULL)
+                        if query is None:
+                            query = attributes.get(HTTP_URL)
                 if query.__class__ is not str or "utm_" not in query:
                     return
             self._enricher.enrich(span, parent_context, attributes, carried)

@@ -23,8 +23,10 @@ from ..attributes import (
     CAMPAIGN_SOURCE,
     HTTP_ROUTE,
     HTTP_TARGET,
+    HTTP_URL,
     MISSING,
     PAGE_GROUP,
+    URL_FULL,
     URL_PATH,
     URL_QUERY,
     sanitize_dimension,
@@ -69,22 +71,60 @@ def parse_utm(query: str, max_length: int = 64) -> Campaign | None:
     return Campaign(*found)
 
 
-def query_of(url_query: object, http_target: object) -> str | None:
-    """The query string from ``url.query``, or from the old semconv ``http.target``."""
+#: Longest URL whose query or path is looked for; attackers control it.
+MAX_URL_LENGTH = 8192
+
+
+def query_of(url_query: object, http_target: object, full_url: object = None) -> str | None:
+    """The query string: ``url.query``, else the part of ``http.target`` after ``?``, else
+    that of the full URL (``url.full`` or ``http.url``), without its fragment."""
     if isinstance(url_query, str):
         return url_query
     if isinstance(http_target, str):
         _, mark, query = http_target.partition("?")
-        return query if mark else None
+        if mark:
+            return query
+    if isinstance(full_url, str):
+        _, mark, query = full_url[:MAX_URL_LENGTH].partition("?")
+        return query.partition("#")[0] if mark else None
     return None
 
 
-def path_of(url_path: object, http_target: object) -> str | None:
+def path_of(url_path: object, http_target: object, full_url: object = None) -> str | None:
+    """The path: ``url.path``, else ``http.target`` before ``?``, else the full URL's."""
     if isinstance(url_path, str):
         return url_path
     if isinstance(http_target, str):
         return http_target.partition("?")[0]
+    if isinstance(full_url, str):
+        rest = full_url[:MAX_URL_LENGTH].partition("://")[2]
+        if rest:
+            path = "/" + rest.partition("/")[2]
+            return path.partition("?")[0].partition("#")[0]
     return None
+
+
+_ROUTE_PARAMETER = re.compile(r"<(?:[^:<>/]+:)?(?P<name>[^:<>/]+)>")
+_REGEX_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>[^)]*\)")
+
+
+def normal_route(route: str) -> str:
+    """One name for a route whatever the framework wrote it as: a leading slash, and
+    parameters in braces, the form of OpenAPI and of the HTTP semantic conventions'
+    examples. Django's ``product/<int:pid>`` and ``^product/(?P<pid>\\d+)$``, Flask's
+    ``/product/<int:pid>`` and FastAPI's ``/product/{pid}`` all become ``/product/{pid}``.
+
+    >>> normal_route("product/<int:pid>"), normal_route("/cart")
+    ('/product/{pid}', '/cart')
+    """
+    text = route.strip()
+    if text.startswith("^"):
+        text = text[1:]
+    if text.endswith("$"):
+        text = text[:-1]
+    text = _REGEX_GROUP.sub(lambda m: "{" + m.group("name") + "}", text)
+    text = _ROUTE_PARAMETER.sub(lambda m: "{" + m.group("name") + "}", text)
+    return text if text.startswith("/") else "/" + text
 
 
 class PageGroups:
@@ -135,7 +175,10 @@ class PageGroups:
                     return str(result)
                 continue
             assert pattern is not None
-            for target in (route, path, name):
+            # A rule is tried on the route as the framework wrote it, then in its normal
+            # form (so /product/* matches Django's product/<int:pid> too), the path, the name.
+            normal = normal_route(route) if route is not None else None
+            for target in (route, normal if normal != route else None, path, name):
                 if target is not None and pattern.match(target):
                     return group
         return None
@@ -183,7 +226,8 @@ class Enricher:
                 if self._baggage.allows(key) and key not in attributes:
                     writes.setdefault(key, sanitize_dimension(value, self._max_length))
         target = attributes.get(HTTP_TARGET)
-        query = query_of(attributes.get(URL_QUERY), target)
+        full = attributes.get(URL_FULL, attributes.get(HTTP_URL))
+        query = query_of(attributes.get(URL_QUERY), target, full)
         if query and "utm_" in query:
             campaign = parse_utm(query, self._max_length)
             if campaign is not None:
@@ -194,7 +238,7 @@ class Enricher:
         if self._rules and PAGE_GROUP not in attributes:
             route = attributes.get(HTTP_ROUTE)
             group = self._rules.match(route if isinstance(route, str) else None,
-                                      path_of(attributes.get(URL_PATH), target), span.name)
+                                      path_of(attributes.get(URL_PATH), target, full), span.name)
             if group is not None:
                 writes.setdefault(PAGE_GROUP, group)
         if writes:
@@ -207,10 +251,11 @@ class Enricher:
         route = attributes.get(HTTP_ROUTE)
         group = None
         if self._rules:
-            path = path_of(attributes.get(URL_PATH), attributes.get(HTTP_TARGET))
+            path = path_of(attributes.get(URL_PATH), attributes.get(HTTP_TARGET),
+                           attributes.get(URL_FULL, attributes.get(HTTP_URL)))
             group = self._rules.match(route if isinstance(route, str) else None, path, name)
         if group is None:
-            group = route if isinstance(route, str) and route else name
+            group = normal_route(route) if isinstance(route, str) and route else name
         dims = [MISSING] * self._dimensions
         dims[self.page_group_at] = sanitize_dimension(group, self._max_length)
         fallback = tuple(dims)
