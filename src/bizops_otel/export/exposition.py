@@ -163,21 +163,53 @@ def make_wsgi_app(source: Callable[[], Snapshot | None],
     half the time of the default level for a body about a third larger.
     """
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = b""
-        if registry is not None:
-            body = generate_latest(registry)
-        if b"# HELP bizops_" not in body:
-            body += render(source(), health() if health is not None else ())
-        headers = [("Content-Type", CONTENT_TYPE)]
-        if compress and accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
-            body = gzip.compress(body, compresslevel=1)
-            headers.append(("Content-Encoding", "gzip"))
-        if compress:
-            headers.append(("Vary", "Accept-Encoding"))
-        headers.append(("Content-Length", str(len(body))))
+        body, headers = _response(source, health, compress, registry,
+                                  environ.get("HTTP_ACCEPT_ENCODING", ""))
         start_response("200 OK", headers)
         return [body]
     return app
+
+
+def make_asgi_app(source: Callable[[], Snapshot | None],
+                  health: HealthSource | None = None, compress: bool = True,
+                  registry: CollectorRegistry | None = None) -> Callable[..., Any]:
+    """The same as :func:`make_wsgi_app`, for ASGI: mount it at ``/metrics`` in Starlette
+    or FastAPI (``app.mount("/metrics", make_asgi_app(handle.snapshot))``). The render runs
+    on a worker thread, so the event loop keeps serving requests meanwhile."""
+    import asyncio
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any],
+                  send: Callable[..., Any]) -> None:
+        if scope.get("type") != "http":
+            return
+        accept = ""
+        for name, value in scope.get("headers") or ():
+            if name == b"accept-encoding":
+                accept = bytes(value).decode("latin-1")
+        body, headers = await asyncio.to_thread(_response, source, health, compress,
+                                                registry, accept)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers]})
+        await send({"type": "http.response.body", "body": body})
+    return app
+
+
+def _response(source: Callable[[], Snapshot | None], health: HealthSource | None,
+              compress: bool, registry: CollectorRegistry | None,
+              accept_encoding: str) -> tuple[bytes, list[tuple[str, str]]]:
+    body = b""
+    if registry is not None:
+        body = generate_latest(registry)
+    if b"# HELP bizops_" not in body:
+        body += render(source(), health() if health is not None else ())
+    headers = [("Content-Type", CONTENT_TYPE)]
+    if compress and accepts_gzip(accept_encoding):
+        body = gzip.compress(body, compresslevel=1)
+        headers.append(("Content-Encoding", "gzip"))
+    if compress:
+        headers.append(("Vary", "Accept-Encoding"))
+    headers.append(("Content-Length", str(len(body))))
+    return body, headers
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._cookies import mint, session_from_header, set_cookie_header
+from ._cookies import mint, set_cookie_header
+from ._request import request_values
 from .context import business_context
 
 Scope = MutableMapping[str, Any]
@@ -48,9 +49,10 @@ class BusinessContextASGIMiddleware:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        session = session_from_header(_cookie_header(scope), self._session_cookie)
-        if session is None and self._mint:
-            session = mint()
+        query = bytes(scope.get("query_string") or b"").decode("latin-1")
+        values = request_values(_cookie_header(scope), self._session_cookie, query)
+        if "session_id" not in values and self._mint:
+            session = values["session_id"] = mint()
             cookie = set_cookie_header(self._session_cookie, session,
                                        secure=scope.get("scheme") == "https").encode()
             inner = send
@@ -61,8 +63,8 @@ class BusinessContextASGIMiddleware:
                 await inner(message)
 
             send = send_with_cookie
-        if session is None:
+        if not values:
             await self.app(scope, receive, send)
             return
-        with business_context(session_id=session):
+        with business_context(**values):
             await self.app(scope, receive, send)

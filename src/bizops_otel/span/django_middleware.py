@@ -15,11 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ._cookies import MINTED_MAX_AGE, mint
+from ._request import request_values
 from .context import business_context
 
 
 class BusinessContextMiddleware:
-    """Runs each request inside ``business_context(session_id=<cookie>)``."""
+    """Runs each request inside ``business_context(session_id=<cookie>)``, with the
+    campaign of a landing URL too: Django's development server gives the instrumentation
+    no request URI, so its spans carry no query to find it in."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         from django.conf import settings
@@ -31,13 +34,14 @@ class BusinessContextMiddleware:
         self._mint = bool(getattr(settings, "BIZOPS_OTEL_MINT_SESSION", False))
 
     def __call__(self, request: Any) -> Any:
-        session = request.COOKIES.get(self._session_cookie) or None
+        values = request_values(request.META.get("HTTP_COOKIE"), self._session_cookie,
+                                request.META.get("QUERY_STRING"))
         minted = None
-        if session is None and self._mint:
-            session = minted = mint()
-        if session is None:
+        if "session_id" not in values and self._mint:
+            values["session_id"] = minted = mint()
+        if not values:
             return self.get_response(request)
-        with business_context(session_id=session):
+        with business_context(**values):
             response = self.get_response(request)
         if minted is not None:
             response.set_cookie(self._session_cookie, minted, max_age=MINTED_MAX_AGE,

@@ -7,14 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._cookies import mint, session_from_header, set_cookie_header
+from ._cookies import mint, set_cookie_header
+from ._request import request_values
 from .context import business_context
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class BusinessContextMiddleware:
-    """Runs each request inside ``business_context(session_id=<cookie>)``.
+    """Runs each request inside ``business_context(session_id=<cookie>)``, with the
+    campaign of a landing URL too (for servers whose spans carry no query).
 
     Wrap the application outside the OpenTelemetry WSGI middleware, so the session is
     known when the request span starts (inside works too: the span gets it on entry)::
@@ -33,9 +35,10 @@ class BusinessContextMiddleware:
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
-        session = session_from_header(environ.get("HTTP_COOKIE"), self._session_cookie)
-        if session is None and self._mint:
-            session = mint()
+        values = request_values(environ.get("HTTP_COOKIE"), self._session_cookie,
+                                environ.get("QUERY_STRING"))
+        if "session_id" not in values and self._mint:
+            session = values["session_id"] = mint()
             cookie = set_cookie_header(self._session_cookie, session,
                                        secure=environ.get("wsgi.url_scheme") == "https")
 
@@ -46,8 +49,8 @@ class BusinessContextMiddleware:
             respond = start_with_cookie
         else:
             respond = start_response
-        if session is None:
+        if not values:
             return self._app(environ, respond)
-        with business_context(session_id=session):
+        with business_context(**values):
             # The body is produced inside the context too, for streaming responses.
             return list(self._app(environ, respond))

@@ -1,0 +1,144 @@
+"""The framework examples, each run as a user runs it: a real server on 127.0.0.1, real
+requests, a scrape of /metrics and the spans pushed over OTLP to a receiver built from
+opentelemetry-proto. Both HTTP semantic-convention modes: the default, and
+``OTEL_SEMCONV_STABILITY_OPT_IN=http``."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.otlp_decode import decode, value
+from tests.otlp_receiver import grpc_receiver
+from tests.processes import free_port, reap, spawn, stop
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+BIN = Path(sys.executable).parent
+MODES = ["", "http"]
+
+
+def wait_for(port: int, process: subprocess.Popen[Any]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise AssertionError("the example did not start: " + (
+                    process.stdout.read() if process.stdout else "")) from None
+            time.sleep(0.1)
+
+
+def request(port: int, method: str, path: str, cookie: str | None = None) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, headers={"Cookie": cookie} if cookie else {})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def shop_visits(port: int, cookie_name: str) -> None:
+    visitor = f"{cookie_name}=visitor-PLANTED-1"
+    assert request(port, "GET", "/landing?utm_campaign=spring&utm_source=mail", visitor) == 200
+    assert request(port, "GET", "/product/1", visitor) == 200
+    assert request(port, "GET", "/product/2") == 200
+    method = "POST" if cookie_name == "sid" else "GET"
+    assert request(port, method, "/checkout?value=30", visitor) == 200
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    assert "PLANTED" not in text
+    return {(s.name, frozenset((k, v) for k, v in s.labels.items() if v)): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def check(points: dict[Any, float], spans: list[dict[str, str]], checkout: str) -> None:
+    def requests(**labels: str) -> float:
+        return points[("bizops_requests_total",
+                       frozenset((f"bizops_{k}", v) for k, v in labels.items()))]
+
+    assert requests(page_group="/landing", campaign_id="spring") == 1
+    assert requests(page_group="product") == 2
+    assert requests(page_group=checkout) == 1
+    pairs = points[("bizops_kpi_pairs_total", frozenset({("bizops_page_group", checkout),
+                                                         ("bizops_kpi", "order_value")}))]
+    assert pairs == 1
+    landing = [s for s in spans if s.get("bizops.campaign.id") == "spring"]
+    assert landing and landing[0].get("bizops.campaign.source") == "mail"
+    assert landing[0].get("session.id") == "visitor-PLANTED-1"
+
+
+def run_example(arguments: list[str], cwd: Path, env: dict[str, str], port: int,
+                metrics_port: int, cookie_name: str, checkout: str) -> None:
+    with grpc_receiver() as (endpoint, received):
+        environment = {**os.environ, **env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                       "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                       "BIZOPS_OTEL_QUIET": "1"}
+        process = spawn(arguments, cwd=cwd, env=environment, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for(port, process)
+            if metrics_port != port:
+                wait_for(metrics_port, process)
+            shop_visits(port, cookie_name)
+            points = scrape(metrics_port)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with received.lock:
+                    spans = list(received.spans)
+                if any(s.get("bizops.campaign.id") for s in spans):
+                    break
+                time.sleep(0.2)
+            stop(process)
+        finally:
+            reap(process)
+        check(points, spans, checkout)
+        # The same figures reached the OTLP receiver, pushed by the pusher (the SDK's own
+        # MeterProvider pushes the instrumentation's metrics there too).
+        with received.lock:
+            bodies = [r.SerializeToString() for r in received.requests]
+        ours = [b for b in bodies if b"bizops.requests" in b]
+        assert ours, "no bizops export reached the receiver"
+        metrics, _ = decode(ours[-1])
+        assert sum(value(p) for p in metrics["bizops.requests"].points.values()) == 4
+
+
+@pytest.mark.parametrize("semconv", MODES)
+def test_fastapi_example_under_uvicorn(semconv: str) -> None:
+    port = free_port()
+    run_example([str(BIN / "uvicorn"), "app:app", "--app-dir", str(EXAMPLES / "fastapi_shop"),
+                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                EXAMPLES / "fastapi_shop", {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv},
+                port, port, "sid", "/checkout")
+
+
+@pytest.mark.parametrize("semconv", MODES)
+def test_django_example_under_opentelemetry_instrument(semconv: str) -> None:
+    port, metrics_port = free_port(), free_port()
+    run_example([str(BIN / "opentelemetry-instrument"), sys.executable, "manage.py",
+                 "runserver", "--noreload", f"127.0.0.1:{port}"],
+                EXAMPLES / "django_shop",
+                {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv,
+                 "DJANGO_SETTINGS_MODULE": "shop.settings",
+                 "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
+                 "OTEL_LOGS_EXPORTER": "none",
+                 "BIZOPS_OTEL_PROMETHEUS_PORT": str(metrics_port),
+                 "BIZOPS_OTEL_PROMETHEUS_ADDR": "127.0.0.1",
+                 "BIZOPS_OTEL_PAGE_GROUPS": "/product/*=product"},
+                port, metrics_port, "sessionid", "/checkout")
