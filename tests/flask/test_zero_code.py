@@ -1,5 +1,5 @@
-"""Zero-code: ``opentelemetry-instrument python app.py`` with BIZOPS_OTEL_* set, and an
-app that never imports bizops-otel."""
+"""Zero-code: ``examples/flask_zero_code`` under ``opentelemetry-instrument`` with
+BIZOPS_OTEL_* set, an app that never imports bizops-otel."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from bizops_otel.aggregate import persist
 from tests.processes import free_port, reap, spawn, stop
 
-APP = Path(__file__).parent / "plain_shop.py"
+APP = Path(__file__).parent.parent.parent / "examples" / "flask_zero_code" / "app.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
 

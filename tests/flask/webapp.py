@@ -3,10 +3,12 @@ real WSGI server on 127.0.0.1, for integration tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
@@ -18,12 +20,21 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 import bizops_otel
 from bizops_otel.span.wsgi import BusinessContextMiddleware
-from tests.flask.plain_shop import add_pages
+
+
+def _example_pages() -> Any:
+    """``add_pages`` of examples/flask_zero_code, the zero-code example's own pages."""
+    path = Path(__file__).parents[2] / "examples" / "flask_zero_code" / "app.py"
+    spec = importlib.util.spec_from_file_location("flask_zero_code_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.add_pages
 
 
 def create_app(provider: TracerProvider) -> Flask:
     app = Flask("shop")
-    add_pages(app)
+    _example_pages()(app)
 
     @app.post("/checkout")
     def checkout() -> str:
