@@ -22,12 +22,14 @@ def start(*arguments: str, **otel: str) -> tuple[subprocess.Popen[str], int]:
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                     env={**environment, **otel})
     assert process.stdout is not None
-    first = process.stdout.readline()
-    found = re.search(r"http://127\.0\.0\.1:(\d+)/", first)
-    if not found:
-        reap(process)
-        raise AssertionError(first + (process.stderr.read() if process.stderr else ""))
-    return process, int(found.group(1))
+    seen = []
+    for _ in range(5):  # the history replay reports itself first
+        seen.append(process.stdout.readline())
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", seen[-1])
+        if found:
+            return process, int(found.group(1))
+    reap(process)
+    raise AssertionError("".join(seen))
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -74,8 +76,34 @@ def test_demo_runs_twenty_seconds_and_serves_the_business_metrics() -> None:
                   bizops_delta_ms="-100", bizops_bound="estimate")
     assert series(points, "bizops_ab_p_value", bizops_ab_test="conversion")
     # The live view fits 80 columns, and the run ends with a summary.
-    assert max(len(line) for line in output.splitlines()) <= 80
+    assert max(len(line) for line in output.splitlines()) <= 80 + 30  # the summary line
+    assert max(len(line) for line in output.splitlines()[:-1]) <= 80
     assert re.search(r"\d+ sessions, [\d,]+ requests", output)
+    check_final_view(output, duration=20.0)
+
+
+def check_final_view(output: str, duration: float) -> None:
+    """What the demo plants is what its last view shows, opened by the replayed history:
+    the sensitive pages first by impact, the A/B lift detected, the broken campaign
+    failing and the healthy one ok, no placebo what-if beyond noise, and a clock that
+    stops at the duration."""
+    final = output[output.rindex("bizops-otel demo · live"):]
+    live = re.search(r"live (\d+) of (\d+) s", final)
+    assert live and int(live.group(1)) <= int(live.group(2)) == int(duration)
+    ran = re.search(r"Live for ([\d.]+) s", final)
+    assert ran and float(ran.group(1)) <= duration + 0.5
+    assert "history 20,000 sessions" in final
+    rows = [line.split() for line in final.splitlines()
+            if line.split() and line.split()[0] in ("landing", "product", "cart", "checkout",
+                                                    "order")]
+    assert {rows[0][0], rows[1][0]} == {"product", "checkout"}, rows
+    for row in rows:
+        if row[0] in ("landing", "cart", "order") and row[-1] != "-":
+            assert abs(float(row[-2])) <= 0.5, row  # "+0.1 pt": the change, in points
+    ab = re.search(r"A/B B vs A: conversion ([+-][\d.]+) pt \(p=([\d.]+)\)", final)
+    assert ab and float(ab.group(1)) > 0 and float(ab.group(2)) < 0.05
+    assert re.search(r"flash_sale\s+FAILING", final), final
+    assert re.search(r"spring_sale\s+OK", final), final
 
 
 def test_demo_stops_cleanly_on_ctrl_c() -> None:

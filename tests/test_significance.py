@@ -72,3 +72,24 @@ def test_correlation_difference_by_fisher_z() -> None:
     assert result.statistic == pytest.approx(z, rel=1e-12)
     assert result.p_value == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-10)
     assert math.isnan(sig.correlation_difference(0.5, 3, 0.2, 100).p_value)
+
+
+@pytest.mark.parametrize(("rate", "lift"), [(0.3, 0.15), (0.08, 0.25)])
+def test_trials_to_detect_gives_the_stated_power(rate: float, lift: float) -> None:
+    """With the trials it names, the z-test detects the planted lift in 80% of simulated
+    experiments (at the 5% level), and not in 80% with a tenth of them."""
+    from bizops_otel.analytics.significance import trials_to_detect
+
+    n = round(trials_to_detect(rate, lift))
+    rng = np.random.default_rng(17)
+
+    def power(trials: int, runs: int = 3000) -> float:
+        a = rng.binomial(trials, rate, runs)
+        b = rng.binomial(trials, rate * (1 + lift), runs)
+        return float(np.mean([sig.two_proportions(float(x), trials, float(y), trials).p_value
+                              < 0.05 for x, y in zip(a, b, strict=True)]))
+
+    assert power(n) == pytest.approx(0.80, abs=0.03)
+    assert power(max(1, n // 10)) < 0.3
+    assert math.isinf(sig.trials_to_detect(0.0, 0.15))
+    assert math.isinf(sig.trials_to_detect(0.95, 0.15))  # the lifted rate would pass 1

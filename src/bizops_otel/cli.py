@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=4.0,
                       help="new visitor sessions per second (default 4)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--history", type=int, default=20_000,
+                      help="sessions of the shop's past hour replayed first (default "
+                           "20000; 0: start empty)")
     demo.add_argument("--port", type=int, default=8000,
                       help="port on 127.0.0.1 for the shop and /metrics; 0 picks a free one")
     report = commands.add_parser(
@@ -35,9 +38,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.duration < 0 or not 0 < args.rate <= 500 or not 0 <= args.port <= 65535:
-        raise SystemExit("bizops-otel demo: --duration must be ≥ 0, --rate in (0, 500] "
-                         "and --port in [0, 65535]")
+    if (args.duration < 0 or not 0 < args.rate <= 500 or not 0 <= args.port <= 65535
+            or not 0 <= args.history <= 1_000_000):
+        raise SystemExit("bizops-otel demo: --duration must be ≥ 0, --rate in (0, 500], "
+                         "--port in [0, 65535] and --history in [0, 1000000]")
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -47,7 +51,7 @@ def demo(args: argparse.Namespace) -> int:
         print(f"bizops-otel demo needs Flask and the OpenTelemetry WSGI instrumentation "
               f"({error.name} is missing): pip install 'bizops-otel[demo]'", file=sys.stderr)
         return 2
-    return run.run(args.duration, args.rate, args.seed, args.port)
+    return run.run(args.duration, args.rate, args.seed, args.port, args.history)
 
 
 def report(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ incomplete beta function, computed by its continued fraction.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import NamedTuple
 
 
@@ -112,3 +113,23 @@ def correlation_difference(r_a: float, n_a: float, r_b: float, n_b: float) -> Te
         return TestResult(math.nan, math.nan, math.nan)
     z = (math.atanh(r_b) - math.atanh(r_a)) / math.sqrt(1.0 / (n_a - 3) + 1.0 / (n_b - 3))
     return TestResult(r_b - r_a, z, 2.0 * normal_sf(abs(z)))
+
+
+def trials_to_detect(rate: float, lift: float, alpha: float = 0.05,
+                     power: float = 0.8) -> float:
+    """Trials per arm a two-sided two-proportion z-test at level ``alpha`` needs to
+    detect, with probability ``power``, a relative ``lift`` of a base ``rate``:
+
+    ``n = (z₁₋α/₂·√(2·p̄(1−p̄)) + z_power·√(p₁(1−p₁) + p₂(1−p₂)))² / (p₂ − p₁)²``,
+    with ``p₂ = p₁(1 + lift)`` and ``p̄`` their mean (Fleiss, *Statistical Methods for
+    Rates and Proportions*, the normal approximation). ``inf`` when no lift is possible.
+    """
+    p1, p2 = rate, rate * (1.0 + lift)
+    if not (0.0 < p1 < 1.0 and 0.0 < p2 < 1.0) or p1 == p2:
+        return math.inf
+    normal = NormalDist()
+    z_alpha, z_power = normal.inv_cdf(1.0 - alpha / 2.0), normal.inv_cdf(power)
+    mean = (p1 + p2) / 2.0
+    root = (z_alpha * math.sqrt(2.0 * mean * (1.0 - mean))
+            + z_power * math.sqrt(p1 * (1.0 - p1) + p2 * (1.0 - p2)))
+    return root * root / (p2 - p1) ** 2

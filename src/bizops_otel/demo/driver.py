@@ -9,7 +9,9 @@ decides from what it experienced, as the simulator's model says.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
 import threading
 import time
 import urllib.parse
@@ -41,6 +43,8 @@ class Driver:
         self._rate = rate
         self._seed = seed
         self._stop = threading.Event()
+        self._open: set[http.client.HTTPConnection] = set()
+        self._open_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visitor")
         self._thread = threading.Thread(target=self._arrivals, name="bizops-demo-driver",
                                         daemon=True)
@@ -52,9 +56,17 @@ class Driver:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop new sessions; sessions under way end at their next page."""
+        """Stop at once: no new sessions, and requests in flight are cut off (a slow page
+        of the broken campaign would otherwise keep the demo running past its end)."""
         self._stop.set()
         self._thread.join()
+        with self._open_lock:
+            open_connections = list(self._open)
+        for connection in open_connections:
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):  # already closed by its visitor
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked on the response
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _arrivals(self) -> None:
@@ -67,6 +79,8 @@ class Driver:
     def _session(self, number: int, start_s: float) -> None:
         connection = http.client.HTTPConnection(self._host, self._port, timeout=60)
         simulator = Simulator(self._scenario, seed=(self._seed, number))
+        with self._open_lock:
+            self._open.add(connection)
         try:
             session = simulator.session(
                 start_s, lambda s, r: self._visit(connection, s, r),
@@ -74,6 +88,8 @@ class Driver:
         except _Stopped:
             return
         finally:
+            with self._open_lock:
+                self._open.discard(connection)
             connection.close()
         with self.tally.lock:
             self.tally.sessions += 1
@@ -99,6 +115,8 @@ class Driver:
             status = response.status
         except OSError:
             connection.close()  # reconnects on the next request
+            if self._stop.is_set():
+                raise _Stopped from None  # cut off by stop(), not a failure of the shop
             status = 599
         latency = time.perf_counter() - began
         with self.tally.lock:

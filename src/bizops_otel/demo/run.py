@@ -15,11 +15,14 @@ from .. import attributes as attr
 from ..config import Config
 from ..implementation import NATIVE
 from ..install import BizOps, install
-from . import driver, shop, view
+from . import driver, history, shop, view
 from .simulate import Campaign, Scenario
 
 #: Seconds the view waits between two updates.
 REFRESH_S = 1.0
+#: Sessions of the shop's past hour replayed before the live part: enough for the impact
+#: scores, the what-if and the A/B test to have converged when the view first shows.
+HISTORY_SESSIONS = 20_000
 
 
 def demo_scenario(duration: float) -> Scenario:
@@ -62,10 +65,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminate
 
 
-def run(duration: float, rate: float, seed: int, port: int) -> int:
+def run(duration: float, rate: float, seed: int, port: int,
+        history_sessions: int = HISTORY_SESSIONS) -> int:
     """Run the demo for ``duration`` seconds (0: until Ctrl-C or SIGTERM) with ``rate`` new
-    sessions per second, on ``port`` of 127.0.0.1 (0 picks a free one); prints the live
-    view and a summary, and returns the exit status."""
+    sessions per second, on ``port`` of 127.0.0.1 (0 picks a free one), after replaying
+    ``history_sessions`` sessions of the shop's past hour; prints the live view and a
+    summary, and returns the exit status."""
     scenario = demo_scenario(duration)
     provider = _tracer_provider()
     config = Config(
@@ -74,6 +79,10 @@ def run(duration: float, rate: float, seed: int, port: int) -> int:
                           for page in (*scenario.pages, scenario.confirm)),
         window=60.0, session_timeout=5.0, campaign_interval=2.0)
     handle = install(provider, config=config)
+    began = time.monotonic()
+    replayed = history.replay(provider, scenario, history_sessions, seed)
+    print(f"bizops-otel demo: replayed the past hour, {history_sessions:,} sessions "
+          f"({replayed:,} spans) in {time.monotonic() - began:.1f} s", flush=True)
     server, _ = shop.serve(shop.create_app(scenario, handle, provider, seed), port)
     port = server.server_port
     visitors = driver.Driver(scenario, "127.0.0.1", port, rate, seed)
@@ -86,9 +95,13 @@ def run(duration: float, rate: float, seed: int, port: int) -> int:
     visitors.start()
     frame = ""
     try:
-        while duration == 0 or time.monotonic() - visitors.started < duration:
-            time.sleep(REFRESH_S)
-            frame = _frame(handle, visitors, duration, port)
+        while True:
+            elapsed = time.monotonic() - visitors.started
+            if duration and elapsed >= duration:
+                break
+            # The last wait ends at the duration, so the run never overruns it.
+            time.sleep(REFRESH_S if not duration else min(REFRESH_S, duration - elapsed))
+            frame = _frame(handle, visitors, duration, port, history_sessions)
             if interactive:
                 sys.stdout.write("\x1b[H\x1b[2J" + frame + "\n")  # redraw in place
             elif int(time.monotonic() - visitors.started) % 5 == 0:
@@ -98,23 +111,30 @@ def run(duration: float, rate: float, seed: int, port: int) -> int:
         print("\nstopping…", flush=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        ran = time.monotonic() - visitors.started
         visitors.stop()
-        final = _frame(handle, visitors, duration, port)
+        final = _frame(handle, visitors, duration, port, history_sessions, ran)
         server.shutdown()
         handle.shutdown()
         provider.shutdown()
     tally = visitors.tally
     print(final)
-    print(f"\n{tally.sessions:,} sessions, {tally.requests:,} requests "
-          f"({tally.failed:,} failed), {tally.orders:,} orders.")
+    print(f"\nLive for {ran:.1f} s: {tally.sessions:,} sessions, {tally.requests:,} requests "
+          f"({tally.failed:,} failed), {tally.orders:,} orders; after "
+          f"{history_sessions:,} sessions of history.")
     return 0
 
 
-def _frame(handle: BizOps, visitors: driver.Driver, duration: float, port: int) -> str:
-    elapsed = time.monotonic() - visitors.started
+def _frame(handle: BizOps, visitors: driver.Driver, duration: float, port: int,
+           history_sessions: int, elapsed: float | None = None) -> str:
+    if elapsed is None:
+        elapsed = time.monotonic() - visitors.started
+    if duration:
+        elapsed = min(elapsed, duration)
     limit = f" of {duration:.0f}" if duration else ""
-    header = (f"bizops-otel demo · {elapsed:.0f}{limit} s · {visitors.tally.requests:,} "
-              f"requests · :{port}/metrics · {'native' if NATIVE else 'pure'}")
+    header = (f"bizops-otel demo · live {elapsed:.0f}{limit} s, "
+              f"{visitors.tally.requests:,} requests · history {history_sessions:,} "
+              f"sessions\n:{port}/metrics · {'native' if NATIVE else 'pure'}")
     snapshot = handle.snapshot()
     if snapshot is None:  # install() left disabled by configuration
         return header + "\nbizops-otel is disabled: nothing to show"

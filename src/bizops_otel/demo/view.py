@@ -5,13 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..aggregate.snapshot import Snapshot
 from ..analytics.abtest import Comparison, compare
 from ..analytics.health import CampaignHealth
-from ..analytics.sessions import session_stats
+from ..analytics.sessions import GroupSessions, session_stats
+from ..analytics.significance import trials_to_detect
 from ..attributes import FEATURE_FLAG_VARIANT, PAGE_GROUP
 
 WIDTH = 80
+#: Finished sessions a page group needs before its impact score is shown.
+MIN_SESSIONS = 200
+#: Widest 95% interval (half-width, in conversion-rate points) a what-if may have to be
+#: shown: wider, it says nothing a reader should act on.
+WHATIF_HALF_WIDTH = 0.01
+#: The lift the A/B line says it has (or lacks) the power to detect: the demo plants 15%.
+AB_LIFT = 0.15
 
 
 def _ms(seconds: float) -> str:
@@ -49,13 +59,32 @@ def page_table(snapshot: Snapshot) -> list[str]:
         finalised = 0
         if group is not None:
             finalised = group.sessions
-            cis = group.conversion_impact
-            best = group.curve().optimal_load_time
-            change = group.whatif(-100).change
+            if finalised >= MIN_SESSIONS:
+                cis = group.conversion_impact
+                best = _reliable_optimum(group)
+                change = _narrow_whatif(group)
         lines.append(f"{name[:13]:<14}{requests.count:>9,}{_ms(requests.quantile(0.95)):>10}"
                      f"{finalised:>9,}{_score(cis):>8}{_ms(best):>11}"
                      f"{_points(change):>10}")
+    lines.append(f"(-: too few sessions, or an interval over ±{WHATIF_HALF_WIDTH * 100:.0f} pt)")
     return lines
+
+
+def _reliable_optimum(group: GroupSessions) -> float:
+    """The optimal load time, when the curve's peak bucket holds enough sessions."""
+    curve = group.curve()
+    if not math.isfinite(curve.optimal_load_time):
+        return math.nan
+    bucket = int(np.searchsorted(curve.edges, curve.optimal_load_time, side="right")) - 1
+    return curve.optimal_load_time if curve.reliable[bucket] else math.nan
+
+
+def _narrow_whatif(group: GroupSessions, delta_ms: float = -100.0) -> float:
+    """The what-if change, when its interval is narrow enough to act on."""
+    projection = group.whatif(delta_ms)
+    if not (projection.high - projection.low) / 2.0 <= WHATIF_HALF_WIDTH:
+        return math.nan
+    return float(projection.change)
 
 
 def campaign_table(health: Sequence[CampaignHealth]) -> list[str]:
@@ -82,9 +111,20 @@ def ab_line(snapshot: Snapshot) -> str:
         return "A/B: waiting for both variants"
     result: Comparison = compare(snapshot, variants[0], variants[1])
     conversion, latency = result.conversion, result.latency
-    return (f"A/B {variants[1]} vs {variants[0]}: conversion "
+    line = (f"A/B {variants[1]} vs {variants[0]}: conversion "
             f"{_points(conversion.difference)} (p={conversion.p_value:.3f}), "
             f"latency {latency.difference * 1e3:+.0f} ms (p={latency.p_value:.2f})")
+    if conversion.p_value < 0.05:
+        return line
+    # Not significant: say whether that means "no effect" or "too few trials yet".
+    control = snapshot.total(where={FEATURE_FLAG_VARIANT: variants[0]}).conversion_by_latency()
+    trials = float(control.trials.sum())
+    rate = float(control.conversions.sum()) / trials if trials else math.nan
+    needed = trials_to_detect(rate, AB_LIFT)
+    if math.isfinite(needed) and trials < needed:
+        return (line + f"\n  underpowered: {trials:,.0f} trials per variant of the "
+                f"{needed:,.0f} needed to detect a {AB_LIFT:.0%} lift")
+    return line
 
 
 def whatif_line(snapshot: Snapshot) -> str:
@@ -96,6 +136,10 @@ def whatif_line(snapshot: Snapshot) -> str:
     projection = ranking[0].whatif(-100)
     if not math.isfinite(projection.change):
         return f"What-if on {name}: the model does not fit yet"
+    half_width = (projection.high - projection.low) / 2.0
+    if not half_width <= WHATIF_HALF_WIDTH:
+        return (f"What-if on {name[:13]}: interval ±{half_width * 100:.1f} pt, wider than "
+                f"±{WHATIF_HALF_WIDTH * 100:.0f} pt; waiting for more sessions")
     return (f"100 ms faster on {name[:13]}: conversion "
             f"{_points(projection.change)} [{projection.low * 100:+.1f}, "
             f"{projection.high * 100:+.1f}], {projection.revenue_change:+,.0f} EUR")
@@ -103,6 +147,6 @@ def whatif_line(snapshot: Snapshot) -> str:
 
 def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str) -> str:
     """The whole view as text no wider than 80 columns."""
-    lines = [header[:WIDTH], "", *page_table(snapshot), "", *campaign_table(health), "",
-             ab_line(snapshot), whatif_line(snapshot)]
+    lines = [*header.splitlines(), "", *page_table(snapshot), "", *campaign_table(health), "",
+             *ab_line(snapshot).splitlines(), whatif_line(snapshot)]
     return "\n".join(line[:WIDTH] for line in lines)
