@@ -13,6 +13,7 @@ import contextlib
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 60.0) -> None:
+    """Wait until something listens on 127.0.0.1:``port``; fail with the process's output
+    if it exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                raise AssertionError(f"{process.args!r} did not listen on {port}: "
+                                     f"{output}") from None
+            time.sleep(0.1)
 
 
 def _default_sigint() -> None:

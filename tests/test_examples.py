@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,24 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.otlp_decode import decode, value
 from tests.otlp_receiver import grpc_receiver
-from tests.processes import free_port, reap, spawn, stop
+from tests.processes import free_port, reap, spawn, stop, wait_for_port
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 BIN = Path(sys.executable).parent
 MODES = ["", "http"]
-
-
-def wait_for(port: int, process: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError("the example did not start: " + (
-                    process.stdout.read() if process.stdout else "")) from None
-            time.sleep(0.1)
 
 
 def request(port: int, method: str, path: str, cookie: str | None = None) -> int:
@@ -93,9 +79,9 @@ def run_example(arguments: list[str], cwd: Path, env: dict[str, str], port: int,
         process = spawn(arguments, cwd=cwd, env=environment, stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT, text=True)
         try:
-            wait_for(port, process)
+            wait_for_port(port, process)
             if metrics_port != port:
-                wait_for(metrics_port, process)
+                wait_for_port(metrics_port, process)
             shop_visits(port, cookie_name)
             points = scrape(metrics_port)
             deadline = time.monotonic() + 20

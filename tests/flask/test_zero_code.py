@@ -4,10 +4,8 @@ BIZOPS_OTEL_* set, an app that never imports bizops-otel."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bizops_otel.aggregate import persist
-from tests.processes import free_port, reap, spawn, stop
+from tests.processes import free_port, reap, spawn, stop, wait_for_port
 
 APP = Path(__file__).parent.parent.parent / "examples" / "flask_zero_code" / "app.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
@@ -32,16 +30,7 @@ def run_app(extra_env: dict[str, str], paths: list[str],
     process = spawn([str(INSTRUMENT), sys.executable, str(APP)], env=env,
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError("the app did not start: " + (process.stdout.read()
-                                         if process.stdout else "")) from None
-                time.sleep(0.1)
+        wait_for_port(port, process, timeout=30)
         for path in paths:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
                 assert reply.status == 200
