@@ -3,6 +3,7 @@ through the SDK's real OTLP exporters, gRPC and HTTP, to a receiver on 127.0.0.1
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -194,3 +195,38 @@ def test_prometheus_port_serves_metrics_from_install_until_shutdown() -> None:
     handle.shutdown()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_shuts_down_without_the_parents_metrics_server() -> None:
+    """The child inherits the server's socket but not its thread; its shutdown must not
+    wait for that thread (a pre-fork worker would never exit)."""
+    import signal
+    import time
+    import urllib.request
+
+    handle = bizops_otel.install(TracerProvider(), config=Config(
+        prometheus_port=0, prometheus_addr="127.0.0.1"))
+    port = handle.metrics_server.server_port
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            handle.shutdown()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the child hung in shutdown")
+    assert os.waitstatus_to_exitcode(status) == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        assert reply.status == 200  # the parent still serves
+    handle.shutdown()

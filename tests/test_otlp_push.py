@@ -348,3 +348,50 @@ def test_the_pusher_never_raises_into_its_caller(Aggregator: Any) -> None:
     assert pusher.export(0.5) is False
     assert pusher.status.failures == {"internal": 1}
     pusher.shutdown(0.1)
+
+
+def test_retries_wait_even_when_the_server_asks_for_no_delay(Aggregator: Any) -> None:
+    """Retry-After: 0 (or a past date) must not turn into a tight loop of sends."""
+    from bizops_otel.export.otlp import push
+    from bizops_otel.export.otlp.transport import Outcome
+
+    sends: list[float] = []
+
+    class Refusing:
+        def send(self, body: bytes, timeout_s: float) -> Outcome:
+            sends.append(time.monotonic())
+            return Outcome(False, "http_503", True, 0.0)
+
+        def close(self) -> None:
+            pass
+
+    opened: list[Refusing] = []
+
+    def open_transport(settings: Any) -> Refusing:
+        opened.append(Refusing())
+        return opened[-1]
+
+    pusher = Pusher(fed(Aggregator).snapshot, settings.load(env("http://127.0.0.1:9", "grpc")),
+                    transport=open_transport)
+    assert not pusher.export(1.0)
+    assert 5 <= len(sends) <= 1.0 / push.MIN_RETRY_DELAY_S + 1
+    pusher.shutdown(0.5)
+    assert not pusher.force_flush(0.5)  # after shutdown: nothing sent, nothing opened
+    assert len(opened) == 1
+
+
+def test_an_explicit_metrics_exporter_is_respected_and_ipv6_endpoints_work() -> None:
+    assert not settings.wanted({"OTEL_METRICS_EXPORTER": "prometheus",
+                                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"})
+    assert settings.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"})
+    assert settings.load({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://[::1]:4317"}).endpoint == \
+        "[::1]:4317"
+
+
+def test_resource_integers_past_int64_stay_decodable() -> None:
+    from bizops_otel import Aggregator as Native
+    from bizops_otel.export.otlp import encode
+
+    body = encode(Native(Config()).snapshot(), resource_attributes={"big": 2**70, "ok": 5})
+    _, resources = decode(body)
+    assert resources == [{"big": str(2**70), "ok": 5}]

@@ -216,3 +216,73 @@ def test_wsgi_middleware_mints_and_reads_back(Aggregator: Any) -> None:
                                                 mint_session=True)) as port:
         minted = visit(port, "sid")
     check(exporter, aggregator, minted)
+
+
+def test_the_session_survives_other_malformed_cookies() -> None:
+    from bizops_otel.span._cookies import session_from_header
+
+    for header in ('prefs={"a":1}; session=abc', "session=abc; x=a b", "msg=héllo; session=abc",
+                   "a=b;c;session=abc", 'session="abc"'):
+        assert session_from_header(header, "session") == "abc", header
+    assert session_from_header("other=1", "session") is None
+    assert session_from_header("session=", "session") is None
+    assert session_from_header("x" * 9000 + "; session=abc", "session") is None  # bounded
+
+
+def test_wsgi_bodies_stream_in_context_and_are_closed() -> None:
+    """A streaming body is passed on chunk by chunk, each produced inside the business
+    context, and closed as PEP 3333 asks; the application's own cookie is never
+    overwritten by a minted one."""
+    from bizops_otel.span.context import AROUND
+    from bizops_otel.span.wsgi import BusinessContextMiddleware
+
+    produced: list[Any] = []
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            for i in range(3):
+                produced.append(dict(AROUND.get() or {}))
+                yield b"chunk%d" % i
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Set-Cookie", "sid=the-apps-own; Path=/")])
+        return Body()
+
+    headers: list[Any] = []
+    middleware = BusinessContextMiddleware(app, session_cookie="sid", mint_session=True)
+    body = middleware({"QUERY_STRING": ""}, lambda status, h, *exc: headers.extend(h))
+    first = next(iter(body))
+    assert first == b"chunk0" and len(produced) == 1  # not buffered
+    assert list(body) == [b"chunk1", b"chunk2"]
+    body.close()  # type: ignore[attr-defined]
+    assert closed == [True]
+    assert all(values.get(attributes.SESSION_ID) for values in produced)
+    assert [v for k, v in headers if k == "Set-Cookie"] == ["sid=the-apps-own; Path=/"]
+
+
+def test_asgi_reads_every_cookie_header() -> None:
+    import asyncio
+
+    from bizops_otel.span.asgi import BusinessContextASGIMiddleware
+    from bizops_otel.span.context import AROUND
+
+    seen: list[Any] = []
+    sent: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(dict(AROUND.get() or {}))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "query_string": b"",
+             "headers": [(b"cookie", b"a=1"), (b"cookie", b"sid=EXISTING")]}
+    middleware = BusinessContextASGIMiddleware(app, session_cookie="sid", mint_session=True)
+    asyncio.run(middleware(scope, None, send))
+    assert seen[0].get(attributes.SESSION_ID) == "EXISTING"
+    assert sent[0]["headers"] == []  # an existing session is not minted again

@@ -150,6 +150,11 @@ class BizOps:
             self.campaigns.restart_after_fork()
         if self.pusher is not None:
             self.pusher.after_fork_in_child()
+        if self.metrics_server is not None:
+            # The parent serves /metrics; the child has its listening socket but not the
+            # thread, and shutdown() would wait for that thread forever.
+            self.metrics_server.server_close()
+            self.metrics_server = None
 
     def write_state(self) -> Path | None:
         """Write the current snapshot to :meth:`state_path` (atomically)."""

@@ -10,7 +10,6 @@ as a client that clears its cookies already can.
 from __future__ import annotations
 
 import secrets
-from http.cookies import CookieError, SimpleCookie
 
 #: A minted session lives this long without a request (seconds), as long as a session's
 #: idle timeout can be configured.
@@ -20,16 +19,30 @@ MAX_HEADER_LENGTH = 8192
 
 
 def session_from_header(header: str | None, name: str) -> str | None:
-    """The value of cookie ``name`` in a ``Cookie`` header, or None (absent, malformed)."""
+    """The value of cookie ``name`` in a ``Cookie`` header, or None (absent or empty).
+
+    Parsed pair by pair, as browsers send it (``a=1; b=2``), not by the standard library's
+    ``SimpleCookie``, which gives up on the whole header when any other cookie in it is
+    malformed (a JSON value, a space, a non-ASCII byte), and would lose the session.
+    """
     if not header or len(header) > MAX_HEADER_LENGTH:
         return None
-    try:
-        morsel = SimpleCookie(header).get(name)
-    except CookieError:
-        return None
-    if morsel is None or not morsel.value:
-        return None
-    return str(morsel.value)
+    for pair in header.split(";"):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value or None
+    return None
+
+
+def sets_cookie(headers: list[tuple[str, str]], name: str) -> bool:
+    """Whether response ``headers`` already set cookie ``name`` (the application's own
+    cookie is never overwritten by a minted one)."""
+    prefix = name + "="
+    return any(key.lower() == "set-cookie" and value.lstrip().startswith(prefix)
+               for key, value in headers)
 
 
 def mint() -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._cookies import mint, set_cookie_header
+from ._cookies import mint, set_cookie_header, sets_cookie
 from ._request import request_values
 from .context import business_context
 
@@ -28,10 +28,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _cookie_header(scope: Scope) -> str | None:
-    for name, value in scope.get("headers") or ():
-        if name == b"cookie":
-            return bytes(value).decode("latin-1")
-    return None
+    """Every ``cookie`` header of the request as one (HTTP/2 may send several)."""
+    values = [bytes(value).decode("latin-1") for name, value in scope.get("headers") or ()
+              if name == b"cookie"]
+    return "; ".join(values) if values else None
 
 
 class BusinessContextASGIMiddleware:
@@ -59,7 +59,11 @@ class BusinessContextASGIMiddleware:
 
             async def send_with_cookie(message: Message) -> None:
                 if message.get("type") == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), (b"set-cookie", cookie)]
+                    headers = list(message.get("headers", ()))
+                    own = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+                           for k, v in headers]
+                    if not sets_cookie(own, self._session_cookie):
+                        message["headers"] = [*headers, (b"set-cookie", cookie)]
                 await inner(message)
 
             send = send_with_cookie

@@ -3,7 +3,8 @@ and ASGI middlewares do. In ``settings.py``::
 
     MIDDLEWARE = ["bizops_otel.span.django_middleware.BusinessContextMiddleware", ...]
     BIZOPS_OTEL_SESSION_COOKIE = "sessionid"   # default: Django's own session cookie
-    BIZOPS_OTEL_MINT_SESSION = False           # True: new visitors get a random id
+    BIZOPS_OTEL_MINT_SESSION = False           # True: new visitors get a random id (needs
+                                               # a cookie name other than Django's own)
 
 Put it first, so every view and every span under the request carries the session. Django
 itself is imported only when the middleware is built.
@@ -32,6 +33,12 @@ class BusinessContextMiddleware:
                                            getattr(settings, "SESSION_COOKIE_NAME",
                                                    "sessionid")))
         self._mint = bool(getattr(settings, "BIZOPS_OTEL_MINT_SESSION", False))
+        if self._mint and self._session_cookie == getattr(settings, "SESSION_COOKIE_NAME",
+                                                          "sessionid"):
+            raise ValueError(
+                "bizops-otel: BIZOPS_OTEL_MINT_SESSION would replace Django's own session "
+                f"cookie {self._session_cookie!r}; set BIZOPS_OTEL_SESSION_COOKIE to a "
+                "cookie of its own (for example 'bizops_session') to mint one")
 
     def __call__(self, request: Any) -> Any:
         values = request_values(request.META.get("HTTP_COOKIE"), self._session_cookie,
@@ -43,7 +50,7 @@ class BusinessContextMiddleware:
             return self.get_response(request)
         with business_context(**values):
             response = self.get_response(request)
-        if minted is not None:
+        if minted is not None and self._session_cookie not in response.cookies:
             response.set_cookie(self._session_cookie, minted, max_age=MINTED_MAX_AGE,
                                 httponly=True, samesite="Lax", secure=request.is_secure())
         return response

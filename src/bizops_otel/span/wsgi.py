@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._cookies import mint, set_cookie_header
+from ._cookies import mint, set_cookie_header, sets_cookie
 from ._request import request_values
 from .context import business_context
 
@@ -44,7 +44,9 @@ class BusinessContextMiddleware:
 
             def start_with_cookie(status: str, headers: list[tuple[str, str]],
                                   *exc_info: Any) -> Any:
-                return start_response(status, [*headers, ("Set-Cookie", cookie)], *exc_info)
+                if not sets_cookie(headers, self._session_cookie):
+                    headers = [*headers, ("Set-Cookie", cookie)]
+                return start_response(status, headers, *exc_info)
 
             respond = start_with_cookie
         else:
@@ -52,5 +54,28 @@ class BusinessContextMiddleware:
         if not values:
             return self._app(environ, respond)
         with business_context(**values):
-            # The body is produced inside the context too, for streaming responses.
-            return list(self._app(environ, respond))
+            body = self._app(environ, respond)
+        return _InContext(body, values)
+
+
+class _InContext:
+    """The application's body, each chunk produced inside the business context (a
+    streaming body runs its code as it is iterated), passed on without buffering, and
+    closed as PEP 3333 asks."""
+
+    def __init__(self, body: Iterable[bytes], values: dict[str, str]) -> None:
+        self._body = body
+        self._chunks = iter(body)
+        self._values = values
+
+    def __iter__(self) -> _InContext:
+        return self
+
+    def __next__(self) -> bytes:
+        with business_context(**self._values):
+            return next(self._chunks)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()

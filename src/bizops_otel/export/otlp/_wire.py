@@ -61,7 +61,9 @@ def any_value(value: AttributeValue) -> bytes:
     if isinstance(value, bool):
         return field_varint(2, int(value))
     if isinstance(value, int):
-        return field_varint(3, value)
+        if -(1 << 63) <= value < (1 << 63):
+            return field_varint(3, value)
+        return field_bytes(1, str(value).encode())  # past int64: kept, as text
     if isinstance(value, float):
         return field_double(4, value)
     return field_bytes(5, b"".join(field_bytes(1, any_value(v)) for v in value))

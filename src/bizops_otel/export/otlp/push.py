@@ -36,6 +36,8 @@ _logger = logging.getLogger("bizops_otel")
 #: Backoff of the first retry, doubled on each further one (before jitter), and its cap.
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
+#: The shortest wait before a retry, even when the server asks for none (Retry-After: 0).
+MIN_RETRY_DELAY_S = 0.1
 
 
 class ExportStatus:
@@ -145,7 +147,10 @@ class Pusher:
 
     # Exporting -------------------------------------------------------------------------
     def export(self, timeout_s: float) -> bool:
-        """One export of the current state, retried until ``timeout_s`` has passed."""
+        """One export of the current state, retried until ``timeout_s`` has passed; False
+        once shut down."""
+        if self._stopped:
+            return False
         deadline = time.monotonic() + timeout_s
         if not self._export_lock.acquire(timeout=max(0.0, timeout_s)):
             return False
@@ -192,6 +197,7 @@ class Pusher:
             if delay is None:
                 ceiling = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** attempt)
                 delay = random.uniform(0.0, ceiling)  # full jitter
+            delay = max(delay, MIN_RETRY_DELAY_S)
             attempt += 1
             if time.monotonic() + delay >= deadline:
                 self.status.failed("deadline", "no time left to retry before the deadline")

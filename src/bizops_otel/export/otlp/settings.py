@@ -39,14 +39,14 @@ class PushSettings:
 
 
 def wanted(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether OTLP metrics are asked for: OTEL_METRICS_EXPORTER names otlp, or an
-    endpoint is set while OTEL_METRICS_EXPORTER does not say none."""
+    """Whether OTLP metrics are asked for: OTEL_METRICS_EXPORTER names otlp; or, when it
+    is not set at all, an OTLP endpoint is. An exporter chosen explicitly (``prometheus``,
+    ``none``) is respected even with an endpoint set for traces."""
     env = os.environ if environ is None else environ
-    exporters = {e.strip() for e in env.get("OTEL_METRICS_EXPORTER", "").split(",")}
-    if "none" in exporters:
-        return False
-    return "otlp" in exporters or bool(env.get(_PREFIX + "ENDPOINT")
-                                       or env.get(_PREFIX + "METRICS_ENDPOINT"))
+    chosen = {e.strip() for e in env.get("OTEL_METRICS_EXPORTER", "").split(",") if e.strip()}
+    if chosen:
+        return "otlp" in chosen
+    return bool(env.get(_PREFIX + "ENDPOINT") or env.get(_PREFIX + "METRICS_ENDPOINT"))
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -93,7 +93,8 @@ def load(environ: Mapping[str, str] | None = None) -> PushSettings:
         parsed = urlparse(url if "://" in url else "//" + url)
         if not parsed.hostname:
             raise ValueError(f"OTLP endpoint {url!r} names no host")
-        endpoint = f"{parsed.hostname}:{parsed.port or 4317}"
+        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+        endpoint = f"{host}:{parsed.port or 4317}"
         insecure = parsed.scheme == "http" or (parsed.scheme != "https" and insecure_flag)
     else:
         # A signal's own endpoint is used as it is; the shared one gets the signal's path.
