@@ -159,12 +159,27 @@ def test_large_exports_split_into_valid_requests_under_the_limit(Aggregator: Any
     built = encoder.metrics(snapshot, time_ns=T0)
     resource = encoder.resource_field(RESOURCE)
     whole = encoder.requests(built, resource, max_bytes=1 << 40)
-    parts = encoder.requests(built, resource, max_bytes=256 * 1024)
-    assert len(whole) == 1 and len(parts) > 4
-    assert max(len(p) for p in parts) <= 256 * 1024 + 16 * 1024  # one chunk's slack at most
+    parts = encoder.requests(built, resource, max_bytes=512 * 1024)
+    assert len(whole) == 1 and len(parts) > 2
+    assert max(len(p) for p in parts) <= 512 * 1024 + 1024  # framing's slack at most
     merged, resources = decode(*parts)
     single, _ = decode(*whole)
     assert resources == [RESOURCE] * len(parts)
     assert merged.keys() == single.keys()
     for name, metric in single.items():
         assert merged[name].points == metric.points, name
+
+
+def test_long_dimension_values_still_fit_the_request_limit(Aggregator: Any) -> None:
+    """Chunks are sized by bytes: 1,024-character values on two dimensions would make a
+    chunk of 2,048 points several megabytes, larger than a Collector accepts."""
+    agg = Aggregator(Config(max_keys=3000, max_value_length=1024))
+    for i in range(3000):
+        agg.record((f"{i:04d}" + "p" * 1020, f"{i:04d}" + "c" * 1020), 0.1 + i * 1e-4,
+                   {"order_value": 1.0, "conversion": 1.0})
+    built = encoder.metrics(agg.snapshot(), time_ns=T0)
+    parts = encoder.requests(built, encoder.resource_field(RESOURCE))
+    assert len(parts) > 3
+    assert max(len(p) for p in parts) <= encoder.DEFAULT_MAX_BYTES + 1024
+    merged, _ = decode(*parts)
+    assert len(merged["bizops.requests"].points) == 3000

@@ -32,10 +32,12 @@ from .points import histogram_points, number_points
 SCOPE = _wire.field_bytes(1, b"bizops_otel") + _wire.field_bytes(2, __version__.encode())
 #: A Collector's gRPC receiver takes 4 MiB per message unless configured otherwise.
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024 - 64 * 1024
-#: Points per kernel call: the unit a large metric is split by (histogram points are
-#: about five times the size of number points; both chunks stay near 150 kB).
+#: Bytes of points per kernel call, at most: the unit a large metric is split by. Sized by
+#: the longest attributes of the rows, so long dimension values (``max_value_length`` up
+#: to 1,024 characters) cannot make a chunk larger than a request may be.
+CHUNK_BYTES = 256 * 1024
+#: Points per kernel call, at most, whatever their size.
 POINTS_PER_CHUNK = 2048
-HISTOGRAM_POINTS_PER_CHUNK = 512
 
 _CUMULATIVE = 2
 _NUMBER_ATTRIBUTES, _HISTOGRAM_ATTRIBUTES = 7, 9
@@ -74,6 +76,15 @@ class _RowAttributes:
 
     def __init__(self) -> None:
         self._built: dict[tuple[int, int], list[bytes]] = {}
+        self._longest: dict[tuple[int, int], int] = {}
+
+    def longest(self, keys: RowLabels, field: int) -> int:
+        """The longest attribute fields of any row: a bound for sizing chunks."""
+        found = self._longest.get((id(keys), field))
+        if found is None:
+            found = self._longest[(id(keys), field)] = max(
+                map(len, self.of(keys, field)), default=0)
+        return found
 
     def of(self, keys: RowLabels, field: int) -> list[bytes]:
         built = self._built.get((id(keys), field))
@@ -119,9 +130,12 @@ def _head(name: str, description: str, unit: str) -> bytes:
             + _wire.field_bytes(3, unit.encode()))
 
 
-def _slices(size: int, per_chunk: int = POINTS_PER_CHUNK) -> Iterator[slice]:
+def _slices(size: int, point_bytes: int) -> Iterator[slice]:
+    """Row slices of at most ``CHUNK_BYTES`` of points that take ``point_bytes`` at most."""
+    per_chunk = max(1, min(POINTS_PER_CHUNK, CHUNK_BYTES // max(1, point_bytes)))
     for start in range(0, size, per_chunk):
         yield slice(start, min(size, start + per_chunk))
+
 
 
 def _number_metric(family: Family, rows: _RowAttributes, start_ns: int,
@@ -138,7 +152,9 @@ def _number_metric(family: Family, rows: _RowAttributes, start_ns: int,
         extra = _labels(_NUMBER_ATTRIBUTES, column.extra)
         chosen = np.ascontiguousarray(column.rows, np.int64)
         values = np.ascontiguousarray(column.values, np.float64)
-        for part in _slices(chosen.shape[0]):
+        point_bytes = (len(head) + 9 + len(extra)
+                       + rows.longest(column.keys, _NUMBER_ATTRIBUTES) + 4)
+        for part in _slices(chosen.shape[0], point_bytes):
             chunks.append(number_points(attributes, extra, chosen[part], values[part], head))
     if not chunks:
         return None
@@ -162,7 +178,9 @@ def _histogram_metric(family: HistogramFamily, rows: _RowAttributes, start_ns: i
         below = np.ascontiguousarray(column.counts, np.int64)
         totals = np.ascontiguousarray(column.totals, np.int64)
         sums = np.ascontiguousarray(column.sums, np.float64)
-        for part in _slices(chosen.shape[0], HISTOGRAM_POINTS_PER_CHUNK):
+        point_bytes = (len(head) + 20 + 8 * (below.shape[1] + 1) + 4 + len(bounds) + len(extra)
+                       + rows.longest(column.keys, _HISTOGRAM_ATTRIBUTES) + 4)
+        for part in _slices(chosen.shape[0], point_bytes):
             chunks.append(histogram_points(attributes, extra, chosen[part], below[part],
                                            totals[part], sums[part], head, bounds))
     if not chunks:
