@@ -128,3 +128,21 @@ def test_django_example_under_opentelemetry_instrument(semconv: str) -> None:
                  "BIZOPS_OTEL_PROMETHEUS_ADDR": "127.0.0.1",
                  "BIZOPS_OTEL_PAGE_GROUPS": "/product/*=product"},
                 port, metrics_port, "sessionid", "/checkout")
+
+
+def test_kpi_table_example_recovers_the_planted_slopes() -> None:
+    """examples/kpi_table.py plants its steepest conversion slope and its only order-value
+    slope (−25 €/s) on checkout; its table must show them there, and no order slope
+    elsewhere."""
+    result = subprocess.run([sys.executable, str(EXAMPLES / "kpi_table.py"), "--spans",
+                             "100000", "--seed", "3"], capture_output=True, text=True,
+                            timeout=120, check=True)
+    rows = [line.split() for line in result.stdout.splitlines()
+            if line.split() and line.split()[0] in ("landing", "product", "cart", "checkout")]
+    assert len(rows) == 12
+    rho = {(r[0], r[1]): float(r[6]) for r in rows}
+    assert max(rho[k] for k in rho if k[0] == "checkout") < min(
+        rho[k] for k in rho if k[0] != "checkout")
+    slopes = [float(r[8]) for r in rows if r[0] == "checkout"]
+    assert all(-35.0 < s < -15.0 for s in slopes), slopes
+    assert all(r[8] == "-" for r in rows if r[0] != "checkout")
