@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -169,7 +170,8 @@ def django_views() -> list[Any]:
 urlpatterns: list[Any] = []
 
 
-def test_django_middleware_under_a_wsgi_server(Aggregator: Any) -> None:
+def configure_django() -> Any:
+    """Django's settings for these tests, made once per process; returns them."""
     import django
     from django.conf import settings
 
@@ -177,8 +179,14 @@ def test_django_middleware_under_a_wsgi_server(Aggregator: Any) -> None:
         settings.configure(
             DEBUG=False, SECRET_KEY="tests", ALLOWED_HOSTS=["127.0.0.1"], ROOT_URLCONF=__name__,
             MIDDLEWARE=["bizops_otel.span.django_middleware.BusinessContextMiddleware"],
-            BIZOPS_OTEL_MINT_SESSION=True, INSTALLED_APPS=[], DATABASES={})
+            BIZOPS_OTEL_MINT_SESSION=True, BIZOPS_OTEL_SESSION_COOKIE="bizops_session",
+            INSTALLED_APPS=[], DATABASES={})
         django.setup()
+    return settings
+
+
+def test_django_middleware_under_a_wsgi_server(Aggregator: Any) -> None:
+    configure_django()
     urlpatterns[:] = django_views()
     from django.core.wsgi import get_wsgi_application
     from opentelemetry.instrumentation.django import DjangoInstrumentor
@@ -188,7 +196,7 @@ def test_django_middleware_under_a_wsgi_server(Aggregator: Any) -> None:
     instrumentor.instrument(tracer_provider=provider)
     try:
         with wsgi_serving(get_wsgi_application()) as port:
-            minted = visit(port, "sessionid")
+            minted = visit(port, "bizops_session")
     finally:
         instrumentor.uninstrument()
     # Django's routes have no leading slash ("checkout"): the /checkout* rule matches their
@@ -286,3 +294,16 @@ def test_asgi_reads_every_cookie_header() -> None:
     asyncio.run(middleware(scope, None, send))
     assert seen[0].get(attributes.SESSION_ID) == "EXISTING"
     assert sent[0]["headers"] == []  # an existing session is not minted again
+
+
+def test_django_refuses_to_mint_under_its_own_session_cookie() -> None:
+    from bizops_otel.span.django_middleware import BusinessContextMiddleware
+
+    settings = configure_django()
+    previous = settings.BIZOPS_OTEL_SESSION_COOKIE
+    settings.BIZOPS_OTEL_SESSION_COOKIE = settings.SESSION_COOKIE_NAME
+    try:
+        with pytest.raises(ValueError, match="replace Django's own session cookie"):
+            BusinessContextMiddleware(lambda request: None)
+    finally:
+        settings.BIZOPS_OTEL_SESSION_COOKIE = previous
