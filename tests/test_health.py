@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from bizops_otel import BizOpsSpanProcessor, Config, attributes
-from bizops_otel.analytics.health import FAILING, OK, WARMING_UP, CampaignHealth, CampaignMonitor
+from bizops_otel.analytics.health import (
+    FAILING,
+    OK,
+    WARMING_UP,
+    CampaignHealth,
+    CampaignMonitor,
+    assess,
+)
 from bizops_otel.demo.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
 from tests.spans import PAGE_RULES
@@ -130,3 +138,42 @@ def test_alerts_need_the_campaign_dimension() -> None:
         handle.on_campaign_alert(print)
     assert handle.campaign_health() == []
     handle.shutdown()
+
+
+def test_one_pass_totals_equal_the_per_campaign_scans(Aggregator: Any) -> None:
+    """assess groups keys once (O(keys) a pass, so thousands of bot campaigns cannot buy
+    the CPU); its figures equal scanning the snapshot campaign by campaign."""
+    from bizops_otel.analytics.health import figures
+
+    rng = np.random.default_rng(8)
+    agg = Aggregator(Config(max_keys=400))
+    pages = ("landing", "product", "cart")
+    for i in range(4000):
+        campaign = f"c{i % 37}" if i % 3 else ""
+        page = pages[(i // 3) % len(pages)] if campaign == "" else pages[i % 2]
+        agg.record((page, campaign), float(rng.lognormal(-1.0, 0.6)),
+                   {"conversion": float(rng.random() < 0.3)}, error=bool(i % 41 == 0))
+    snapshot = agg.snapshot()
+    health = {h.campaign: h for h in assess(snapshot, {})}
+    assert len(health) == 37
+    for name, judged in health.items():
+        own = figures(snapshot.total(where={"bizops.campaign.id": name}))
+        assert judged.own_baseline.requests == own.requests
+        assert judged.own_baseline.p95_s == pytest.approx(own.p95_s, rel=1e-12)
+        assert judged.own_baseline.error_rate == pytest.approx(own.error_rate, rel=1e-12,
+                                                               nan_ok=True)
+        landed = {key[0] for key in snapshot if key[1] == name}
+        site = figures(snapshot.total(
+            keys=lambda key, landed=landed: key[1] == "" and key[0] in landed))
+        assert judged.site_baseline.requests == site.requests
+        assert judged.site_baseline.conversion_rate == pytest.approx(site.conversion_rate,
+                                                                     rel=1e-12)
+    rows = snapshot.rows_by(lambda key: key[0])
+    for page, chosen in rows.items():
+        direct = snapshot.total(keys=lambda key, page=page: key[0] == page)
+        merged = snapshot.total_of(chosen)
+        assert merged.count == direct.count
+        assert merged.pearson("conversion").r == pytest.approx(
+            direct.pearson("conversion").r, rel=1e-9, nan_ok=True)
+        np.testing.assert_array_equal(merged.histogram, direct.histogram)
+    assert snapshot.total_of([]).count == 0

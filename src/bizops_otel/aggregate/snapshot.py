@@ -293,6 +293,36 @@ class Snapshot(Mapping[Key, KeyStats]):
         starts = slice(0, merged.block_row.shape[0])
         return KeyStats(self.config, None, merged.freeze(), 0, starts)
 
+    def rows_by(self, label_of: Callable[[Key], str | None]) -> dict[str, list[int]]:
+        """The state's rows grouped by ``label_of(key)`` (None leaves a row out), in one
+        pass over the keys, the overflow key included; see :meth:`total_of`."""
+        groups: dict[str, list[int]] = {}
+        keys = self._keys
+        for row, key_id in enumerate(self._state.key_ids.tolist()):
+            label = label_of(keys[key_id])
+            if label is not None:
+                groups.setdefault(label, []).append(row)
+        return groups
+
+    def total_of(self, rows: Sequence[int]) -> KeyStats:
+        """The given rows (from :meth:`rows_by`) merged into one. It costs their own size,
+        not the snapshot's: judging every campaign of a snapshot stays linear in keys."""
+        chosen = np.asarray(sorted(rows), np.int64)
+        starts = self._block_starts
+        state = self._state
+        if chosen.size == 0:
+            return KeyStats(self.config, None, _empty_row(len(self.config.kpis)).freeze(), 0,
+                            slice(0, 0))
+        blocks = np.concatenate([np.arange(starts[r], starts[r + 1]) for r in chosen.tolist()])
+        part = StateArrays(
+            np.zeros(chosen.size, np.int64), state.count[chosen], state.errors[chosen],
+            state.latency_sum[chosen], state.kpi_n[chosen], state.kpi_f[chosen],
+            np.searchsorted(chosen, state.block_row[blocks]).astype(np.int64),
+            state.block_code[blocks], state.block_counts[blocks])
+        merged = merge_states([part], len(self.config.kpis))
+        return KeyStats(self.config, None, merged.freeze(), 0,
+                        slice(0, merged.block_row.shape[0]))
+
     def recent(self) -> Snapshot:
         """The sliding window (``config.window`` seconds) as a snapshot of its own."""
         return self if self._recent is None else self._recent

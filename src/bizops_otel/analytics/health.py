@@ -86,13 +86,6 @@ def _judge(recent: Figures, site: Figures, trials: int, limits: Thresholds,
     return OK, "within baseline"
 
 
-def _organic_on(campaign_at: int, page_at: int | None,
-                pages: set[str]) -> Callable[[tuple[str, ...]], bool]:
-    def accepts(key: tuple[str, ...]) -> bool:
-        return key[campaign_at] == MISSING and (page_at is None or key[page_at] in pages)
-    return accepts
-
-
 def assess(snapshot: Snapshot, first_seen: dict[str, int],
            limits: Thresholds | None = None,
            previous: Mapping[str, str] | None = None) -> list[CampaignHealth]:
@@ -106,26 +99,47 @@ def assess(snapshot: Snapshot, first_seen: dict[str, int],
     at = dimensions.index(CAMPAIGN_ID)
     page_at = dimensions.index(PAGE_GROUP) if PAGE_GROUP in dimensions else None
     recent_snapshot = snapshot.recent()
+    # One pass over the keys groups them by campaign and organic traffic by page, so a
+    # pass costs O(keys), not O(campaigns × keys): a bot sending thousands of campaigns
+    # must not buy the service's CPU.
+    own_rows = snapshot.rows_by(lambda key: _campaign_of(key, at))
+    recent_rows = recent_snapshot.rows_by(lambda key: _campaign_of(key, at))
+    organic_rows = snapshot.rows_by(
+        lambda key: (key[page_at] if page_at is not None else "") if key[at] == MISSING
+        else None)
+    pages_of: dict[str, set[str]] = {}
+    if page_at is not None:
+        for key in snapshot:
+            if key[at] != MISSING:
+                pages_of.setdefault(key[at], set()).add(key[page_at])
     campaigns = sorted({key[at] for key in snapshot} - {MISSING})
+    site_of: dict[frozenset[str], Figures] = {}
     result = []
     for campaign in campaigns:
         first_seen.setdefault(campaign, snapshot.taken_ns)
         # The baseline is organic traffic (no campaign) on the pages this campaign's
         # traffic lands on: a campaign sends visitors to landing pages, which are faster
         # and convert differently than the site as a whole.
-        pages = {key[page_at] for key in snapshot
-                 if key[at] == campaign} if page_at is not None else set()
-        site = figures(snapshot.total(keys=_organic_on(at, page_at, pages)))
-        recent_stats = recent_snapshot.total(where={CAMPAIGN_ID: campaign})
+        pages = frozenset(pages_of.get(campaign, ()))
+        site = site_of.get(pages)
+        if site is None:
+            chosen = ([row for page in pages for row in organic_rows.get(page, ())]
+                      if page_at is not None else organic_rows.get("", []))
+            site = site_of[pages] = figures(snapshot.total_of(chosen))
+        recent_stats = recent_snapshot.total_of(recent_rows.get(campaign, []))
         recent = figures(recent_stats)
         histogram = recent_stats.histogram
         trials = int(histogram[1].sum() + histogram[2].sum())
         state, reason = _judge(recent, site, trials, limits,
                                (previous or {}).get(campaign, OK))
-        own = figures(snapshot.total(where={CAMPAIGN_ID: campaign}))
+        own = figures(snapshot.total_of(own_rows.get(campaign, [])))
         result.append(CampaignHealth(campaign, state, reason, first_seen[campaign], recent,
                                      own, site))
     return result
+
+
+def _campaign_of(key: tuple[str, ...], at: int) -> str | None:
+    return key[at] if key[at] != MISSING else None
 
 
 AlertCallback = Callable[[CampaignHealth], Any]
