@@ -1,4 +1,4 @@
-# Native twin of ``bizops_otel/_pure_sessions.py``: the bounded session table.
+# Native twin of ``bizops_otel/aggregate/_sessions_py.py``: the bounded session table.
 # Included by ``_aggregator_c.pyx``. Same rules as the pure twin, which documents them: open
 # sessions in least-recently-seen order (an intrusive doubly linked list over a record
 # array), found by a salted 64-bit hash of the id in an open-addressing index with

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Native twin of ``bizops_otel/export/_digest.py``: per-row digests of the latency
+"""Native twin of ``bizops_otel/export/_digest_py.py``: per-row digests of the latency
 histograms, in one pass over each row's blocks.
 
 The numpy twin builds dense (rows, outcomes, buckets) arrays and runs a dozen whole-array

@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Native twin of ``bizops_otel/export/_lines.py``: exposition lines of whole columns.
+"""Native twin of ``bizops_otel/export/_lines_py.py``: exposition lines of whole
+columns.
 
 The same bytes as the pure twin, written straight into one growing ``bytes`` object that
 is handed over at the end, so tens of megabytes are never copied again. Integral values

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Native twin of ``bizops_otel/_hooks.py``: the span processor's per-span hooks.
+"""Native twin of ``bizops_otel/span/_hooks_py.py``: the span processor's per-span hooks.
 
 Same class, same behaviour, same fallbacks; the pure module is the readable reference.
 The speed comes from reading span fields straight from the instance dict and the span
