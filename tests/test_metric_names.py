@@ -16,36 +16,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from bizops_otel import attributes
-from bizops_otel.analytics.health import assess
-from bizops_otel.demo.simulate import Campaign, Scenario
 from bizops_otel.export.exposition import render
 from bizops_otel.export.family import Family
-from bizops_otel.export.model import metric_families
 from bizops_otel.export.naming import label_name, prometheus_name
 from bizops_otel.export.otel import BUCKET_METRIC
-from bizops_otel.export.otlp.push import ExportStatus
-from tests.spans import run
+from tests.metric_names import DIMENSIONS, emitted_series, every_family
 
 RULES = Path(__file__).parent.parent / "deploy" / "prometheus" / "bizops-rules.yml"
-DIMENSIONS = (attributes.PAGE_GROUP, attributes.CAMPAIGN_ID, attributes.FEATURE_FLAG_VARIANT)
-
-
 @pytest.fixture(scope="module")
 def everything() -> tuple[list[Family], Any, Any]:
-    """Every family the model emits: raw sums, derived gauges, sessions, what-if, A/B,
-    campaign health, and the pusher's own status."""
-    from bizops_otel.aggregate._aggregator_py import Aggregator
-
-    scenario = Scenario(campaigns=(Campaign("spring", 0.3),), variants={"A": 0.0, "B": 0.2})
-    snapshot, _ = run(Aggregator, scenario, 1500, seed=2, dimensions=DIMENSIONS)
-    health = assess(snapshot, {})
-    families, histogram = metric_families(snapshot, health)
-    status = ExportStatus()
-    status.failed("http_503", "planted")
-    status.succeeded(0)
-    families = [*families, *status.families()]
-    assert len(families) > 35
-    return families, histogram, (snapshot, health)
+    return every_family()
 
 
 def _sdk_names(families: list[Family]) -> dict[str, str]:
@@ -121,11 +101,7 @@ def test_the_scrape_writes_the_translated_names(
 def test_every_metric_the_rules_read_is_emitted(
         everything: tuple[list[Family], Any, Any]) -> None:
     families, histogram, _ = everything
-    emitted = {prometheus_name(f.name, f.unit, f.kind) for f in families}
-    base = prometheus_name(histogram.name, histogram.unit, "histogram")
-    emitted |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
-    # The OTel-instruments path has no observable histogram; its bucket counter is read too.
-    emitted.add(prometheus_name(BUCKET_METRIC, "{request}", "counter"))
+    emitted = emitted_series(families, histogram)
     labels = {label_name(d) for d in (*DIMENSIONS, attributes.FEATURE_FLAG_KEY)}
     labels |= {label_name(k) for f in families for c in f.columns for k, _ in c.extra}
     labels |= {label_name(k) for f in families for ls, _ in f.loose for k, _ in ls}

@@ -9,8 +9,6 @@ import pytest
 
 from bizops_otel import Config, ConfigError, Kpi, load_config
 
-README = Path(__file__).parent.parent / "README.md"
-
 
 def test_environment_variables_fill_the_config() -> None:
     config = load_config(environ={
@@ -74,24 +72,6 @@ def test_file_errors_are_clear(tmp_path: Path) -> None:
         load_config(environ={"BIZOPS_OTEL_CONFIG": str(broken)})
     with pytest.raises(ConfigError, match="unknown settings"):
         load_config(environ={}, max_kyes=3)
-
-
-def test_the_readme_example_file_is_valid(tmp_path: Path) -> None:
-    example = re.search(r"```toml\n(.*?)```", README.read_text(), re.S)
-    assert example is not None
-    file = tmp_path / "bizops.toml"
-    file.write_text(example.group(1))
-    config = load_config(environ={"BIZOPS_OTEL_CONFIG": str(file)})
-    assert config.base_currency == "EUR" and config.max_keys == 5000
-    assert "basket_size" in config.kpi_names
-
-
-def test_every_config_field_has_a_documented_variable() -> None:
-    import dataclasses
-
-    text = README.read_text()
-    for field in dataclasses.fields(Config):
-        assert f"BIZOPS_OTEL_{field.name.upper()}" in text, field.name
 
 
 def test_a_misspelt_variable_names_the_one_it_most_likely_meant() -> None:
