@@ -32,6 +32,7 @@ import pytest
 
 from bizops_otel import config, stats
 from bizops_otel.settings import from_environment, load_config
+from bizops_otel.span import enrich
 
 from .metric_names import emitted_series, every_family
 from .processes import free_port
@@ -41,7 +42,7 @@ ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-@pytest.mark.parametrize("module", [config, stats])
+@pytest.mark.parametrize("module", [config, stats, enrich])
 def test_module_examples(module: Any) -> None:
     result = doctest.testmod(module)
     assert result.failed == 0

@@ -18,6 +18,7 @@ import numpy as np
 # PyDict_GetItemWithError, unlike PyDict_GetItem, does not save and restore the error
 # state on every call, which is measurable on the hot path.
 from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble
@@ -869,6 +870,10 @@ cdef class Aggregator:
         ``fallback`` gives, per dimension, the value to use when the span lacks that
         attribute (the span processor passes the page group it derived from the route).
         """
+        self._record_span(attributes, start_ns, end_ns, error, fallback)
+
+    cdef int _record_span(self, object attributes, object start_ns, object end_ns,
+                          object error, object fallback) except -1:
         cdef int64_t start, end
         cdef double values[MAX_KPIS]
         cdef int drops[MAX_KPIS]
@@ -883,16 +888,16 @@ cdef class Aggregator:
         cdef object value
         if type(start_ns) is not int or type(end_ns) is not int:
             self._dropped[R_LATENCY] += 1
-            return
+            return 0
         try:
             start = start_ns
             end = end_ns
         except OverflowError:
             self._dropped[R_LATENCY] += 1
-            return
+            return 0
         if end < start:
             self._dropped[R_LATENCY] += 1
-            return
+            return 0
         is_dict = type(attributes) is dict
         try:
             key = self._span_key(attributes, is_dict, fallback)
@@ -921,9 +926,10 @@ cdef class Aggregator:
                     session = <PyObject *>session_value
         except Exception:
             self._dropped[R_UNREADABLE] += 1
-            return
+            return 0
         self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops,
                      error is True or (error is not False and _truthy(error)), end, session)
+        return 0
 
     def record(self, dims, latency_s, kpis=None, *, error=False, end_ns=None, session=None):
         """Record one observation by dimension values and KPI names. Never raises.
@@ -1133,3 +1139,15 @@ cdef class Aggregator:
         return Snapshot.from_state(self.config, keys, cumulative_arrays,
                                    [dropped[i] for i in range(N_REASONS)], recent_arrays, now,
                                    sessions, started_ns=self._started_ns)
+
+
+# The span hooks (ext/span/_hooks_c.pyx) call record_span for every request span. Through
+# this capsule they call it as a C function, with no Python call and no argument parsing;
+# the hooks take it only for an Aggregator of exactly this type.
+cdef int _record_span_entry(object aggregator, object attributes, object start_ns,
+                            object end_ns, object error, object fallback) except -1:
+    return (<Aggregator>aggregator)._record_span(attributes, start_ns, end_ns, error, fallback)
+
+
+RECORD_SPAN_CAPSULE = PyCapsule_New(<void *>_record_span_entry,
+                                    b"bizops_otel.aggregate.record_span", NULL)

@@ -2,14 +2,20 @@
 """Native twin of ``bizops_otel/span/_hooks_py.py``: the span processor's per-span hooks.
 
 Same class, same behaviour, same fallbacks; the pure module is the readable reference.
-The speed comes from reading span fields straight from the instance dict and the span
-contexts' tuples with the C API, with no Python frame per access.
+The speed comes from reading span fields by attribute access and the span contexts'
+tuples with the C API, with no Python frame per access. Never through ``span.__dict__``:
+on CPython 3.11+ asking for it turns the object's inline attribute values into a real
+dict, and from then on every attribute access of the SDK's own code on that span takes
+the slower path.
 """
 
 from cpython.contextvars cimport get_value as context_var_get
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
+
+import sys
 
 import opentelemetry.context as otel_context
 from opentelemetry.context import get_current
@@ -29,14 +35,6 @@ from bizops_otel.span.context import AROUND, CONTEXT_KEY
 
 cdef object ERROR = StatusCode.ERROR
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT
-cdef str K_PARENT = "_parent"
-cdef str K_KIND = "_kind"
-cdef str K_CONTEXT = "_context"
-cdef str K_ATTRIBUTES = "_attributes"
-cdef str K_START = "_start_time"
-cdef str K_END = "_end_time"
-cdef str K_STATUS = "_status"
-cdef str K_NAME = "_name"
 cdef str S_HTTP_ROUTE = HTTP_ROUTE
 cdef str S_HTTP_TARGET = HTTP_TARGET
 cdef str S_PAGE_GROUP = PAGE_GROUP
@@ -53,25 +51,17 @@ cdef bint CONTEXT_IS_TUPLE = (isinstance(_probe, tuple) and _probe[1] == 2
 del _probe
 
 
-class _MissingField(Exception):
-    pass
-
-
-cdef inline object field(dict fields, str key):
-    cdef PyObject *found = PyDict_GetItemWithError(fields, key)
-    if found == NULL:
-        raise _MissingField(key)
-    return <object>found
+cdef object SPAN_CONTEXT = SpanContext
 
 
 cdef inline object span_id_of(object context):
-    if CONTEXT_IS_TUPLE and type(context) is SpanContext:
+    if CONTEXT_IS_TUPLE and type(context) is SPAN_CONTEXT:
         return <object>PyTuple_GET_ITEM(context, 1)
     return context.span_id
 
 
 cdef inline bint is_remote(object context):
-    if CONTEXT_IS_TUPLE and type(context) is SpanContext:
+    if CONTEXT_IS_TUPLE and type(context) is SPAN_CONTEXT:
         return <object>PyTuple_GET_ITEM(context, 2) is True
     return bool(context.is_remote)
 
@@ -101,6 +91,35 @@ cdef inline object lookup(object mapping, object key):
     return mapping.get(key)
 
 
+cdef inline bint same_span(object started, object context, object span_id):
+    """Whether ``started``, registered at on_start, is the span that ends with
+    ``context``: the SDK hands on_end a read-only copy that shares the span's context."""
+    cdef object theirs = getattr(started, "_context", None)
+    if theirs is context:
+        return True
+    if theirs is None:
+        return started.get_span_context().span_id == span_id
+    return False
+
+
+ctypedef int (*RecordSpan)(object, object, object, object, object, object) except -1
+cdef const char *RECORD_SPAN_NAME = b"bizops_otel.aggregate.record_span"
+
+
+cdef RecordSpan native_record_span(object record):
+    """The native aggregator's record_span as a C function, when ``record`` is the bound
+    record_span of an Aggregator of exactly the native type; else NULL."""
+    owner = getattr(record, "__self__", None)
+    if owner is None or getattr(record, "__name__", None) != "record_span":
+        return NULL
+    module = sys.modules.get(type(owner).__module__)
+    capsule = getattr(module, "RECORD_SPAN_CAPSULE", None)
+    if (module is None or type(owner) is not getattr(module, "Aggregator", None)
+            or capsule is None or not PyCapsule_IsValid(capsule, RECORD_SPAN_NAME)):
+        return NULL
+    return <RecordSpan>PyCapsule_GetPointer(capsule, RECORD_SPAN_NAME)
+
+
 def _is_compiled():
     return True
 
@@ -112,6 +131,8 @@ cdef class SpanHooks:
 
     cdef public bint active
     cdef object _record
+    cdef object _owner
+    cdef RecordSpan _record_c
     cdef dict _live
     cdef tuple _kinds
     cdef bint _local_roots
@@ -119,10 +140,13 @@ cdef class SpanHooks:
     cdef bint _always
     cdef int _page_group_at
     cdef dict _fallbacks
+    cdef dict _route_fallbacks
 
     def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher):
         self.active = True
         self._record = record
+        self._record_c = native_record_span(record)
+        self._owner = record.__self__ if self._record_c != NULL else None
         self._live = live
         self._kinds = kinds
         self._local_roots = local_roots
@@ -130,6 +154,12 @@ cdef class SpanHooks:
         self._always = enricher.always
         self._page_group_at = enricher.page_group_at
         self._fallbacks = enricher.fallbacks
+        self._route_fallbacks = enricher.route_fallbacks
+
+    @property
+    def records_directly(self):
+        """Whether request spans reach the native aggregator as a C call."""
+        return self._record_c != NULL
 
     cdef inline bint _is_request_kind(self, object kind):
         cdef Py_ssize_t i
@@ -147,17 +177,14 @@ cdef class SpanHooks:
             drops.count(drops.PROCESSOR_ERROR, f"on_start: {error!r}")
 
     cdef int _start(self, object span, object parent_context) except -1:
-        cdef object fields = getattr(span, "__dict__", None)
         cdef bint local_parent
         cdef object parent, kind, span_id, attributes, request, context, carried, query
         try:
-            if type(fields) is not dict:
-                raise _MissingField("__dict__")
-            parent = field(fields, K_PARENT)
-            kind = field(fields, K_KIND)
-            span_id = span_id_of(field(fields, K_CONTEXT))
-            attributes = field(fields, K_ATTRIBUTES)._dict
-        except (_MissingField, AttributeError):
+            parent = span._parent
+            kind = span._kind
+            span_id = span_id_of(span._context)
+            attributes = span._attributes._dict
+        except AttributeError:
             kind, parent, span_id, attributes = public_fields(span)
         local_parent = parent is not None and not is_remote(parent)
         live = self._live
@@ -196,33 +223,66 @@ cdef class SpanHooks:
             drops.count(drops.PROCESSOR_ERROR, f"on_end: {error!r}")
 
     cdef int _end(self, object span) except -1:
-        cdef object fields = getattr(span, "__dict__", None)
-        cdef object kind, parent, span_id, attributes, start, end, name, fallback
+        cdef object context, span_id, request, kind, parent, attributes, start, end, route
+        cdef object fallback
         cdef bint failed
         try:
-            if type(fields) is not dict:
-                raise _MissingField("__dict__")
-            kind = field(fields, K_KIND)
-            parent = field(fields, K_PARENT)
-            span_id = span_id_of(field(fields, K_CONTEXT))
-            attributes = field(fields, K_ATTRIBUTES)._dict
-            start = field(fields, K_START)
-            end = field(fields, K_END)
-            failed = field(fields, K_STATUS).status_code is ERROR
-            name = field(fields, K_NAME)
-        except (_MissingField, AttributeError):
-            kind, parent, span_id, attributes = public_fields(span)
-            start, end, name = span.start_time, span.end_time, span.name
-            failed = span.status.status_code is ERROR
-        if lookup(self._live, span_id) is not None:
-            del self._live[span_id]
+            context = span._context
+            span_id = span_id_of(context)
+        except AttributeError:
+            return self._end_public(span)
+        # on_start registered a request span under its own id, and a span under a request
+        # with the request: what is registered says whether this span is a request, with
+        # no need to read its kind and parent again.
+        request = self._live.pop(span_id, None)
+        if request is None:  # not registered: the registry was full, or a span of no request
+            try:
+                kind = span._kind
+                parent = span._parent
+            except AttributeError:
+                return self._end_public(span)
+            if not self._is_request_kind(kind) and (
+                    not self._local_roots or (parent is not None and not is_remote(parent))):
+                return 0
+        elif request is not span and not same_span(request, context, span_id):
+            return 0  # a span inside a request
+        try:
+            attributes = span._attributes._dict
+            start = span._start_time
+            end = span._end_time
+            failed = span._status._status_code is ERROR
+        except AttributeError:
+            return self._end_public(span)
+        fallback = None
+        if self._page_group_at >= 0 and S_PAGE_GROUP not in attributes:
+            route = lookup(attributes, S_HTTP_ROUTE)
+            if route is not None:
+                fallback = lookup(self._route_fallbacks, route)
+            if fallback is None:
+                fallback = self._name_fallback(attributes, route, span._name)
+        if self._record_c != NULL:
+            return self._record_c(self._owner, attributes, start, end, failed, fallback)
+        self._record(attributes, start, end, failed, fallback)
+        return 0
+
+    cdef object _name_fallback(self, object attributes, object route, object name):
+        cdef object fallback = lookup(self._fallbacks, (route, name))
+        if fallback is None:
+            fallback = self._enricher.fallback(attributes, name)
+        return fallback
+
+    cdef int _end_public(self, object span) except -1:
+        """on_end through the public API, for spans not laid out as this SDK's are."""
+        cdef object kind, parent, span_id, attributes, fallback
+        kind, parent, span_id, attributes = public_fields(span)
+        self._live.pop(span_id, None)
         if not self._is_request_kind(kind) and (
                 not self._local_roots or (parent is not None and not is_remote(parent))):
             return 0
         fallback = None
         if self._page_group_at >= 0 and S_PAGE_GROUP not in attributes:
-            fallback = lookup(self._fallbacks, (lookup(attributes, S_HTTP_ROUTE), name))
-            if fallback is None:
-                fallback = self._enricher.fallback(attributes, name)
-        self._record(attributes, start, end, error=failed, fallback=fallback)
+            fallback = self._name_fallback(attributes, lookup(attributes, S_HTTP_ROUTE),
+                                           span.name)
+        self._record(attributes, span.start_time, span.end_time,
+                     span.status.status_code is ERROR, fallback)
         return 0

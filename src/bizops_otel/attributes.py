@@ -32,6 +32,13 @@ HTTP_TARGET: Final = "http.target"
 #: instrumentation puts only the path in ``http.target`` and the query only here.
 URL_FULL: Final = "url.full"
 HTTP_URL: Final = "http.url"
+#: The request method, stable and old conventions: marks a span as an HTTP request.
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_METHOD: Final = "http.method"
+
+#: The page group of an HTTP request that no rule maps and no route names (a 404, a
+#: framework that sets no ``http.route``): never its path, which the client chooses.
+UNMATCHED: Final = "unmatched"
 
 #: Attributes that business_context(), baggage and record_order() may write, by short name.
 CONTEXT_NAMES: Final = {

@@ -8,6 +8,7 @@ Each reason is also logged once, so a misconfiguration shows up without flooding
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 
@@ -49,3 +50,16 @@ def reset() -> None:
     with _lock:
         _counts.clear()
         _logged.clear()
+
+
+def _after_fork_in_child() -> None:
+    # A forked worker starts counting afresh, like its aggregator: the parent's drops are
+    # the parent's, and merged across workers they would be counted twice.
+    global _lock
+    _lock = threading.Lock()  # the parent's may have been held by another thread
+    _counts.clear()
+    _logged.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -13,6 +13,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from . import drops
 from ._periodic import Periodic
 from .aggregate import persist
 from .aggregate.aggregator import Aggregator
@@ -126,7 +127,11 @@ class BizOps:
         return sampling_state(self.tracer_provider)
 
     def snapshot(self) -> Snapshot | None:
-        return None if self.aggregator is None else self.aggregator.snapshot()
+        """The aggregator's snapshot, with the process's other drops (rules that raised,
+        refused ``record_order`` values, …) added to its own: every export reads this."""
+        if self.aggregator is None:
+            return None
+        return self.aggregator.snapshot().with_dropped(drops.counts())
 
     def state_path(self) -> Path | None:
         """Where this process writes its state, when ``multiproc_dir`` is configured."""

@@ -351,7 +351,7 @@ class Aggregator:
             self._sessions.touch(session, group, t, outcome == OUTCOME_CONVERTED, revenue,
                                  end_ns)
 
-    def record_span(self, attributes: Mapping[str, Any], start_ns: int, end_ns: int, *,
+    def record_span(self, attributes: Mapping[str, Any], start_ns: int, end_ns: int,
                     error: bool = False, fallback: tuple[str, ...] | None = None) -> None:
         """Record one finished span from its attribute mapping. Never raises.
 

@@ -8,6 +8,7 @@ stage's, which reads snapshots (``bizops_otel.analytics``) and is never imported
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
@@ -264,6 +265,17 @@ class Snapshot(Mapping[Key, KeyStats]):
         """Everything that arrived for new keys once ``max_keys`` was reached."""
         row = self._row_of.get(self._overflow)
         return None if row is None else self._stats(row)
+
+    def with_dropped(self, extra: Mapping[str, int]) -> Snapshot:
+        """This snapshot with ``extra`` drops added by reason: what never reached the
+        aggregator (``bizops_otel.drops``), so that exports show every refused value. The
+        state is shared, not copied."""
+        if not extra:
+            return self
+        combined = copy.copy(self)
+        combined.dropped = MappingProxyType(
+            {r: self.dropped.get(r, 0) + extra.get(r, 0) for r in {*self.dropped, *extra}})
+        return combined
 
     @property
     def dropped_total(self) -> int:

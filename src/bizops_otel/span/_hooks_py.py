@@ -2,10 +2,12 @@
 
 ``on_start`` and ``on_end`` run for every span of the application, so they are written
 flat and hand over to :class:`~bizops_otel.span.enrich.Enricher` only when there is
-something to write. The SDK's spans keep their fields in the instance dict, which is read
-directly (a property or helper call costs about 0.1 µs here); a span that does not, from
-another SDK version, takes the public properties instead. SpanKind is an Enum whose hash
-is Python code, so kinds are matched by identity in a tuple.
+something to write. The SDK's spans keep their fields as plain instance attributes,
+which are read directly (a property or helper call costs about 0.1 µs here), never
+through ``span.__dict__``, whose mere reading slows the SDK's own later accesses on
+CPython 3.11+; a span laid out otherwise, from another SDK version, takes the public
+properties instead. SpanKind is an Enum whose hash is Python code, so kinds are matched
+by identity in a tuple.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Enrichment(Protocol):
     always: bool
     page_group_at: int
     fallbacks: dict[tuple[Any, str], tuple[str, ...]]
+    route_fallbacks: dict[Any, tuple[str, ...]]
 
     def enrich(self, span: Any, parent_context: Context | None, attributes: Mapping[str, Any],
                carried: Mapping[str, str] | None) -> None: ...
@@ -41,6 +44,15 @@ def public_fields(span: Any) -> tuple[SpanKind, Any, int, Mapping[str, Any]]:
     """(kind, parent, span id, attributes) through the public API."""
     context = span.get_span_context() if hasattr(span, "get_span_context") else span.context
     return span.kind, span.parent, context.span_id if context else 0, span.attributes or {}
+
+
+def _same_span(started: Any, context: Any, span_id: int) -> bool:
+    """Whether ``started``, registered at on_start, is the span that ends with ``context``:
+    the SDK hands on_end a read-only copy that shares the span's context."""
+    theirs = getattr(started, "_context", None)
+    if theirs is None:
+        return bool(started.get_span_context().span_id == span_id)
+    return theirs is context
 
 
 class SpanHooks:
@@ -59,18 +71,18 @@ class SpanHooks:
         self._always = enricher.always
         self._page_group_at = enricher.page_group_at
         self._fallbacks = enricher.fallbacks
+        self._route_fallbacks = enricher.route_fallbacks
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
         if not self.active:
             return
         try:
             try:
-                fields = span.__dict__
-                parent = fields["_parent"]
-                kind = fields["_kind"]
-                span_id = fields["_context"].span_id
-                attributes = fields["_attributes"]._dict
-            except (AttributeError, KeyError):
+                parent = span._parent
+                kind = span._kind
+                span_id = span._context.span_id
+                attributes = span._attributes._dict
+            except AttributeError:
                 kind, parent, span_id, attributes = public_fields(span)
             local_parent = parent is not None and not parent.is_remote
             live = self._live
@@ -106,28 +118,60 @@ class SpanHooks:
             return
         try:
             try:
-                fields = span.__dict__
-                kind = fields["_kind"]
-                parent = fields["_parent"]
-                span_id = fields["_context"].span_id
-                attributes = fields["_attributes"]._dict
-                start = fields["_start_time"]
-                end = fields["_end_time"]
-                failed = fields["_status"].status_code is StatusCode.ERROR
-                name = fields["_name"]
-            except (AttributeError, KeyError):
-                kind, parent, span_id, attributes = public_fields(span)
-                start, end, name = span.start_time, span.end_time, span.name
-                failed = span.status.status_code is StatusCode.ERROR
-            self._live.pop(span_id, None)
-            if kind not in self._kinds and (
-                    not self._local_roots or (parent is not None and not parent.is_remote)):
+                context = span._context
+                span_id = context.span_id
+            except AttributeError:
+                self._end_public(span)
+                return
+            # on_start registered a request span under its own id, and a span under a
+            # request with the request: what is registered says whether this span is a
+            # request, with no need to read its kind and parent again.
+            request = self._live.pop(span_id, None)
+            if request is None:  # not registered: the registry was full, or no request
+                try:
+                    kind, parent = span._kind, span._parent
+                except AttributeError:
+                    self._end_public(span)
+                    return
+                if kind not in self._kinds and (
+                        not self._local_roots or (parent is not None and not parent.is_remote)):
+                    return
+            elif request is not span and not _same_span(request, context, span_id):
+                return  # a span inside a request
+            try:
+                attributes = span._attributes._dict
+                start, end = span._start_time, span._end_time
+                failed = span._status._status_code is StatusCode.ERROR
+            except AttributeError:
+                self._end_public(span)
                 return
             fallback = None
             if self._page_group_at >= 0 and PAGE_GROUP not in attributes:
-                fallback = self._fallbacks.get((attributes.get(HTTP_ROUTE), name))
+                route = attributes.get(HTTP_ROUTE)
+                if route is not None:
+                    fallback = self._route_fallbacks.get(route)
                 if fallback is None:
-                    fallback = self._enricher.fallback(attributes, name)
-            self._record(attributes, start, end, error=failed, fallback=fallback)
+                    fallback = self._name_fallback(attributes, route, span._name)
+            self._record(attributes, start, end, failed, fallback)
         except Exception as error:
             drops.count(drops.PROCESSOR_ERROR, f"on_end: {error!r}")
+
+    def _name_fallback(self, attributes: Mapping[str, Any], route: Any,
+                       name: str) -> tuple[str, ...]:
+        fallback = self._fallbacks.get((route, name))
+        if fallback is None:
+            fallback = self._enricher.fallback(attributes, name)
+        return fallback
+
+    def _end_public(self, span: Any) -> None:
+        """on_end through the public API, for spans not laid out as this SDK's are."""
+        kind, parent, span_id, attributes = public_fields(span)
+        self._live.pop(span_id, None)
+        if kind not in self._kinds and (
+                not self._local_roots or (parent is not None and not parent.is_remote)):
+            return
+        fallback = None
+        if self._page_group_at >= 0 and PAGE_GROUP not in attributes:
+            fallback = self._name_fallback(attributes, attributes.get(HTTP_ROUTE), span.name)
+        self._record(attributes, span.start_time, span.end_time,
+                     span.status.status_code is StatusCode.ERROR, fallback)

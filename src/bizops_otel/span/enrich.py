@@ -21,11 +21,14 @@ from ..attributes import (
     CAMPAIGN_ID,
     CAMPAIGN_MEDIUM,
     CAMPAIGN_SOURCE,
+    HTTP_METHOD,
+    HTTP_REQUEST_METHOD,
     HTTP_ROUTE,
     HTTP_TARGET,
     HTTP_URL,
     MISSING,
     PAGE_GROUP,
+    UNMATCHED,
     URL_FULL,
     URL_PATH,
     URL_QUERY,
@@ -50,16 +53,18 @@ class Campaign(NamedTuple):
 _UTM_FIELDS = {"utm_campaign": 0, "utm_source": 1, "utm_medium": 2}
 
 
-def parse_utm(query: str, max_length: int = 64) -> Campaign | None:
-    """utm_campaign/source/medium from a query string (``a=1&utm_campaign=x``), or None.
+def utm_parameters(query: str) -> tuple[str, ...]:
+    """The raw ``utm_…=value`` pairs of a query string (bounded), in order: all that
+    :func:`parse_utm` reads, and so a cache key that ignores click ids such as ``gclid``,
+    which make nearly every landing URL unique."""
+    return tuple(part for part in query[:MAX_QUERY_LENGTH].replace(";", "&").split("&")
+                 if part.startswith("utm_"))
 
-    Values are percent-decoded (undecodable bytes become U+FFFD), then sanitised and cut
-    to ``max_length``; the first occurrence of each parameter wins.
-    """
-    if "utm_" not in query:
-        return None
+
+def campaign_of(parameters: tuple[str, ...], max_length: int = 64) -> Campaign | None:
+    """The campaign named by raw ``utm_`` pairs (from :func:`utm_parameters`), or None."""
     found: list[str | None] = [None, None, None]
-    for part in query[:MAX_QUERY_LENGTH].replace(";", "&").split("&"):
+    for part in parameters:
         name, _, value = part.partition("=")
         index = _UTM_FIELDS.get(name)
         if index is None or found[index] is not None:
@@ -69,6 +74,17 @@ def parse_utm(query: str, max_length: int = 64) -> Campaign | None:
     if found == [None, None, None]:
         return None
     return Campaign(*found)
+
+
+def parse_utm(query: str, max_length: int = 64) -> Campaign | None:
+    """utm_campaign/source/medium from a query string (``a=1&utm_campaign=x``), or None.
+
+    Values are percent-decoded (undecodable bytes become U+FFFD), then sanitised and cut
+    to ``max_length``; the first occurrence of each parameter wins.
+    """
+    if "utm_" not in query:
+        return None
+    return campaign_of(utm_parameters(query), max_length)
 
 
 #: Longest URL whose query or path is looked for; attackers control it.
@@ -91,17 +107,35 @@ def query_of(url_query: object, http_target: object, full_url: object = None) ->
 
 
 def path_of(url_path: object, http_target: object, full_url: object = None) -> str | None:
-    """The path: ``url.path``, else ``http.target`` before ``?``, else the full URL's."""
+    """The path: ``url.path``, else ``http.target`` before ``?``, else the full URL's;
+    UTF-8 as the client sent it (see :func:`wsgi_text`)."""
     if isinstance(url_path, str):
-        return url_path
+        return wsgi_text(url_path)
     if isinstance(http_target, str):
-        return http_target.partition("?")[0]
+        return wsgi_text(http_target.partition("?")[0])
     if isinstance(full_url, str):
         rest = full_url[:MAX_URL_LENGTH].partition("://")[2]
         if rest:
             path = "/" + rest.partition("/")[2]
-            return path.partition("?")[0].partition("#")[0]
+            return wsgi_text(path.partition("?")[0].partition("#")[0])
     return None
+
+
+def wsgi_text(path: str) -> str:
+    """``path`` decoded as UTF-8 when it arrived as WSGI text. PEP 3333 hands servers'
+    bytes to the application as latin-1 text, so ``/中`` reaches the instrumentation as
+    ``/ä¸\xad``; a framework decodes it back, and so does this. Text that is not such a
+    round trip (true latin-1, or already decoded) is returned as it is.
+
+    >>> wsgi_text("/\u00e4\u00b8\u00ad"), wsgi_text("/caf\u00e9"), wsgi_text("/cart")
+    ('/中', '/café', '/cart')
+    """
+    if path.isascii():
+        return path
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not latin-1 text (already decoded), or not UTF-8 bytes
+        return path
 
 
 _ROUTE_PARAMETER = re.compile(r"<(?:[^:<>/]+:)?(?P<name>[^:<>/]+)>")
@@ -199,6 +233,12 @@ class BaggageFilter:
         return key in self._exact or (bool(self._prefixes) and key.startswith(self._prefixes))
 
 
+def _is_http_request(attributes: Mapping[str, Any]) -> bool:
+    return (HTTP_REQUEST_METHOD in attributes or HTTP_METHOD in attributes
+            or URL_PATH in attributes or HTTP_TARGET in attributes
+            or URL_FULL in attributes or HTTP_URL in attributes)
+
+
 class Enricher:
     """What to write on a span at start, and the page group of a span at end."""
 
@@ -211,7 +251,10 @@ class Enricher:
         self.always = bool(self._baggage) or bool(self._rules)
         self.page_group_at = (config.dimensions.index(PAGE_GROUP)
                               if PAGE_GROUP in config.dimensions else -1)
-        #: (route, span name) -> ready-made fallback tuple; read directly by the hooks.
+        self._campaigns: dict[tuple[str, ...], Campaign | None] = {}
+        #: route -> ready-made fallback tuple, where the route alone decides it (no rules),
+        #: and (route, span name) -> the same otherwise; both read directly by the hooks.
+        self.route_fallbacks: dict[Any, tuple[str, ...]] = {}
         self.fallbacks: dict[tuple[Any, str], tuple[str, ...]] = {}
 
     def enrich(self, span: Any, parent_context: Context | None, attributes: Mapping[str, Any],
@@ -229,7 +272,7 @@ class Enricher:
         full = attributes.get(URL_FULL, attributes.get(HTTP_URL))
         query = query_of(attributes.get(URL_QUERY), target, full)
         if query and "utm_" in query:
-            campaign = parse_utm(query, self._max_length)
+            campaign = self._campaign(query)
             if campaign is not None:
                 for key, value in zip((CAMPAIGN_ID, CAMPAIGN_SOURCE, CAMPAIGN_MEDIUM), campaign,
                                       strict=True):
@@ -241,25 +284,52 @@ class Enricher:
                                       path_of(attributes.get(URL_PATH), target, full), span.name)
             if group is not None:
                 writes.setdefault(PAGE_GROUP, group)
-        if writes:
+        if len(writes) == 1:  # the SDK's set_attribute is cheaper for a single key
+            span.set_attribute(*writes.popitem())
+        elif writes:
             span.set_attributes(writes)
+
+    def _campaign(self, query: str) -> Campaign | None:
+        """parse_utm, cached on the raw utm pairs: a campaign's landings differ in click
+        ids and other parameters, rarely in their utm ones."""
+        parameters = utm_parameters(query)
+        try:
+            return self._campaigns[parameters]
+        except KeyError:
+            pass
+        campaign = campaign_of(parameters, self._max_length)
+        if len(self._campaigns) >= CACHE_LIMIT:
+            self._campaigns.clear()
+        self._campaigns[parameters] = campaign
+        return campaign
 
     def fallback(self, attributes: Mapping[str, Any], name: str) -> tuple[str, ...]:
         """The page group of a span that does not carry one: the rules applied to the
-        route known by now, else the route itself, else the span name. Cached per route
-        and name, as a ready-made tuple, so the hot path allocates nothing for it."""
+        route known by now, else the route in its normal form, else ``unmatched`` for an
+        HTTP request (never its path or a name made from it), else the span name.
+
+        Cached as a ready-made tuple, so the hot path allocates nothing for it: per route
+        and name, and, without rules, where the route alone decides it, per route."""
         route = attributes.get(HTTP_ROUTE)
         group = None
         if self._rules:
             path = path_of(attributes.get(URL_PATH), attributes.get(HTTP_TARGET),
                            attributes.get(URL_FULL, attributes.get(HTTP_URL)))
             group = self._rules.match(route if isinstance(route, str) else None, path, name)
+        by_route = False
         if group is None:
-            group = normal_route(route) if isinstance(route, str) and route else name
+            if isinstance(route, str) and route:
+                group = normal_route(route)
+                by_route = not self._rules
+            elif _is_http_request(attributes):
+                group = UNMATCHED  # a name its client chose (a 404's path) never becomes a key
+            else:
+                group = name  # a consumer's or a local root's name, chosen by the code
         dims = [MISSING] * self._dimensions
         dims[self.page_group_at] = sanitize_dimension(group, self._max_length)
         fallback = tuple(dims)
-        if len(self.fallbacks) >= CACHE_LIMIT:
-            self.fallbacks.clear()
-        self.fallbacks[(route, name)] = fallback
+        cache: dict[Any, tuple[str, ...]] = self.route_fallbacks if by_route else self.fallbacks
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[route if by_route else (route, name)] = fallback
         return fallback

@@ -1,0 +1,313 @@
+"""CPU instructions per span, counted by callgrind: bare SDK, empty processor, install().
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_span_path.py [--spans 2000]
+        [--mix reference|route-only|landing] [--rounds 9] [--wall-spans 10000]
+        [--no-wall] [--repeat K] [--jobs J] [--json]
+
+Wall time on a shared machine moves by several percent from run to run; instruction
+counts do not. For each span mix and each of four TracerProviders
+
+1. ``bare``: the SDK TracerProvider, no span processor;
+2. ``noop``: the same with a SpanProcessor whose on_start and on_end do nothing (the
+   floor: what merely being a span processor costs);
+3. ``install``: the same with ``bizops_otel.install(provider, campaign_interval=0)``,
+   otherwise the defaults (the targets are set on this one);
+4. ``rules``: install() with one page-group rule, ``page_groups=(("/product/*",
+   "product"),)``, so every span is given its group at start, as a service with rules has;
+
+a child process (``--child VARIANT MIX N``, under valgrind) builds the provider, runs
+300 warm-up spans (caches, key creation, first-seen paths), then N spans with
+``start_as_current_span`` as an instrumentation does, and callgrind counts only those N
+(see ``_callgrind.py``). The child runs with PYTHONHASHSEED=0, a seeded ``random`` (the
+SDK draws span ids from it), a frozen GC heap, and without the process's ``OTEL_*`` and
+``BIZOPS_OTEL_*`` variables (BIZOPS_OTEL_NO_EXTENSIONS apart), so a count repeats to
+within a few instructions per span. It checks that it runs the native build (unless
+BIZOPS_OTEL_NO_EXTENSIONS is set) and, for ``install`` and ``rules``, that every span was recorded.
+
+The mixes, all SERVER spans named ``GET /product/{id}`` with ``http.route``:
+
+- ``reference``: ``url.query`` and ``http.target`` too; one span in ten is a campaign
+  landing (``utm_campaign=spring<k>&x=1``), one in four sets ``bizops.order.value``;
+- ``route-only``: nothing but ``http.route``;
+- ``landing``: every span a campaign landing (``utm_campaign`` and ``utm_source``), with
+  ``session.id`` (a pool of 50) and ``feature_flag.result.variant`` (A or B).
+
+Then, unless ``--no-wall``, wall time in this process: ``--rounds`` rounds of bare, noop
+install and rules in turn, each over ``--wall-spans`` spans; the median and range over rounds
+of each over bare. A test calls :func:`count_instructions` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.trace import SpanKind, Tracer
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _callgrind
+from _timing import table
+
+import bizops_otel
+from bizops_otel import attributes as attr
+from bizops_otel._twins import no_extensions
+
+VARIANTS = ("bare", "noop", "install", "rules")
+#: The variants that install bizops-otel, compared with bare.
+INSTALLED = ("install", "rules")
+MIXES = ("reference", "route-only", "landing")
+#: Spans run before counting starts: every target, campaign and session is seen by then.
+WARMUP = 300
+PAGE_GROUPS = (("/product/*", "product"),)
+NAME = "GET /product/{id}"
+ROUTE = "/product/{id}"
+SESSIONS = 50
+
+#: (span name, attributes at start, order value set before the span ends or None)
+Spec = tuple[str, dict[str, Any], float | None]
+
+
+def request_mix(mix: str, count: int) -> list[Spec]:
+    """The first ``count`` spans of ``mix``; the same list for every variant."""
+    rng = random.Random(7)
+    sessions: list[str] = []
+    specs: list[Spec] = []
+    for i in range(count):
+        if mix == "route-only":
+            specs.append((NAME, {attr.HTTP_ROUTE: ROUTE}, None))
+            continue
+        if mix == "reference":
+            query = f"utm_campaign=spring{(i // 10) % 5}&x=1" if i % 10 == 0 else "x=1"
+        elif mix == "landing":
+            query = f"utm_campaign=spring{i % 5}&utm_source=news{i % 3}"
+        else:
+            raise ValueError(f"unknown mix {mix!r}; known: {', '.join(MIXES)}")
+        start = {attr.HTTP_ROUTE: ROUTE, attr.URL_QUERY: query,
+                 attr.HTTP_TARGET: f"/product/{i % 97}?{query}"}
+        if mix == "landing":
+            if not sessions:  # a shuffled pass over the pool: all 50 seen in the warm-up
+                sessions = [f"session-{k:02d}" for k in range(SESSIONS)]
+                rng.shuffle(sessions)
+            start[attr.SESSION_ID] = sessions.pop()
+            start[attr.FEATURE_FLAG_VARIANT] = rng.choice("AB")
+        specs.append((NAME, start, 49.9 if mix == "reference" and i % 4 == 0 else None))
+    return specs
+
+
+class NoopProcessor(SpanProcessor):
+    """The floor: a span processor that does nothing."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+
+def tracer_provider(variant: str) -> tuple[TracerProvider, bizops_otel.BizOps | None]:
+    """A fresh provider set up as ``variant``, and the bizops-otel handle for install."""
+    provider = TracerProvider()
+    if variant == "bare":
+        return provider, None
+    if variant == "noop":
+        provider.add_span_processor(NoopProcessor())
+        return provider, None
+    if variant == "install":
+        return provider, bizops_otel.install(provider, campaign_interval=0)
+    if variant == "rules":
+        return provider, bizops_otel.install(provider, campaign_interval=0,
+                                             page_groups=PAGE_GROUPS)
+    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+
+
+def run_spans(tracer: Tracer, specs: Sequence[Spec]) -> None:
+    """The span loop, the same for every variant, counted and timed."""
+    start_span = tracer.start_as_current_span
+    server = SpanKind.SERVER
+    for name, attributes, order in specs:
+        with start_span(name, kind=server, attributes=attributes) as span:
+            if order is not None:
+                span.set_attribute(attr.ORDER_VALUE, order)
+
+
+def recorded(handle: bizops_otel.BizOps | None) -> int | None:
+    snapshot = None if handle is None else handle.snapshot()
+    return None if snapshot is None else snapshot.total().count
+
+
+def child(variant: str, mix: str, spans: int) -> int:
+    """The workload run under callgrind: warm up, then ``spans`` counted spans."""
+    random.seed(0)  # the SDK's RandomIdGenerator draws from the global random
+    specs = request_mix(mix, WARMUP + spans)
+    provider, handle = tracer_provider(variant)
+    tracer = provider.get_tracer("bench")
+    run_spans(tracer, specs[:WARMUP])
+    gc.collect()
+    gc.freeze()  # collections inside the loop then scan only what the loop made
+    _callgrind.measured(lambda: run_spans(tracer, specs[WARMUP:]))
+    count = recorded(handle)
+    print(json.dumps({"native": bizops_otel.NATIVE, "no_extensions": no_extensions(),
+                      "recorded": count}))
+    if not bizops_otel.NATIVE and not no_extensions():
+        print("the native build did not load (and BIZOPS_OTEL_NO_EXTENSIONS is not set)",
+              file=sys.stderr)
+        return 1
+    if variant in INSTALLED and count != WARMUP + spans:
+        print(f"{variant} recorded {count} spans, expected {WARMUP + spans}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment without the variables that would configure OTel or
+    bizops-otel (BIZOPS_OTEL_NO_EXTENSIONS is kept), with PYTHONHASHSEED=0."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("OTEL_", "BIZOPS_OTEL_"))
+           or key == "BIZOPS_OTEL_NO_EXTENSIONS"}
+    env.update(PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
+    return env
+
+
+def count_run(variant: str, mix: str, spans: int) -> tuple[float, dict[str, Any]]:
+    """Instructions per span, and what the child reported (native, recorded)."""
+    if spans <= 0:
+        raise ValueError("spans must be positive")
+    total, stdout = _callgrind.count(
+        [sys.executable, str(Path(__file__).resolve()), "--child", variant, mix, str(spans)],
+        env=child_env())
+    report: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return total / spans, report
+
+
+def count_instructions(variant: str, mix: str = "reference", spans: int = 2000) -> float:
+    """CPU instructions per span of ``variant`` ("bare", "noop", "install", "rules") on ``mix``
+    ("reference", "route-only", "landing"), counted by callgrind over ``spans`` spans
+    after the warm-up. Deterministic to a few instructions per span."""
+    return count_run(variant, mix, spans)[0]
+
+
+def wall_ratios(mix: str, spans: int, rounds: int) -> dict[str, list[float]]:
+    """Per round: each variant's time per span over bare, and bare ns/span."""
+    specs = request_mix(mix, WARMUP + spans)
+    tracers = {}
+    for variant in VARIANTS:
+        provider, _ = tracer_provider(variant)
+        tracers[variant] = provider.get_tracer("bench")
+        run_spans(tracers[variant], specs[:WARMUP])
+    measured = specs[WARMUP:]
+    result: dict[str, list[float]] = {v: [] for v in (*VARIANTS[1:], "bare_ns")}
+    for _ in range(rounds):
+        ns = {}
+        for variant, tracer in tracers.items():
+            started = time.perf_counter()
+            run_spans(tracer, measured)
+            ns[variant] = (time.perf_counter() - started) * 1e9 / spans
+        for variant in VARIANTS[1:]:
+            result[variant].append(ns[variant] / ns["bare"])
+        result["bare_ns"].append(ns["bare"])
+    return result
+
+
+def ratio_cell(values: Sequence[float]) -> str:
+    return (f"{statistics.median(values):.3f} "
+            f"({min(values):.3f}–{max(values):.3f})")
+
+
+def print_counts(counts: Mapping[str, Mapping[str, list[float]]]) -> None:
+    repeated = any(len(values) > 1 for per in counts.values() for values in per.values())
+    rows = []
+    for mix, per in counts.items():
+        value = {variant: statistics.median(per[variant]) for variant in VARIANTS}
+        bare = value["bare"]
+        row = (mix, *(f"{value[v]:,.0f}" for v in VARIANTS),
+               *(f"{value[v] / bare - 1:+.2%}" for v in VARIANTS[1:]),
+               f"{value['install'] - bare:+,.0f}")
+        if repeated:
+            row += (" / ".join(f"{max(per[v]) - min(per[v]):.1f}" for v in VARIANTS),)
+        rows.append(row)
+    header: tuple[str, ...] = ("mix", *(f"{v} instr/span" for v in VARIANTS),
+                               "noop over bare (floor)", "install over bare",
+                               "rules over bare", "install extra instr/span")
+    if repeated:
+        header += (f"spread instr/span ({' / '.join(VARIANTS)})",)
+    print(table(rows, header))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--child", nargs=3, metavar=("VARIANT", "MIX", "N"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--spans", type=int, default=2000,
+                        help="counted spans per callgrind run (default 2000)")
+    parser.add_argument("--mix", choices=MIXES, action="append",
+                        help="a mix to run (repeatable; default all)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="callgrind runs per count; the spread is shown when > 1")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="callgrind runs at once (counts do not depend on it)")
+    parser.add_argument("--rounds", type=int, default=9, help="wall-time rounds (default 9)")
+    parser.add_argument("--wall-spans", type=int, default=10_000,
+                        help="spans per variant per wall-time round (default 10000)")
+    parser.add_argument("--no-wall", action="store_true", help="skip the wall-time part")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    args = parser.parse_args()
+    if args.child:
+        variant, mix, spans = args.child
+        sys.exit(child(variant, mix, int(spans)))
+
+    mixes = tuple(dict.fromkeys(args.mix)) if args.mix else MIXES
+    jobs = [(mix, variant) for mix in mixes for variant in VARIANTS for _ in range(args.repeat)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda job: count_run(job[1], job[0], args.spans), jobs))
+    elapsed = time.perf_counter() - started
+    counts: dict[str, dict[str, list[float]]] = {m: {v: [] for v in VARIANTS} for m in mixes}
+    for (mix, variant), (per_span, _) in zip(jobs, results, strict=True):
+        counts[mix][variant].append(per_span)
+    native = all(report["native"] for _, report in results)
+    wall = ({} if args.no_wall
+            else {mix: wall_ratios(mix, args.wall_spans, args.rounds) for mix in mixes})
+
+    if args.json:
+        print(json.dumps({
+            "bizops_otel": bizops_otel.__version__, "native": native, "spans": args.spans,
+            "warmup": WARMUP,
+            "instructions_per_span": {m: {v: statistics.median(values)
+                                          for v, values in per.items()}
+                                      for m, per in counts.items()},
+            "runs": counts,
+            "wall_ratios": {m: {k: v for k, v in w.items() if k != "bare_ns"}
+                            for m, w in wall.items()},
+        }, indent=2))
+        return
+    build = ("native" if native else
+             "pure, BIZOPS_OTEL_NO_EXTENSIONS set" if no_extensions() else "pure")
+    print(f"bizops-otel {bizops_otel.__version__} ({build}), opentelemetry-sdk "
+          f"{metadata.version('opentelemetry-sdk')}, Python {sys.version.split()[0]}")
+    print(f"callgrind: instructions per span over {args.spans} spans after {WARMUP} "
+          f"warm-up spans; {len(jobs)} runs in {elapsed:.0f} s\n")
+    print_counts(counts)
+    if wall:
+        print(f"\nwall time: {args.rounds} interleaved rounds of {args.wall_spans} spans "
+              "per variant; median (min–max) over rounds\n")
+        rows: list[tuple[str, ...]] = [
+            (mix, *(ratio_cell(w[v]) for v in VARIANTS[1:]),
+             f"{statistics.median(w['bare_ns']) / 1e3:.2f}") for mix, w in wall.items()]
+        print(table(rows, ("mix", *(f"{v} / bare" for v in VARIANTS[1:]), "bare µs/span")))
+
+
+if __name__ == "__main__":
+    main()
