@@ -21,10 +21,11 @@ demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet ".[demo]"
 	$(BIN)/bizops-otel demo $(DEMO_ARGS)
 
-# Debian's prometheus package gives the tests a real Prometheus server and promtool.
+# Debian's prometheus package gives the tests a real Prometheus server and promtool;
+# valgrind counts the span path's instructions for its budget test.
 system-deps:
-	@command -v promtool >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@{ command -v promtool && command -v valgrind; } >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus valgrind >/dev/null; }
 
 # The whole suite runs twice: on the native twins, then on the pure ones alone (as msgpack
 # does), so the pure export and span paths are exercised end to end, not just compared.

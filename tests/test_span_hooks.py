@@ -171,3 +171,66 @@ def test_native_hooks_call_the_native_aggregator_directly_and_any_other_through_
         results[name] = (stats.count, stats.pairs("order_value"), stats.mean("order_value"))
     assert results["native"] == results["pure"] == results["subclass"] == (6, 3, 30.0)
     assert Counting.calls == 6
+
+
+def test_the_native_utm_search_finds_what_the_pure_split_finds() -> None:
+    """The native hooks find ``utm_`` parameters by searching rather than splitting the
+    query; on 5,000 random queries over the characters that matter (separators, ``=``,
+    the ``utm_`` prefix inside and outside parameters, past the length bound) both agree."""
+    import random
+
+    from bizops_otel.span.enrich import MAX_QUERY_LENGTH, utm_parameters
+    from tests.conftest import native_module
+
+    native = native_module("span._hooks_c").utm_parameters
+    rng = random.Random(3)
+    pieces = ["utm_", "utm_campaign=", "utm_source=x", "&", ";", "=", "a", "%20", "é", "xutm_",
+              "gclid=Cj0K"]
+    for _ in range(5000):
+        query = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert native(query) == utm_parameters(query), query
+    # And where the query is looked for: url.query, http.target after "?", the full URL
+    # between "?" and "#", bounded.
+    from bizops_otel.span.enrich import MAX_URL_LENGTH, query_of
+
+    bounds = native_module("span._hooks_c").campaign_query
+    texts = ["/p?utm_campaign=a#frag", "/p", "?", "#?x", "http://h/p?a=1#b?c", "",
+             "http://h/" + "x" * MAX_URL_LENGTH + "?utm_campaign=far", 7]
+    keys = [attributes.URL_QUERY, attributes.HTTP_TARGET, attributes.URL_FULL,
+            attributes.HTTP_URL]
+    for _ in range(3000):
+        attrs = {key: rng.choice(texts) for key in keys if rng.random() < 0.5}
+        found = bounds(attrs)
+        native_query = None if found is None else found[0][found[1]:found[2]]
+        assert native_query == query_of(attrs.get(keys[0]), attrs.get(keys[1]),
+                                         attrs.get(keys[2], attrs.get(keys[3]))), attrs
+    long = "x=1&" * (MAX_QUERY_LENGTH // 4 - 2) + "utm_campaign=late&utm_source=later"
+    assert native(long) == utm_parameters(long) == ("utm_camp",)
+
+
+def test_a_landing_writes_only_the_campaign_keys_the_span_lacks(Aggregator: Any) -> None:
+    """The campaign fast path (no business context, no rules) writes what a landing's query
+    names, never over what the instrumentation or the application put there, and caches
+    campaigns on their utm pairs: landings that differ only in click ids share one entry."""
+    from bizops_otel.span.enrich import Enricher
+
+    provider = TracerProvider()
+    aggregator = Aggregator(Config())
+    enricher = Enricher(Config())
+    hooks = load_hooks(Aggregator)(aggregator.record_span, {}, (SERVER,), True, enricher)
+    processor = BizOpsSpanProcessor(aggregator, hooks=load_hooks(Aggregator))
+    # hooks of our own, so that their enricher can be inspected below
+    processor.on_start, processor.on_end = hooks.on_start, hooks.on_end  # type: ignore
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    written = []
+    for click in range(50):
+        query = f"utm_campaign=spring&utm_source=news&utm_medium=mail&gclid=click{click}"
+        with tracer.start_as_current_span("GET /landing", kind=SERVER, attributes={
+                attributes.HTTP_ROUTE: "/landing", attributes.URL_QUERY: query,
+                attributes.CAMPAIGN_SOURCE: "own"}) as span:
+            written.append(dict(span.attributes))
+    assert {(w[attributes.CAMPAIGN_ID], w[attributes.CAMPAIGN_SOURCE],
+             w[attributes.CAMPAIGN_MEDIUM]) for w in written} == {("spring", "own", "mail")}
+    assert len(enricher.campaigns) == 1
+    assert aggregator.snapshot().total().count == 50

@@ -1,5 +1,6 @@
-"""External programs the tests need (Debian's prometheus package provides them; .ci/run and
-``make test`` install it). Missing locally, their tests skip; missing in CI, they fail."""
+"""External programs the tests need (Debian's prometheus and valgrind packages provide them;
+.ci/run and ``make test`` install them). Missing locally, their tests skip; missing in CI,
+they fail."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import shutil
 import pytest
 
 
-def require(program: str) -> str:
+def require(program: str, package: str = "prometheus") -> str:
     path = shutil.which(program)
     if path is None:
-        message = f"{program} is not installed (Debian package: prometheus)"
+        message = f"{program} is not installed (Debian package: {package})"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -14,11 +14,19 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.unicode cimport PyUnicode_Find
 
+
+cdef extern from "Python.h":
+    Py_ssize_t PyUnicode_FindChar(object string, Py_UCS4 ch, Py_ssize_t start,
+                                  Py_ssize_t end, int direction) except -2
+
+import inspect
 import sys
 
 import opentelemetry.context as otel_context
 from opentelemetry.context import get_current
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, StatusCode
 
 from bizops_otel import drops
@@ -32,6 +40,7 @@ from bizops_otel.attributes import (
     URL_QUERY,
 )
 from bizops_otel.span.context import AROUND, CONTEXT_KEY
+from bizops_otel.span.enrich import MAX_QUERY_LENGTH, MAX_URL_LENGTH
 
 cdef object ERROR = StatusCode.ERROR
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT
@@ -42,6 +51,9 @@ cdef str S_URL_QUERY = URL_QUERY
 cdef str S_URL_FULL = URL_FULL
 cdef str S_HTTP_URL = HTTP_URL
 cdef object S_CONTEXT_KEY = CONTEXT_KEY
+cdef Py_ssize_t QUERY_LIMIT = MAX_QUERY_LENGTH
+cdef Py_ssize_t URL_LIMIT = MAX_URL_LENGTH
+cdef str UTM = "utm_"
 
 # SpanContext is a tuple (trace_id, span_id, is_remote, ...) whose properties index it;
 # read the items directly when this SDK still lays it out that way.
@@ -52,6 +64,13 @@ del _probe
 
 
 cdef object SPAN_CONTEXT = SpanContext
+
+# The Status a span carries until set_status: the default of ReadableSpan's ``status``.
+_default = inspect.signature(ReadableSpan.__init__).parameters.get("status")
+cdef object UNSET_STATUS = (_default.default if _default is not None
+                            and getattr(_default.default, "status_code", None) is StatusCode.UNSET
+                            else None)
+del _default
 
 
 cdef inline object span_id_of(object context):
@@ -120,6 +139,92 @@ cdef RecordSpan native_record_span(object record):
     return <RecordSpan>PyCapsule_GetPointer(capsule, RECORD_SPAN_NAME)
 
 
+cdef Py_ssize_t separator_at(str query, Py_ssize_t start, Py_ssize_t stop):
+    """Where the query parameter starting at ``start`` ends: the next ``&`` or ``;``
+    before ``stop``, else ``stop``."""
+    cdef Py_ssize_t amp = PyUnicode_FindChar(query, 0x26, start, stop, 1)
+    cdef Py_ssize_t semi = PyUnicode_FindChar(query, 0x3B, start, stop, 1)
+    if amp < 0:
+        amp = stop
+    if semi < 0:
+        semi = stop
+    return amp if amp < semi else semi
+
+
+cdef tuple utm_pairs(str text, Py_ssize_t start, Py_ssize_t stop):
+    """``enrich.utm_parameters(text[start:stop])`` without a Python frame or a copy of the
+    query: its raw ``utm_…`` parameters within the first MAX_QUERY_LENGTH characters,
+    found by searching for ``utm_`` rather than splitting every parameter out."""
+    cdef Py_ssize_t at = start, end
+    cdef Py_UCS4 before
+    cdef list found = None
+    if stop - start > QUERY_LIMIT:
+        stop = start + QUERY_LIMIT
+    while True:
+        at = PyUnicode_Find(text, UTM, at, stop, 1)
+        if at < 0:
+            break
+        before = text[at - 1] if at > start else 0x26
+        if before != 0x26 and before != 0x3B:  # inside another parameter
+            at += 4
+            continue
+        end = separator_at(text, at, stop)
+        if found is None:
+            found = []
+        found.append(text[at:end])
+        at = end
+    return () if found is None else tuple(found)
+
+
+cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop):
+    """``enrich.query_of`` as bounds within the attribute's own string, with no copy: the
+    string holding the query (url.query, else http.target after ``?``, else the full URL
+    after ``?`` and before ``#``, the full URL cut to MAX_URL_LENGTH), or None."""
+    cdef object text = lookup(attributes, S_URL_QUERY)
+    cdef Py_ssize_t mark = -1
+    if type(text) is str:
+        start[0] = 0
+        stop[0] = len(<str>text)
+        return text
+    text = lookup(attributes, S_HTTP_TARGET)
+    if type(text) is str:
+        mark = PyUnicode_FindChar(text, 0x3F, 0, len(<str>text), 1)
+        if mark >= 0:
+            start[0] = mark + 1
+            stop[0] = len(<str>text)
+            return text
+    # The ASGI instrumentation keeps the query in the full URL only.
+    text = lookup(attributes, S_URL_FULL)
+    if text is None:
+        text = lookup(attributes, S_HTTP_URL)
+    if type(text) is not str:
+        return None
+    stop[0] = len(<str>text)
+    if stop[0] > URL_LIMIT:
+        stop[0] = URL_LIMIT
+    mark = PyUnicode_FindChar(text, 0x3F, 0, stop[0], 1)
+    if mark < 0:
+        return None
+    start[0] = mark + 1
+    mark = PyUnicode_FindChar(text, 0x23, start[0], stop[0], 1)
+    if mark >= 0:
+        stop[0] = mark
+    return text
+
+
+def utm_parameters(query):
+    """The native ``utm_pairs``, for the tests that hold it to the pure function."""
+    return utm_pairs(query, 0, len(query))
+
+
+def campaign_query(attributes):
+    """The (text, start, stop) bounds of the native query lookup, or None: for the tests
+    that hold it to ``enrich.query_of``."""
+    cdef Py_ssize_t start, stop
+    text = query_bounds(attributes, &start, &stop)
+    return None if text is None else (text, start, stop)
+
+
 def _is_compiled():
     return True
 
@@ -141,6 +246,7 @@ cdef class SpanHooks:
     cdef int _page_group_at
     cdef dict _fallbacks
     cdef dict _route_fallbacks
+    cdef dict _campaigns
 
     def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher):
         self.active = True
@@ -155,6 +261,7 @@ cdef class SpanHooks:
         self._page_group_at = enricher.page_group_at
         self._fallbacks = enricher.fallbacks
         self._route_fallbacks = enricher.route_fallbacks
+        self._campaigns = enricher.campaigns
 
     @property
     def records_directly(self):
@@ -178,40 +285,56 @@ cdef class SpanHooks:
 
     cdef int _start(self, object span, object parent_context) except -1:
         cdef bint local_parent
-        cdef object parent, kind, span_id, attributes, request, context, carried, query
+        cdef object parent, kind, span_id, attributes, request, context, carried, text
+        cdef Py_ssize_t start, stop
         try:
-            parent = span._parent
             kind = span._kind
             span_id = span_id_of(span._context)
             attributes = span._attributes._dict
+            # A request's parent does not matter: read it only for other kinds.
+            parent = None if self._is_request_kind(kind) else span._parent
         except AttributeError:
             kind, parent, span_id, attributes = public_fields(span)
-        local_parent = parent is not None and not is_remote(parent)
         live = self._live
         if len(live) >= LIMIT:  # spans that never end must not leak here
             drops.count(drops.REQUEST_REGISTRY_FULL, f"over {LIMIT} live spans")
-        elif self._is_request_kind(kind) or (self._local_roots and not local_parent):
+        elif self._is_request_kind(kind):
             live[span_id] = span
-        elif local_parent:
-            request = lookup(live, span_id_of(parent))
-            if request is not None:
-                live[span_id] = request
+        else:
+            local_parent = parent is not None and not is_remote(parent)
+            if self._local_roots and not local_parent:
+                live[span_id] = span
+            elif local_parent:
+                request = lookup(live, span_id_of(parent))
+                if request is not None:
+                    live[span_id] = request
         context = parent_context if parent_context is not None else current_context()
         carried = lookup(context, S_CONTEXT_KEY)
         if carried is None:
             carried = context_var_get(AROUND)
         if not carried and not self._always:
-            query = lookup(attributes, S_URL_QUERY)
-            if query is None:
-                query = lookup(attributes, S_HTTP_TARGET)
-                if type(query) is not str or "?" not in <str>query:
-                    # The ASGI instrumentation keeps the query in the full URL only.
-                    query = lookup(attributes, S_URL_FULL)
-                    if query is None:
-                        query = lookup(attributes, S_HTTP_URL)
-            if type(query) is not str or "utm_" not in <str>query:
+            text = query_bounds(attributes, &start, &stop)
+            if text is None or PyUnicode_Find(text, UTM, start, stop, 1) < 0:
                 return 0
+            # A landing with nothing else to write: its campaign, without the general
+            # enrichment path.
+            return self._write_campaign(span, attributes, <str>text, start, stop)
         self._enricher.enrich(span, parent_context, attributes, carried)
+        return 0
+
+    cdef int _write_campaign(self, object span, object attributes, str text,
+                             Py_ssize_t start, Py_ssize_t stop) except -1:
+        """The campaign attributes a query names, where the span does not carry them."""
+        cdef tuple parameters = utm_pairs(text, start, stop)
+        cdef object pairs = lookup(self._campaigns, parameters)
+        if pairs is None:
+            pairs = tuple(self._enricher.campaign_attributes(parameters))
+        # One set_attribute per key: for the two or three keys of a campaign it costs
+        # less than set_attributes, whose mapping goes through the ABC checks of the
+        # SDK's attribute cleaning (measured, benchmarks/bench_span_path.py).
+        for pair in <tuple>pairs:
+            if (<tuple>pair)[0] not in attributes:
+                span.set_attribute((<tuple>pair)[0], (<tuple>pair)[1])
         return 0
 
     def on_end(self, span):
@@ -224,7 +347,7 @@ cdef class SpanHooks:
 
     cdef int _end(self, object span) except -1:
         cdef object context, span_id, request, kind, parent, attributes, start, end, route
-        cdef object fallback
+        cdef object fallback, status
         cdef bint failed
         try:
             context = span._context
@@ -250,7 +373,9 @@ cdef class SpanHooks:
             attributes = span._attributes._dict
             start = span._start_time
             end = span._end_time
-            failed = span._status._status_code is ERROR
+            status = span._status
+            # Spans never given a status share the SDK's default one: no need to look in.
+            failed = status is not UNSET_STATUS and status._status_code is ERROR
         except AttributeError:
             return self._end_public(span)
         fallback = None

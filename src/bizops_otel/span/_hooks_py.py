@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from .. import drops
 from ..attributes import HTTP_ROUTE, HTTP_TARGET, HTTP_URL, PAGE_GROUP, URL_FULL, URL_QUERY
 from .context import AROUND, CONTEXT_KEY
+from .enrich import query_of, utm_parameters
 
 #: Live spans remembered for record_order(); past this, new ones are not (and counted).
 LIVE_SPAN_LIMIT = 100_000
@@ -33,6 +34,10 @@ class Enrichment(Protocol):
     page_group_at: int
     fallbacks: dict[tuple[Any, str], tuple[str, ...]]
     route_fallbacks: dict[Any, tuple[str, ...]]
+    campaigns: dict[tuple[str, ...], tuple[tuple[str, str], ...]]
+
+    def campaign_attributes(self, parameters: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        ...
 
     def enrich(self, span: Any, parent_context: Context | None, attributes: Mapping[str, Any],
                carried: Mapping[str, str] | None) -> None: ...
@@ -72,6 +77,7 @@ class SpanHooks:
         self._page_group_at = enricher.page_group_at
         self._fallbacks = enricher.fallbacks
         self._route_fallbacks = enricher.route_fallbacks
+        self._campaigns = enricher.campaigns
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
         if not self.active:
@@ -99,19 +105,30 @@ class SpanHooks:
             if carried is None:
                 carried = AROUND.get()
             if not carried and not self._always:
-                query = attributes.get(URL_QUERY)
-                if query is None:
-                    query = attributes.get(HTTP_TARGET)
-                    if query.__class__ is not str or "?" not in query:
-                        # The ASGI instrumentation keeps the query in the full URL only.
-                        query = attributes.get(URL_FULL)
-                        if query is None:
-                            query = attributes.get(HTTP_URL)
-                if query.__class__ is not str or "utm_" not in query:
+                query = query_of(attributes.get(URL_QUERY), attributes.get(HTTP_TARGET),
+                                 attributes.get(URL_FULL, attributes.get(HTTP_URL)))
+                if query is None or "utm_" not in query:
                     return
+                # A landing with nothing else to write: its campaign, without the general
+                # enrichment path.
+                self._write_campaign(span, attributes, query)
+                return
             self._enricher.enrich(span, parent_context, attributes, carried)
         except Exception as error:
             drops.count(drops.PROCESSOR_ERROR, f"on_start: {error!r}")
+
+    def _write_campaign(self, span: Any, attributes: Mapping[str, Any], query: str) -> None:
+        """The campaign attributes a query names, where the span does not carry them."""
+        parameters = utm_parameters(query)
+        pairs = self._campaigns.get(parameters)
+        if pairs is None:
+            pairs = self._enricher.campaign_attributes(parameters)
+        # One set_attribute per key: for the two or three keys of a campaign it costs
+        # less than set_attributes, whose mapping goes through the ABC checks of the
+        # SDK's attribute cleaning (measured, benchmarks/bench_span_path.py).
+        for key, value in pairs:
+            if key not in attributes:
+                span.set_attribute(key, value)
 
     def on_end(self, span: Any) -> None:
         if not self.active:

@@ -251,7 +251,8 @@ class Enricher:
         self.always = bool(self._baggage) or bool(self._rules)
         self.page_group_at = (config.dimensions.index(PAGE_GROUP)
                               if PAGE_GROUP in config.dimensions else -1)
-        self._campaigns: dict[tuple[str, ...], Campaign | None] = {}
+        #: raw utm pairs -> the campaign attributes they name; read directly by the hooks.
+        self.campaigns: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
         #: route -> ready-made fallback tuple, where the route alone decides it (no rules),
         #: and (route, span name) -> the same otherwise; both read directly by the hooks.
         self.route_fallbacks: dict[Any, tuple[str, ...]] = {}
@@ -272,36 +273,41 @@ class Enricher:
         full = attributes.get(URL_FULL, attributes.get(HTTP_URL))
         query = query_of(attributes.get(URL_QUERY), target, full)
         if query and "utm_" in query:
-            campaign = self._campaign(query)
-            if campaign is not None:
-                for key, value in zip((CAMPAIGN_ID, CAMPAIGN_SOURCE, CAMPAIGN_MEDIUM), campaign,
-                                      strict=True):
-                    if value is not None and key not in attributes:
-                        writes.setdefault(key, value)
+            for key, value in self.campaign_attributes(utm_parameters(query)):
+                if key not in attributes:
+                    writes.setdefault(key, value)
         if self._rules and PAGE_GROUP not in attributes:
             route = attributes.get(HTTP_ROUTE)
             group = self._rules.match(route if isinstance(route, str) else None,
                                       path_of(attributes.get(URL_PATH), target, full), span.name)
             if group is not None:
                 writes.setdefault(PAGE_GROUP, group)
-        if len(writes) == 1:  # the SDK's set_attribute is cheaper for a single key
-            span.set_attribute(*writes.popitem())
-        elif writes:
+        if len(writes) <= 3:
+            # Up to three keys, one set_attribute each costs less than set_attributes,
+            # whose mapping goes through the ABC checks of the SDK's attribute cleaning.
+            for key, value in writes.items():
+                span.set_attribute(key, value)
+        else:
             span.set_attributes(writes)
 
-    def _campaign(self, query: str) -> Campaign | None:
-        """parse_utm, cached on the raw utm pairs: a campaign's landings differ in click
-        ids and other parameters, rarely in their utm ones."""
-        parameters = utm_parameters(query)
+    def campaign_attributes(self, parameters: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """The campaign attributes, as (key, value) pairs, named by the raw utm pairs of a
+        query (:func:`utm_parameters`). Cached on those pairs, not on the whole query: a
+        campaign's landings differ in click ids and other parameters, rarely in their utm
+        ones. The hooks read :attr:`campaigns` directly and call this on a miss."""
         try:
-            return self._campaigns[parameters]
+            return self.campaigns[parameters]
         except KeyError:
             pass
         campaign = campaign_of(parameters, self._max_length)
-        if len(self._campaigns) >= CACHE_LIMIT:
-            self._campaigns.clear()
-        self._campaigns[parameters] = campaign
-        return campaign
+        pairs = () if campaign is None else tuple(
+            (key, value) for key, value in zip(
+                (CAMPAIGN_ID, CAMPAIGN_SOURCE, CAMPAIGN_MEDIUM), campaign, strict=True)
+            if value is not None)
+        if len(self.campaigns) >= CACHE_LIMIT:
+            self.campaigns.clear()
+        self.campaigns[parameters] = pairs
+        return pairs
 
     def fallback(self, attributes: Mapping[str, Any], name: str) -> tuple[str, ...]:
         """The page group of a span that does not carry one: the rules applied to the
