@@ -173,7 +173,7 @@ def test_native_hooks_call_the_native_aggregator_directly_and_any_other_through_
     assert Counting.calls == 6
 
 
-def test_the_native_utm_search_finds_what_the_pure_split_finds() -> None:
+def test_the_native_query_and_path_reading_matches_the_pure_functions() -> None:
     """The native hooks find ``utm_`` parameters by searching rather than splitting the
     query; on 5,000 random queries over the characters that matter (separators, ``=``,
     the ``utm_`` prefix inside and outside parameters, past the length bound) both agree."""
@@ -204,6 +204,18 @@ def test_the_native_utm_search_finds_what_the_pure_split_finds() -> None:
         native_query = None if found is None else found[0][found[1]:found[2]]
         assert native_query == query_of(attrs.get(keys[0]), attrs.get(keys[1]),
                                          attrs.get(keys[2], attrs.get(keys[3]))), attrs
+    # And the path the native hooks give the page-group rules: enrich.path_of's.
+    from bizops_otel.span.enrich import path_of
+
+    rule_path = native_module("span._hooks_c").rule_inputs
+    paths = ["/p?q=1", "/\u00e4\u00b8\u00ad?x", "/caf\u00e9", "", "?", "http://h/a/b?c#d",
+             "http://h", 3]
+    path_keys = [attributes.URL_PATH, attributes.HTTP_TARGET, attributes.URL_FULL,
+                 attributes.HTTP_URL]
+    for _ in range(3000):
+        attrs = {key: rng.choice(paths) for key in path_keys if rng.random() < 0.5}
+        assert rule_path(attrs) == path_of(attrs.get(path_keys[0]), attrs.get(path_keys[1]),
+                                           attrs.get(path_keys[2], attrs.get(path_keys[3]))), attrs
     long = "x=1&" * (MAX_QUERY_LENGTH // 4 - 2) + "utm_campaign=late&utm_source=later"
     assert native(long) == utm_parameters(long) == ("utm_camp",)
 
@@ -234,3 +246,48 @@ def test_a_landing_writes_only_the_campaign_keys_the_span_lacks(Aggregator: Any)
              w[attributes.CAMPAIGN_MEDIUM]) for w in written} == {("spring", "own", "mail")}
     assert len(enricher.campaigns) == 1
     assert aggregator.snapshot().total().count == 50
+
+
+def test_with_rules_both_twins_write_the_same_attributes_and_aggregates() -> None:
+    """With page-group rules and no business context, the native hooks apply the rules and
+    write the campaign themselves; the pure twin goes through the general enrichment. On
+    600 random spans (routes of three frameworks, paths, 404s, landings, a group set by the
+    application) both write the same attributes and aggregate the same keys."""
+    import random
+
+    from bizops_otel.aggregate._aggregator_py import Aggregator as Pure
+    from tests.conftest import load
+
+    rules = (("/product/*", "product"), ("re:^/api/", "api"), ("GET /health", "health"),
+             (lambda route, path, name: "static" if path and path.startswith("/s/") else None))
+    config = Config(page_groups=rules)
+
+    def run(aggregator_cls: Any) -> Any:
+        rng = random.Random(11)
+        provider = TracerProvider()
+        aggregator = aggregator_cls(config)
+        provider.add_span_processor(BizOpsSpanProcessor(aggregator,
+                                                        hooks=load_hooks(aggregator_cls)))
+        tracer = provider.get_tracer("t")
+        written = []
+        for i in range(600):
+            route = rng.choice(["/product/{id}", "product/<int:pid>", "/cart", None])
+            path = rng.choice(["/product/7", "/api/v1/x", "/s/app.js", "/nope",
+                               "/\u00e4\u00b8\u00ad"])
+            query = rng.choice(["", "?utm_campaign=spring&utm_source=mail", "?x=1"])
+            start = {attributes.HTTP_TARGET: path + query, "http.method": "GET"}
+            if route is not None:
+                start[attributes.HTTP_ROUTE] = route
+            if i % 7 == 0:
+                start[attributes.PAGE_GROUP] = "set-by-app"
+            name = rng.choice(["GET /health", f"GET {route or path}"])
+            with tracer.start_as_current_span(name, kind=SERVER, attributes=start) as span:
+                written.append(dict(span.attributes))
+        snapshot = aggregator.snapshot()
+        return written, {key: snapshot[key].count for key in snapshot}
+
+    native, pure = run(load("native")), run(Pure)
+    assert native == pure
+    groups = {w.get(attributes.PAGE_GROUP) for w in native[0]}
+    assert {"product", "api", "static", "health", "set-by-app"} <= groups
+    assert sum(1 for w in native[0] if attributes.CAMPAIGN_ID in w) > 100

@@ -20,6 +20,7 @@ from cpython.unicode cimport PyUnicode_Find
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_FindChar(object string, Py_UCS4 ch, Py_ssize_t start,
                                   Py_ssize_t end, int direction) except -2
+    bint PyUnicode_IS_ASCII(object string)
 
 import inspect
 import sys
@@ -37,10 +38,11 @@ from bizops_otel.attributes import (
     HTTP_URL,
     PAGE_GROUP,
     URL_FULL,
+    URL_PATH,
     URL_QUERY,
 )
 from bizops_otel.span.context import AROUND, CONTEXT_KEY
-from bizops_otel.span.enrich import MAX_QUERY_LENGTH, MAX_URL_LENGTH
+from bizops_otel.span.enrich import MAX_QUERY_LENGTH, MAX_URL_LENGTH, path_of, wsgi_text
 
 cdef object ERROR = StatusCode.ERROR
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT
@@ -48,6 +50,7 @@ cdef str S_HTTP_ROUTE = HTTP_ROUTE
 cdef str S_HTTP_TARGET = HTTP_TARGET
 cdef str S_PAGE_GROUP = PAGE_GROUP
 cdef str S_URL_QUERY = URL_QUERY
+cdef str S_URL_PATH = URL_PATH
 cdef str S_URL_FULL = URL_FULL
 cdef str S_HTTP_URL = HTTP_URL
 cdef object S_CONTEXT_KEY = CONTEXT_KEY
@@ -212,6 +215,32 @@ cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop)
     return text
 
 
+cdef object rule_path(object attributes):
+    """``enrich.path_of`` for the page-group rules: url.path, else http.target before
+    ``?``, as WSGI text decoded (``wsgi_text``); the rarer full-URL case, and non-ASCII
+    paths, through the pure functions themselves."""
+    cdef object text = lookup(attributes, S_URL_PATH)
+    cdef Py_ssize_t mark
+    if not isinstance(text, str):
+        text = lookup(attributes, S_HTTP_TARGET)
+        if not isinstance(text, str):
+            text = lookup(attributes, S_URL_FULL)
+            return path_of(None, None,
+                           lookup(attributes, S_HTTP_URL) if text is None else text)
+        mark = PyUnicode_FindChar(text, 0x3F, 0, len(<str>text), 1)
+        if mark >= 0:
+            text = (<str>text)[:mark]
+    if PyUnicode_IS_ASCII(text):
+        return text
+    return wsgi_text(text)
+
+
+def rule_inputs(attributes):
+    """The path the native hooks give the page-group rules: for the tests that hold it to
+    ``enrich.path_of``."""
+    return rule_path(attributes)
+
+
 def utm_parameters(query):
     """The native ``utm_pairs``, for the tests that hold it to the pure function."""
     return utm_pairs(query, 0, len(query))
@@ -247,6 +276,9 @@ cdef class SpanHooks:
     cdef dict _fallbacks
     cdef dict _route_fallbacks
     cdef dict _campaigns
+    cdef bint _rules_only
+    cdef object _rules
+    cdef dict _groups
 
     def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher):
         self.active = True
@@ -262,6 +294,11 @@ cdef class SpanHooks:
         self._fallbacks = enricher.fallbacks
         self._route_fallbacks = enricher.route_fallbacks
         self._campaigns = enricher.campaigns
+        self._rules_only = getattr(enricher, "rules_only", False)
+        self._rules = getattr(enricher, "rules", None)
+        self._groups = getattr(self._rules, "cache", None) if self._rules_only else None
+        if self._groups is None:
+            self._rules_only = False
 
     @property
     def records_directly(self):
@@ -319,7 +356,33 @@ cdef class SpanHooks:
             # A landing with nothing else to write: its campaign, without the general
             # enrichment path.
             return self._write_campaign(span, attributes, <str>text, start, stop)
+        if not carried and self._rules_only:
+            # Rules and a campaign, the general path's work for a span carrying no
+            # business context, without its Python frames.
+            text = query_bounds(attributes, &start, &stop)
+            if text is not None and PyUnicode_Find(text, UTM, start, stop, 1) >= 0:
+                self._write_campaign(span, attributes, <str>text, start, stop)
+            if S_PAGE_GROUP not in attributes:
+                self._write_group(span, attributes)
+            return 0
         self._enricher.enrich(span, parent_context, attributes, carried)
+        return 0
+
+    cdef int _write_group(self, object span, object attributes) except -1:
+        """The page group the rules give the span's route, path and name, if any."""
+        cdef object route = lookup(attributes, S_HTTP_ROUTE)
+        cdef PyObject *found
+        cdef object group
+        if not isinstance(route, str):
+            route = None
+        key = (route, rule_path(attributes), span._name)
+        found = PyDict_GetItemWithError(self._groups, key)
+        if found != NULL:
+            group = <object>found
+        else:
+            group = self._rules.match(*key)
+        if group is not None:
+            span.set_attribute(S_PAGE_GROUP, group)
         return 0
 
     cdef int _write_campaign(self, object span, object attributes, str text,

@@ -180,7 +180,8 @@ class PageGroups:
                 pattern, group = rule
                 source = pattern[3:] if pattern.startswith("re:") else fnmatch.translate(pattern)
                 self._rules.append((re.compile(source), group, None))
-        self._cache: dict[tuple[str | None, str | None, str], str | None] = {}
+        #: (route, path, span name) -> group or None; read directly by the native hooks.
+        self.cache: dict[tuple[str | None, str | None, str], str | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -188,13 +189,13 @@ class PageGroups:
     def match(self, route: str | None, path: str | None, name: str) -> str | None:
         key = (route, path, name)
         try:
-            return self._cache[key]
+            return self.cache[key]
         except KeyError:
             pass
         group = self._evaluate(route, path, name)
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()  # hostile paths cannot grow it; hot routes refill at once
-        self._cache[key] = group
+        if len(self.cache) >= CACHE_LIMIT:
+            self.cache.clear()  # hostile paths cannot grow it; hot routes refill at once
+        self.cache[key] = group
         return group
 
     def _evaluate(self, route: str | None, path: str | None, name: str) -> str | None:
@@ -245,10 +246,15 @@ class Enricher:
     def __init__(self, config: Config) -> None:
         self._baggage = BaggageFilter(config.baggage_keys)
         self._rules = PageGroups(config.page_groups)
+        #: The page-group rules, which the hooks apply themselves when nothing else needs
+        #: the general path (``rules_only``).
+        self.rules = self._rules
         self._max_length = config.max_value_length
         self._dimensions = len(config.dimensions)
         #: Whether every span needs the slow path (baggage or rules are configured).
         self.always = bool(self._baggage) or bool(self._rules)
+        #: Whether rules are all that makes every span need enrichment (no baggage keys).
+        self.rules_only = bool(self._rules) and not self._baggage
         self.page_group_at = (config.dimensions.index(PAGE_GROUP)
                               if PAGE_GROUP in config.dimensions else -1)
         #: raw utm pairs -> the campaign attributes they name; read directly by the hooks.
