@@ -4,6 +4,8 @@ present, and the Prometheus series names they become."""
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 from typing import Any
 
 from bizops_otel import attributes
@@ -16,6 +18,7 @@ from bizops_otel.export.otel import BUCKET_METRIC
 from bizops_otel.export.otlp.push import ExportStatus
 from tests.spans import run
 
+RULES = Path(__file__).parent.parent / "deploy" / "prometheus" / "bizops-rules.yml"
 DIMENSIONS = (attributes.PAGE_GROUP, attributes.CAMPAIGN_ID, attributes.FEATURE_FLAG_VARIANT)
 
 
@@ -45,3 +48,10 @@ def emitted_series(families: list[Family], histogram: Any) -> set[str]:
     # The OTel-instruments path has no observable histogram; its bucket counter is read too.
     emitted.add(prometheus_name(BUCKET_METRIC, "{request}", "counter"))
     return emitted
+
+
+def exported_and_recorded() -> set[str]:
+    """Every series name a scrape can carry, and every name the recording rules record."""
+    families, histogram, _ = every_family()
+    return (emitted_series(families, histogram)
+            | set(re.findall(r"record: (\S+)", RULES.read_text())))

@@ -34,7 +34,7 @@ from bizops_otel import config, stats
 from bizops_otel.settings import from_environment, load_config
 from bizops_otel.span import enrich
 
-from .metric_names import emitted_series, every_family
+from .metric_names import exported_and_recorded
 from .processes import free_port
 from .tools import require
 
@@ -368,12 +368,6 @@ def test_toml_blocks_load(block: Block, tmp_path: Path) -> None:
     assert PageGroups(loaded.page_groups).match("/api/v1/cart", None, "") == "cart"
 
 
-def _exported_and_recorded_names() -> set[str]:
-    families, histogram, _ = every_family()
-    rules = (ROOT / "deploy" / "prometheus" / "bizops-rules.yml").read_text()
-    return emitted_series(families, histogram) | set(re.findall(r"record: (\S+)", rules))
-
-
 @pytest.mark.parametrize("block", of_kind("promql"))
 def test_promql_blocks_parse_and_name_real_series(block: Block, tmp_path: Path) -> None:
     promtool = require("promtool")
@@ -395,7 +389,7 @@ def test_promql_blocks_parse_and_name_real_series(block: Block, tmp_path: Path) 
     result = subprocess.run([promtool, "check", "rules", str(tmp_path / "docs.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    known = _exported_and_recorded_names()
+    known = exported_and_recorded()
     for expression in expressions:
         # Series names only: label matchers and grouping lists name labels.
         series = re.sub(r"\{.*?\}|\b(by|without)\s*\(.*?\)", "", expression)

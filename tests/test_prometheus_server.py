@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -20,39 +15,14 @@ from bizops_otel.aggregate._layout import bucket_edges, bucket_of
 from tests.apps.metrics_app import SPANS
 from tests.datasets import traffic
 from tests.processes import free_port, running
-from tests.tools import require
+from tests.real_prometheus import scraping, wait_for
 
-ROOT = Path(__file__).parent.parent
-APP = ROOT / "tests" / "apps" / "metrics_app.py"
-RULES = ROOT / "deploy" / "prometheus" / "bizops-rules.yml"
+APP = Path(__file__).parent / "apps" / "metrics_app.py"
 SEEDS = (41, 42)
-
-
-def query(port: int, expression: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
-    with urllib.request.urlopen(url, timeout=10) as reply:
-        body = json.load(reply)
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
-
-
-def wait_for(port: int, expression: str, check: Any, seconds: float = 60) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + seconds
-    result: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        try:
-            result = query(port, expression)
-            if check(result):
-                return result
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {expression}: {result}")
 
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[int]:
-    binary = require("prometheus")
     with ExitStack() as stack:
         ports = []
         for seed in SEEDS:
@@ -61,19 +31,7 @@ def prometheus(tmp_path: Path) -> Iterator[int]:
                                               stdout=subprocess.PIPE, text=True))
             assert app.stdout is not None and app.stdout.readline().strip() == "serving"
             ports.append(port)
-        targets = ", ".join(f"'127.0.0.1:{port}'" for port in ports)
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files:\n  - {RULES}\n"
-            "scrape_configs:\n  - job_name: shop\n    static_configs:\n"
-            f"      - targets: [{targets}]\n")
-        port = free_port()
-        stack.enter_context(running(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        yield port
+        yield stack.enter_context(scraping([f"127.0.0.1:{port}" for port in ports], tmp_path))
 
 
 def test_fleet_pearson_and_conversion_curve_from_a_real_prometheus(prometheus: int) -> None:
