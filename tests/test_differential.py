@@ -180,13 +180,11 @@ def test_twins_agree_on_timestamps_at_the_edges_of_int64() -> None:
              2**63, 2**64, 2**90, -1, -(2**30), -(2**62), -(2**63), -(2**63) - 1, -(2**90)]
     native, pure = load("native")(Config()), PureAggregator(Config())
     attributes = {attr.PAGE_GROUP: "checkout", attr.ORDER_VALUE: 10.0}
-    # Spans longer than 2**63 ns overflow the native twin's int64 difference: left out.
-    pairs = [(start, end) for start in edges for end in edges
-             if not (-(2**63) <= start <= end < 2**63 and end - start >= 2**63)]
     for agg in (native, pure):
-        for start, end in pairs:
-            agg.record_span(attributes, start, end)
-            agg.record_span(attributes, start, end, error=True)
+        for start in edges:  # some spans last longer than 2**63 ns
+            for end in edges:
+                agg.record_span(attributes, start, end)
+                agg.record_span(attributes, start, end, error=True)
         for bad in (True, 1.0, None, np.int64(5), "1"):
             agg.record_span(attributes, bad, 10)
             agg.record_span(attributes, 0, bad)

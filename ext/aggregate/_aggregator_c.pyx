@@ -229,6 +229,16 @@ def _bucket_of(double latency_s):
     return bucket_of(latency_s)
 
 
+cdef inline double span_seconds(int64_t start, int64_t end) noexcept nogil:
+    """``(end - start) * 1e-9`` for ``end >= start``, as the pure twin computes it.
+
+    The difference of two int64 can exceed int64 (a span from before 1970 to after 2262)
+    but not uint64, where it is exact; its conversion to double rounds as Python's
+    int-to-float does.
+    """
+    return <double>(<uint64_t>end - <uint64_t>start) * 1e-9
+
+
 cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t q = a // b
     if (a % b != 0) and ((a < 0) != (b < 0)):
@@ -1109,7 +1119,7 @@ cdef class Aggregator:
             # borrowed session id from the dict: hold a reference until the commit.
             held = <object>session if session != NULL else None
             failed = _truthy(error)
-        self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops, failed,
+        self._commit(key, span_seconds(start, end), values, mask, drops, n_drops, failed,
                      end, session)
         return 0
 
@@ -1140,7 +1150,7 @@ cdef class Aggregator:
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0
-        self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops,
+        self._commit(key, span_seconds(start, end), values, mask, drops, n_drops,
                      error is True or (error is not False and _truthy(error)), end,
                      <PyObject *>session)
         return 0
