@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 def per_call_ns(run: Callable[[int], None], calls: int, repeats: int = 7) -> float:
@@ -16,6 +16,25 @@ def per_call_ns(run: Callable[[int], None], calls: int, repeats: int = 7) -> flo
         run(calls)
         samples.append((time.perf_counter_ns() - started) / calls)
     return statistics.median(samples)
+
+
+def interleaved_ns(runs: Mapping[str, Callable[[int], None]], calls: int,
+                   rounds: int = 21) -> dict[str, list[float]]:
+    """Nanoseconds per call of each ``run(calls)``, every round running each once in turn.
+
+    On a shared machine a slow spell then falls on all the runs of a round alike, where
+    timing one run's repeats and then the other's lets it fall on one of them only: take
+    medians of the figures, or of their ratios round by round.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run(max(1, calls // 10))  # warm caches and lazily created state
+    for _ in range(rounds):
+        for name, run in runs.items():
+            started = time.perf_counter_ns()
+            run(calls)
+            samples[name].append((time.perf_counter_ns() - started) / calls)
+    return samples
 
 
 def millis(action: Callable[[], object], repeats: int = 5) -> float:

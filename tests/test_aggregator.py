@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import threading
@@ -79,6 +80,34 @@ def test_bad_latencies_and_timestamps_are_dropped(Aggregator: Any) -> None:
     snapshot = agg.snapshot()
     assert nonzero(snapshot.dropped) == {"latency_invalid": 9}
     assert len(snapshot) == 0
+
+
+def test_record_span_takes_positional_and_keyword_arguments_alike(Aggregator: Any) -> None:
+    """The native twin has a fast entry for positional calls and Cython's own for calls
+    with keywords: every spelling records the same, and a wrong call is a TypeError."""
+    fallback = ("landing", None)
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((span(), 0, SECOND), {}),
+        ((span(), 0, SECOND, True), {}),
+        ((span(page=None), 0, SECOND, False, fallback), {}),
+        ((span(), 0, SECOND), {"error": True}),
+        ((span(page=None), 0, SECOND), {"fallback": fallback}),
+        ((), {"attributes": span(page=None), "start_ns": 0, "end_ns": SECOND,
+              "error": True, "fallback": fallback}),
+    ]
+    agg = Aggregator(Config())
+    for args, kwargs in calls:
+        assert agg.record_span(*args, **kwargs) is None
+    snapshot = agg.snapshot()
+    assert snapshot[KEY].count == 3 and snapshot[KEY].errors == 2
+    assert snapshot[("landing", "spring_sale")].count == 3
+    assert snapshot[("landing", "spring_sale")].errors == 1
+    for args, kwargs in [((), {}), ((span(),), {}), ((span(), 0, 1, False, None, 6), {}),
+                         ((span(), 0, 1), {"bogus": 1}), ((span(), 0, 1), {"start_ns": 0})]:
+        with pytest.raises(TypeError):
+            agg.record_span(*args, **kwargs)
+    assert list(inspect.signature(agg.record_span).parameters) == [
+        "attributes", "start_ns", "end_ns", "error", "fallback"]
 
 
 def test_unreadable_attributes_never_raise(Aggregator: Any) -> None:

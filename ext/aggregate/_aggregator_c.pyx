@@ -15,18 +15,87 @@ import time
 
 import numpy as np
 
-# PyDict_GetItemWithError, unlike PyDict_GetItem, does not save and restore the error
-# state on every call, which is measurable on the hot path.
-from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
+cimport cython
+
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.long cimport PyLong_AsDouble
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches, PyErr_Occurred
 from cpython.ref cimport PyObject, Py_XDECREF, Py_XINCREF
-from libc.math cimport isinf, isnan, log
+from libc.math cimport isinf, isnan, log, log1p
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
+
+cdef extern from *:
+    """
+    /* Span timestamps: an exact int as int64, 0 when the value is not an exact int or does
+       not fit. Every timestamp of this era is a non-negative int of three 30-bit digits
+       (about 2**60.6 ns), which is read from its digits directly: a few instructions where
+       PyLong_AsLongLongAndOverflow, which every other value takes, costs some sixty. The
+       digit layout is that of CPython 3.11 to 3.13 (ob_size; then lv_tag from 3.12);
+       other versions and interpreters take the generic path only. */
+    static inline int bizops_int64_of(PyObject *o, int64_t *out) {
+        int overflow;
+        long long value;
+        if (Py_TYPE(o) != &PyLong_Type)
+            return 0;
+    #if !defined(PYPY_VERSION) && !defined(Py_LIMITED_API) && PyLong_SHIFT == 30 \
+        && PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
+        {
+            const digit *d;
+            Py_ssize_t n;
+    #if PY_VERSION_HEX >= 0x030C0000
+            uintptr_t tag = ((PyLongObject *)o)->long_value.lv_tag;
+            n = (tag & _PyLong_SIGN_MASK) == 2 ? -1 : (Py_ssize_t)(tag >> _PyLong_NON_SIZE_BITS);
+            d = ((PyLongObject *)o)->long_value.ob_digit;
+    #else
+            n = Py_SIZE(o);
+            d = ((PyLongObject *)o)->ob_digit;
+    #endif
+            if (n == 3 && d[2] < 8) {  /* below 2**63 */
+                *out = (int64_t)(((uint64_t)d[2] << 60) | ((uint64_t)d[1] << 30) | d[0]);
+                return 1;
+            }
+            if (n == 2) {
+                *out = (int64_t)(((uint64_t)d[1] << 30) | d[0]);
+                return 1;
+            }
+            if (n == 1 || n == 0) {
+                *out = n ? (int64_t)d[0] : 0;
+                return 1;
+            }
+        }
+    #endif
+        value = PyLong_AsLongLongAndOverflow(o, &overflow);  /* cannot fail on an exact int */
+        if (overflow)
+            return 0;
+        *out = (int64_t)value;
+        return 1;
+    }
+
+    /* The hash of a dimension value. An exact str caches its hash in the object, so this
+       reads it there instead of reaching it through PyObject_Hash and str's tp_hash. */
+    static inline Py_hash_t bizops_hash(PyObject *o) {
+    #if !defined(PYPY_VERSION) && !defined(Py_LIMITED_API)
+        if (PyUnicode_CheckExact(o) && ((PyASCIIObject *)o)->hash != -1)
+            return ((PyASCIIObject *)o)->hash;
+    #endif
+        return PyObject_Hash(o);
+    }
+    """
+    bint int64_of "bizops_int64_of"(object value, int64_t *out) noexcept
+    Py_hash_t hash_of "bizops_hash"(PyObject *value) except? -1
+
+cdef extern from "Python.h":
+    # Lookups with borrowed arguments: a key held as a PyObject* in a C array needs no
+    # reference counting around the call, as an ``object`` argument would. Unlike
+    # PyDict_GetItem, PyDict_GetItemWithError does not save and restore the error state
+    # on every call, which is measurable on the hot path.
+    PyObject *dict_lookup "PyDict_GetItemWithError"(PyObject *mapping,
+                                                    PyObject *key) except? NULL
+    # Without an exception clause: its one error, OverflowError, is a drop reason here.
+    double int_as_double "PyLong_AsDouble"(PyObject *value) noexcept
 
 from bizops_otel.aggregate import _fork
 from bizops_otel.aggregate._batch import batch_inputs
@@ -99,13 +168,75 @@ def _is_compiled():
     return True
 
 
-cdef inline int bucket_of(double t) noexcept nogil:
-    """Same arithmetic as ``_layout.bucket_of``."""
+cdef int bucket_by_log(double t) noexcept nogil:
+    """Same arithmetic as ``_layout.bucket_of``: the definition of a latency's bucket."""
     cdef int index
     if t < LOWEST:
         return 0
     index = 1 + <int>(log(t * INV_LOWEST) * INV_LOG_GROWTH)
     return index if index < TOP_BUCKET else TOP_BUCKET
+
+
+# log() is the slowest step of a span's update: some 50 instructions on a dependency chain
+# of a few dozen cycles. bucket_of finds the same bucket from a table for nearly every
+# latency. With u = t / LOWEST = m · 2**e (1 ≤ m < 2), the value that bucket_by_log
+# truncates is y = log(u) · INV_LOG_GROWTH = e · LOG_STEP + log(m) · INV_LOG_GROWTH, and the
+# top LOG_TABLE_BITS bits of m's mantissa place m in [1 + i/256, 1 + (i+1)/256), so that
+# y lies between LOG_TABLE[i] + e · LOG_STEP and LOG_TABLE[i + 1] + e · LOG_STEP. When one
+# integer n is the whole part of both ends, widened by LOG_SLACK, the bucket is n + 1: the
+# log's own rounding (under an ulp), the product's and the table's move y by under 1e-12,
+# far inside the slack. When the ends straddle an integer, that is when m's table cell
+# (0.4% wide) holds a bucket edge, which happens to a few percent of latencies,
+# bucket_by_log decides.
+DEF LOG_TABLE_BITS = 8
+DEF LOG_TABLE_SIZE = 257        # (1 << LOG_TABLE_BITS) + 1
+cdef double LOG_TABLE[LOG_TABLE_SIZE]
+cdef double LOG_STEP = log(2.0) * INV_LOG_GROWTH
+cdef double LOG_SLACK = 1e-9
+cdef double LOG_TABLE_TOP = 2.0 ** 64   # a bound that keeps e and y small
+
+
+cdef void fill_log_table() noexcept nogil:
+    cdef int i
+    for i in range(LOG_TABLE_SIZE):
+        LOG_TABLE[i] = log1p(i / <double>(1 << LOG_TABLE_BITS)) * INV_LOG_GROWTH
+
+
+fill_log_table()
+
+
+cdef inline int bucket_of(double t) noexcept nogil:
+    """``bucket_by_log(t)``, taken from LOG_TABLE when the table decides (see above)."""
+    cdef double u = t * INV_LOWEST
+    cdef double low, high, whole
+    cdef uint64_t bits
+    cdef int i, n
+    if t >= LOWEST and u >= 1.0 and u < LOG_TABLE_TOP:  # also false for NaN
+        memcpy(&bits, &u, sizeof(double))
+        whole = <double>(<int>(bits >> 52) - 1023) * LOG_STEP
+        i = <int>((bits >> (52 - LOG_TABLE_BITS)) & ((1 << LOG_TABLE_BITS) - 1))
+        low = whole + LOG_TABLE[i] - LOG_SLACK
+        high = whole + LOG_TABLE[i + 1] + LOG_SLACK
+        n = <int>low
+        if low >= 0.0 and n == <int>high:
+            return n + 1 if n + 1 < TOP_BUCKET else TOP_BUCKET
+    return bucket_by_log(t)
+
+
+def _bucket_of(double latency_s):
+    """The bucket of one latency as the native code finds it; for the tests, which hold it
+    to ``latency_buckets.bucket_of``."""
+    return bucket_of(latency_s)
+
+
+cdef inline double span_seconds(int64_t start, int64_t end) noexcept nogil:
+    """``(end - start) * 1e-9`` for ``end >= start``, as the pure twin computes it.
+
+    The difference of two int64 can exceed int64 (a span from before 1970 to after 2262)
+    but not uint64, where it is exact; its conversion to double rounds as Python's
+    int-to-float does.
+    """
+    return <double>(<uint64_t>end - <uint64_t>start) * 1e-9
 
 
 cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
@@ -203,8 +334,17 @@ cdef int state_reserve_rows(State *s, int32_t rows, int m) noexcept nogil:
     return 0
 
 
-cdef int32_t state_slot(State *s, int32_t key, int m) noexcept nogil:
-    """Row of ``key``, created empty if absent; -1 when memory runs out."""
+cdef inline int32_t state_slot(State *s, int32_t key, int m) noexcept nogil:
+    """Row of ``key``, created empty if absent; -1 when memory runs out.
+
+    The lookup of an existing row is inline (every span makes one); creating one is not.
+    """
+    if key < s.key_cap and s.slot_of[key] >= 0:
+        return s.slot_of[key]
+    return state_new_slot(s, key, m)
+
+
+cdef int32_t state_new_slot(State *s, int32_t key, int m) noexcept nogil:
     cdef int32_t cap, i, slot
     cdef Row *row
     if key >= s.key_cap:
@@ -232,16 +372,20 @@ cdef int32_t state_slot(State *s, int32_t key, int m) noexcept nogil:
     return slot
 
 
-cdef uint64_t *row_block(State *s, Row *row, int code) noexcept nogil:
+cdef inline uint64_t *row_block(State *s, Row *row, int code) noexcept nogil:
     """The histogram block ``code`` of ``row``, allocated on first use (NULL: no memory).
 
     The block pool may move when it grows, but rows never point into it: they hold
     indices, so ``row`` stays valid.
     """
     cdef int32_t index = row.blocktab[code]
-    cdef int32_t cap
     if index >= 0:
         return &s.blocks[index * BLOCK]
+    return row_new_block(s, row, code)
+
+
+cdef uint64_t *row_new_block(State *s, Row *row, int code) noexcept nogil:
+    cdef int32_t index, cap
     if s.n_blocks == s.cap_blocks:
         cap = s.cap_blocks * 2 if s.cap_blocks else 16
         if grow(<void **>&s.blocks, cap * BLOCK * sizeof(uint64_t)) < 0:
@@ -468,13 +612,14 @@ cdef inline uint64_t mix_hashes(PyObject **values, int d) except? 0:
     cdef uint64_t h = 0x243F6A8885A308D3
     cdef int i
     for i in range(d):
-        h ^= <uint64_t>hash(<object>values[i])
+        h ^= <uint64_t>hash_of(values[i])
         h *= <uint64_t>0x9E3779B97F4A7C15
         h ^= h >> 29
     return h | 1  # never 0, so 0 can mean "error" to Cython
 
 
-cdef int32_t table_find(const KeyTable *t, PyObject **values, uint64_t h) except -2:
+cdef inline int32_t table_find(const KeyTable *t, PyObject **values,
+                               uint64_t h) except -2:
     """Key id of ``values``, or -1 when absent."""
     cdef size_t mask, i
     cdef Entry *e
@@ -605,12 +750,19 @@ cdef class Aggregator:
     cdef State *_ring
     cdef int64_t *_ring_epoch
     cdef int64_t _newest_epoch
+    cdef State *_hot             # the newest sub-window's state (see _target), or NULL
+    cdef int64_t _hot_start_ns   # where that sub-window starts
+    # The attribute names of the dimensions and KPIs, borrowed from _dim_keys and
+    # _kpi_attrs, for the span path's dict lookups.
+    cdef PyObject *_dim_attr[MAX_DIMS]
+    cdef PyObject *_kpi_attr[MAX_KPIS]
     cdef uint64_t _dropped[MAX_REASONS]
     cdef object __weakref__
 
     def __cinit__(self):
         self._ring = NULL
         self._ring_epoch = NULL
+        self._hot = NULL
         self._key_group = NULL
         memset(&self._retired, 0, sizeof(State))
         memset(&self._raw, 0, sizeof(KeyTable))
@@ -626,7 +778,10 @@ cdef class Aggregator:
         self._kpi_attrs = tuple(k.attribute for k in cfg.kpis)
         self._kpi_index = {k.name: j for j, k in enumerate(cfg.kpis)}
         self._kpi_binary_obj = tuple(bool(k.binary) for k in cfg.kpis)
+        for j in range(self._d):
+            self._dim_attr[j] = PyTuple_GET_ITEM(self._dim_keys, j)
         for j, k in enumerate(cfg.kpis):
+            self._kpi_attr[j] = PyTuple_GET_ITEM(self._kpi_attrs, j)
             self._kpi_binary[j] = 1 if k.binary else 0
             self._kpi_min[j] = k.minimum
             self._kpi_max[j] = k.maximum
@@ -673,6 +828,7 @@ cdef class Aggregator:
             state_free(&self._ring[i])
             self._ring_epoch[i] = -1
         self._newest_epoch = -1
+        self._hot = NULL
         memset(self._dropped, 0, sizeof(self._dropped))
         self._started_ns = time.time_ns()
         cfg = self.config
@@ -734,6 +890,9 @@ cdef class Aggregator:
             return value
         return sanitize_dimension(value, self._value_length)
 
+    # The methods below run for every span. @cython.final makes their calls plain C calls,
+    # which the C compiler can inline, instead of calls through the class's method table.
+    @cython.final
     cdef Py_ssize_t _span_key(self, object attributes, bint is_dict,
                               object fallback) except -1:
         """Key id of a span's dimension attributes, without allocating on a table hit.
@@ -750,7 +909,7 @@ cdef class Aggregator:
                                               or len(<tuple>fallback) != self._d)):
             return self._key_id(self._raw_dims(attributes, fallback))
         for i in range(self._d):
-            found = PyDict_GetItemWithError(attributes, <object>PyTuple_GET_ITEM(self._dim_keys, i))
+            found = dict_lookup(<PyObject *>attributes, self._dim_attr[i])
             if found == NULL:
                 if has_fallback:
                     found = PyTuple_GET_ITEM(fallback, i)
@@ -777,6 +936,7 @@ cdef class Aggregator:
         return tuple(values)
 
     # Recording --------------------------------------------------------------------------
+    @cython.final
     cdef inline int _check(self, int j, double x) noexcept:
         """Range checks of ``attributes.check_kpi_number``; -1 when valid."""
         if isnan(x):
@@ -791,32 +951,59 @@ cdef class Aggregator:
             return R_ABOVE
         return -1
 
-    cdef int _read_kpi(self, int j, object value, double *out) except -2:
-        """Valid number into ``out`` (returns -1), or the drop reason."""
-        cdef double x
-        if type(value) is float:
-            x = PyFloat_AS_DOUBLE(value)
-        elif type(value) is int:
-            try:
-                x = PyLong_AsDouble(value)
-            except OverflowError:
-                return R_ABOVE
-        elif type(value) is bool:
+    @cython.final
+    cdef inline int _read_kpi(self, int j, PyObject *value, double *out) except -2:
+        """Valid number into ``out`` (returns -1), or the drop reason.
+
+        Exact floats, ints and bools, the values instrumentation sets, are read here, where
+        the call inlines into the span path; anything else goes to ``classify_kpi``.
+        """
+        if type(<object>value) is float:
+            out[0] = PyFloat_AS_DOUBLE(<object>value)
+        elif type(<object>value) is int:
+            out[0] = int_as_double(value)
+            if out[0] == -1.0 and PyErr_Occurred() != NULL:
+                return self._int_overflow()
+        elif type(<object>value) is bool:
             if not self._kpi_binary[j]:
                 return R_BOOL
-            x = 1.0 if value is True else 0.0
+            out[0] = 1.0 if <object>value is True else 0.0
         else:
-            number, reason = classify_kpi(value, self._kpi_binary_obj[j],
-                                          self._kpi_min[j], self._kpi_max[j])
-            if reason >= 0:
-                return reason
-            x = number
-        out[0] = x
-        return self._check(j, x)
+            return self._classify_kpi(j, <object>value, out)
+        return self._check(j, out[0])
 
-    cdef State *_target(self, int64_t end_ns) noexcept:
+    cdef int _int_overflow(self) except -2:
+        """An int beyond float's range is above any maximum (the error is OverflowError)."""
+        if PyErr_ExceptionMatches(OverflowError):
+            PyErr_Clear()
+            return R_ABOVE
+        return -2  # propagate whatever else it is
+
+    cdef int _classify_kpi(self, int j, object value, double *out) except -2:
+        # ``value`` may be borrowed from the attribute dict, and classify_kpi runs the
+        # value's own Python code, which could remove it from there: hold a reference.
+        cdef object held = value
+        number, reason = classify_kpi(held, self._kpi_binary_obj[j],
+                                      self._kpi_min[j], self._kpi_max[j])
+        if reason >= 0:
+            return reason
+        out[0] = number
+        return self._check(j, out[0])
+
+    @cython.final
+    cdef inline State *_target(self, int64_t end_ns) noexcept:
         """The state a span ending at ``end_ns`` goes to: its sub-window, or the retired
-        state for stragglers older than the whole ring (see ``_aggregator_py``)."""
+        state for stragglers older than the whole ring (see ``_aggregator_py``).
+
+        Nearly every span ends in the newest sub-window, which ``_hot`` remembers: finding
+        it then takes two comparisons instead of two 64-bit divisions.
+        """
+        if (self._hot != NULL and end_ns >= self._hot_start_ns
+                and <uint64_t>end_ns - <uint64_t>self._hot_start_ns < <uint64_t>self._slot_ns):
+            return self._hot
+        return self._target_slow(end_ns)
+
+    cdef State *_target_slow(self, int64_t end_ns) noexcept:
         cdef int64_t epoch = floor_div(end_ns, self._slot_ns)
         cdef int64_t index = epoch % self._slots
         cdef int32_t row
@@ -826,6 +1013,7 @@ cdef class Aggregator:
             return &self._retired
         if epoch > self._newest_epoch:
             self._newest_epoch = epoch
+            self._hot = NULL
         if self._ring_epoch[index] != epoch:
             if epoch < self._ring_epoch[index]:
                 return &self._retired
@@ -834,11 +1022,18 @@ cdef class Aggregator:
                     self._dropped[R_MEMORY] += row_at(&self._ring[index], row, self._m).count
             state_clear(&self._ring[index], self._m)
             self._ring_epoch[index] = epoch
+        # The newest sub-window stays where it is until a later epoch replaces it as the
+        # newest (above): only then can the answer for its epoch change. Epochs before 1970
+        # are not remembered, so that ``epoch * slot_ns`` cannot overflow.
+        if epoch == self._newest_epoch and epoch >= 0:
+            self._hot = &self._ring[index]
+            self._hot_start_ns = epoch * self._slot_ns
         return &self._ring[index]
 
-    cdef void _commit(self, Py_ssize_t key, double t, const double *values, uint32_t mask,
-                      const int *drops, int n_drops, bint error, int64_t end_ns,
-                      PyObject *session) noexcept:
+    @cython.final
+    cdef inline void _commit(self, Py_ssize_t key, double t, const double *values,
+                             uint32_t mask, const int *drops, int n_drops, bint error,
+                             int64_t end_ns, PyObject *session) noexcept:
         cdef int outcome = 0
         cdef int i
         cdef double revenue = 0.0
@@ -864,6 +1059,12 @@ cdef class Aggregator:
                                 revenue, end_ns) < 0:
             self._dropped[R_MEMORY] += 1
 
+    # Python calls reach this method through a faster entry when they pass no keywords
+    # (see the end of the module). binding=False makes it a plain builtin method, which that
+    # entry can call for the calls with keywords; the signature is embedded for inspect.
+    @cython.binding(False)
+    @cython.embedsignature(True)
+    @cython.embedsignature.format("clinic")
     def record_span(self, attributes, start_ns, end_ns, error=False, fallback=None):
         """Record one finished span from its attribute mapping. Never raises.
 
@@ -872,6 +1073,7 @@ cdef class Aggregator:
         """
         self._record_span(attributes, start_ns, end_ns, error, fallback)
 
+    @cython.final
     cdef int _record_span(self, object attributes, object start_ns, object end_ns,
                           object error, object fallback) except -1:
         cdef int64_t start, end
@@ -881,54 +1083,76 @@ cdef class Aggregator:
         cdef uint32_t mask = 0
         cdef int j, reason
         cdef Py_ssize_t key
-        cdef bint is_dict
         cdef PyObject *found
         cdef PyObject *session = NULL
-        cdef object session_value = None
-        cdef object value
-        if type(start_ns) is not int or type(end_ns) is not int:
+        cdef object held
+        cdef bint failed
+        # Timestamps: exact ints that fit int64 (int64_of), the end not before the start.
+        if not int64_of(start_ns, &start) or not int64_of(end_ns, &end) or end < start:
             self._dropped[R_LATENCY] += 1
             return 0
+        if type(attributes) is not dict:
+            return self._record_mapping(attributes, start, end, error, fallback)
+        # An attribute dict, the common case: every value is read as a borrowed PyObject*,
+        # so that a span creates and releases no references of its own.
         try:
-            start = start_ns
-            end = end_ns
-        except OverflowError:
-            self._dropped[R_LATENCY] += 1
-            return 0
-        if end < start:
-            self._dropped[R_LATENCY] += 1
-            return 0
-        is_dict = type(attributes) is dict
-        try:
-            key = self._span_key(attributes, is_dict, fallback)
+            key = self._span_key(attributes, True, fallback)
             for j in range(self._m):
-                if is_dict:
-                    found = PyDict_GetItemWithError(
-                        attributes, <object>PyTuple_GET_ITEM(self._kpi_attrs, j))
-                    if found == NULL:
-                        continue
-                    value = <object>found
-                else:
-                    value = attributes.get(self._kpi_attrs[j])
-                if value is None:
+                found = dict_lookup(<PyObject *>attributes, self._kpi_attr[j])
+                if found == NULL or found == <PyObject *>None:
                     continue
-                reason = self._read_kpi(j, value, &values[j])
+                reason = self._read_kpi(j, found, &values[j])
                 if reason < 0:
                     mask |= (<uint32_t>1) << j
                 else:
                     drops[n_drops] = reason
                     n_drops += 1
             if self._sessions is not None:
-                if is_dict:
-                    session = PyDict_GetItemWithError(attributes, SESSION_KEY)
-                else:
-                    session_value = attributes.get(SESSION_KEY)
-                    session = <PyObject *>session_value
+                session = dict_lookup(<PyObject *>attributes, <PyObject *>SESSION_KEY)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0
-        self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops,
-                     error is True or (error is not False and _truthy(error)), end, session)
+        if error is True or error is False:
+            failed = error is True
+        else:
+            # Any other flag's truth runs its own Python code, which could remove the
+            # borrowed session id from the dict: hold a reference until the commit.
+            held = <object>session if session != NULL else None
+            failed = _truthy(error)
+        self._commit(key, span_seconds(start, end), values, mask, drops, n_drops, failed,
+                     end, session)
+        return 0
+
+    cdef int _record_mapping(self, object attributes, int64_t start, int64_t end,
+                             object error, object fallback) except -1:
+        """``_record_span`` for attributes in any other mapping, read with ``get``."""
+        cdef double values[MAX_KPIS]
+        cdef int drops[MAX_KPIS]
+        cdef int n_drops = 0
+        cdef uint32_t mask = 0
+        cdef int j, reason
+        cdef Py_ssize_t key
+        cdef object session = None
+        try:
+            key = self._span_key(attributes, False, fallback)
+            for j in range(self._m):
+                value = attributes.get(<object>self._kpi_attr[j])
+                if value is None:
+                    continue
+                reason = self._read_kpi(j, <PyObject *>value, &values[j])
+                if reason < 0:
+                    mask |= (<uint32_t>1) << j
+                else:
+                    drops[n_drops] = reason
+                    n_drops += 1
+            if self._sessions is not None:
+                session = attributes.get(SESSION_KEY)
+        except Exception:
+            self._dropped[R_UNREADABLE] += 1
+            return 0
+        self._commit(key, span_seconds(start, end), values, mask, drops, n_drops,
+                     error is True or (error is not False and _truthy(error)), end,
+                     <PyObject *>session)
         return 0
 
     def record(self, dims, latency_s, kpis=None, *, error=False, end_ns=None, session=None):
@@ -1151,3 +1375,68 @@ cdef int _record_span_entry(object aggregator, object attributes, object start_n
 
 RECORD_SPAN_CAPSULE = PyCapsule_New(<void *>_record_span_entry,
                                     b"bizops_otel.aggregate.record_span", NULL)
+
+
+# record_span's entry for Python calls. Cython's wrapper of a method with defaults takes a
+# new reference to every argument, fills in the defaults and prepares to parse keywords on
+# every call: some 70 instructions, 3 ns of the 90 that a call from a Python loop costs.
+# The replay and batch paths pass 3 to 5 positional arguments: this entry hands them
+# straight to _record_span_entry. Calls with keywords go to the method Cython made, which
+# the entry replaces in the class and keeps for them.
+cdef extern from *:
+    """
+    typedef int (*bizops_record_span_fn)(PyObject *, PyObject *, PyObject *, PyObject *,
+                                         PyObject *, PyObject *);
+    static bizops_record_span_fn bizops_record_span_c;
+    static PyObject *bizops_record_span_parsed;  /* Cython's record_span (a descriptor) */
+
+    static PyObject *bizops_record_span(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames) {
+        PyObject *bound, *result;
+        if (kwnames == NULL && nargs >= 3 && nargs <= 5) {
+            if (bizops_record_span_c(self, args[0], args[1], args[2],
+                                     nargs > 3 ? args[3] : Py_False,
+                                     nargs > 4 ? args[4] : Py_None) < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        bound = Py_TYPE(bizops_record_span_parsed)->tp_descr_get(
+            bizops_record_span_parsed, self, (PyObject *)Py_TYPE(self));
+        if (bound == NULL)
+            return NULL;
+        result = PyObject_Vectorcall(bound, args, nargs, kwnames);
+        Py_DECREF(bound);
+        return result;
+    }
+
+    static PyMethodDef bizops_record_span_def = {
+        "record_span", (PyCFunction)(void (*)(void))bizops_record_span,
+        METH_FASTCALL | METH_KEYWORDS, NULL};
+
+    /* Put the entry in the class in place of Cython's method, with the same docstring
+       (and so the same signature for inspect). */
+    static int bizops_install_record_span(PyTypeObject *type, void *impl) {
+        PyObject *parsed = PyDict_GetItemString(type->tp_dict, "record_span");
+        PyObject *entry;
+        int failed;
+        if (parsed == NULL || !Py_IS_TYPE(parsed, &PyMethodDescr_Type)) {
+            PyErr_SetString(PyExc_RuntimeError, "Aggregator.record_span is not a method");
+            return -1;
+        }
+        bizops_record_span_def.ml_doc = ((PyMethodDescrObject *)parsed)->d_method->ml_doc;
+        entry = PyDescr_NewMethod(type, &bizops_record_span_def);
+        if (entry == NULL)
+            return -1;
+        Py_INCREF(parsed);
+        bizops_record_span_parsed = parsed;
+        bizops_record_span_c = (bizops_record_span_fn)impl;
+        failed = PyDict_SetItemString(type->tp_dict, "record_span", entry);
+        Py_DECREF(entry);
+        PyType_Modified(type);
+        return failed;
+    }
+    """
+    int install_record_span "bizops_install_record_span"(type cls, void *impl) except -1
+
+
+install_record_span(Aggregator, <void *>_record_span_entry)
