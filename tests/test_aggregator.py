@@ -354,3 +354,85 @@ class MappingWrapper:
 
     def get(self, key: str, default: object = None) -> object:
         return self._data.get(key, default)
+
+
+def grouped_snapshot(Aggregator: Any) -> Any:
+    """Keys over pages, campaigns and variants, with three KPIs, errors, outcomes, old and
+    recent spans and an overflow key."""
+    rng = np.random.default_rng(11)
+    agg = Aggregator(Config(dimensions=(attr.PAGE_GROUP, attr.CAMPAIGN_ID,
+                                        attr.FEATURE_FLAG_VARIANT), max_keys=60))
+    now = 1_700_000_000 * SECOND
+    for i in range(3000):
+        key = (f"p{rng.integers(0, 5)}", "" if i % 3 == 0 else f"c{rng.integers(0, 20)}",
+               str(rng.choice(["A", "B", ""])))
+        kpis = {"order_value": float(rng.lognormal(3, 1)), "items": int(rng.integers(1, 5)),
+                **({} if i % 4 == 0 else {"conversion": float(rng.random() < 0.3)})}
+        agg.record(key, float(rng.lognormal(-1.5, 1.2)), kpis, error=bool(i % 13 == 0),
+                   end_ns=now - int(rng.integers(0, 600)) * SECOND)
+    snapshot = agg.snapshot(now_ns=now)
+    assert snapshot.overflow is not None
+    return snapshot
+
+
+def assert_row_equals(state: Any, row: int, expected: Any, config: Config) -> None:
+    """Row ``row`` of a merged state holds what ``expected`` (a KeyStats) does."""
+    from bizops_otel.aggregate._state import span_histograms
+
+    assert int(state.count[row]) == expected.count
+    assert int(state.errors[row]) == expected.errors
+    assert float(state.latency_sum[row]) == pytest.approx(expected.latency_sum, rel=1e-12)
+    counts, lo = span_histograms(state.block_row, state.block_code, state.block_counts,
+                                 state.rows)
+    dense = np.zeros(expected.histogram.shape)
+    dense[:, lo:lo + counts.shape[2]] = counts[row]
+    np.testing.assert_array_equal(dense, expected.histogram)
+    for j, kpi in enumerate(config.kpi_names):
+        assert int(state.kpi_n[row, j]) == expected.pairs(kpi)
+        np.testing.assert_allclose(state.kpi_f[row, j, :5], expected.moments(kpi)[1:],
+                                   rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(state.kpi_f[row, j, 5:], expected.raw_sums(kpi)[1:],
+                                   rtol=1e-12)
+
+
+def test_totals_by_equals_a_total_per_value(Aggregator: Any) -> None:
+    """One vectorised grouping gives, per value of a dimension, what a scan of the
+    snapshot for that value gives, in both windows; the overflow key joins no value."""
+    snapshot = grouped_snapshot(Aggregator)
+    config = snapshot.config
+    for view in (snapshot, snapshot.recent()):
+        for at, dimension in enumerate(config.dimensions):
+            labels, state = view.totals_by(dimension)
+            assert sorted(labels) == sorted({key[at] for key in view})
+            assert state.key_ids.tolist() == list(range(len(labels)))
+            for row, label in enumerate(labels):
+                assert_row_equals(state, row, view.total(where={dimension: label}), config)
+            assert int(state.count.sum()) == view.total().count - view.overflow.count
+        labels, state = view.totals_by(attr.PAGE_GROUP, where={attr.CAMPAIGN_ID: ""})
+        for row, label in enumerate(labels):
+            assert_row_equals(state, row, view.total(
+                where={attr.PAGE_GROUP: label, attr.CAMPAIGN_ID: ""}), config)
+    with pytest.raises(KeyError, match="not dimensions"):
+        snapshot.totals_by("bizops.nope")
+
+
+def test_group_rows_lets_a_row_join_several_groups(Aggregator: Any) -> None:
+    from bizops_otel.aggregate._state import group_rows, take_rows
+
+    snapshot = grouped_snapshot(Aggregator)
+    state, table = snapshot.state, snapshot.key_table
+    keys = [table[k] for k in state.key_ids.tolist()]
+    rows = np.array([0, 3, 3, 7, 5, 0], np.int64)
+    groups = np.array([4, 4, 9, 9, 9, 2], np.int64)
+    merged = group_rows(state, rows, groups, len(snapshot.config.kpis))
+    assert merged.key_ids.tolist() == [2, 4, 9]
+    for row, group in enumerate((2, 4, 9)):
+        members = {keys[r] for r, g in zip(rows.tolist(), groups.tolist(), strict=True)
+                   if g == group}
+        expected = snapshot.total(keys=lambda key, members=members: key in members)
+        assert_row_equals(merged, row, expected, snapshot.config)
+    taken = take_rows(state, np.array([5, 5, 1], np.int64))
+    assert taken.key_ids.tolist() == state.key_ids[[5, 5, 1]].tolist()
+    assert taken.rows == 3 and take_rows(state, np.zeros(0, np.int64)).rows == 0
+    for row, original in enumerate((5, 5, 1)):
+        assert_row_equals(taken, row, snapshot[keys[original]], snapshot.config)

@@ -138,6 +138,9 @@ class Config:
     session_timeout: float = 1800.0
     #: Seconds between two campaign health checks by install() (0: no checks).
     campaign_interval: float = 5.0
+    #: Campaigns one health check judges at most: those with recent traffic and those
+    #: degraded or failing, the most recent requests first; the rest wait their turn.
+    campaign_limit: int = 500
     #: Export the per-key derived gauges (correlation, slope, conversion rate, latency
     #: quantiles, for both windows). Fleet rules need only the raw sums and buckets; turning
     #: these off cuts a key's series by about a third at high key counts.
@@ -178,6 +181,9 @@ class Config:
                  and (self.campaign_interval == 0 or 0.05 <= self.campaign_interval <= 3600),
                  "campaign_interval",
                  f"must be 0 or seconds in [0.05, 3600], got {self.campaign_interval!r}")
+        _require(_is_int(self.campaign_limit) and 1 <= self.campaign_limit <= MAX_KEYS_LIMIT,
+                 "campaign_limit",
+                 f"must be an integer in [1, {MAX_KEYS_LIMIT}], got {self.campaign_limit!r}")
         _require(_is_int(self.max_value_length) and 1 <= self.max_value_length <= 1024,
                  "max_value_length",
                  f"must be an integer in [1, 1024], got {self.max_value_length!r}")

@@ -93,7 +93,8 @@ class BizOps:
         if (self.aggregator is None or CAMPAIGN_ID not in config.dimensions
                 or config.campaign_interval == 0 or self._shut_down):
             return
-        self.campaigns = CampaignMonitor(self.snapshot, config.campaign_interval)
+        self.campaigns = CampaignMonitor(self.snapshot, config.campaign_interval,
+                                         limit=config.campaign_limit)
         self.campaigns.start()
 
     def on_campaign_alert(self, callback: AlertCallback) -> AlertCallback:

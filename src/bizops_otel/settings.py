@@ -79,6 +79,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "MAX_SESSIONS": int,
     "SESSION_TIMEOUT": float,
     "CAMPAIGN_INTERVAL": float,
+    "CAMPAIGN_LIMIT": int,
     "EXPORT_BUCKETS": lambda text: tuple(float(part) for part in _list(text)),
     "EXPORT_DERIVED": _bool,
     "PROMETHEUS_PORT": lambda text: None if not text.strip() else int(text),

@@ -13,7 +13,9 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ._layout import BLOCK, BLOCK_CODES, KPI_FIELD_COUNT
+from ._layout import BLOCK, BLOCK_CODES, BLOCKS_PER_OUTCOME, BUCKETS, KPI_FIELD_COUNT, OUTCOMES
+
+OUTCOME_COUNT = len(OUTCOMES)
 
 Scalar = TypeVar("Scalar", bound=np.generic)
 U64 = npt.NDArray[np.uint64]
@@ -160,3 +162,54 @@ def merge_states(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
         block_code=(unique_blocks % BLOCK_CODES).astype(np.int64),
         block_counts=block_counts,
     )
+
+
+def take_rows(state: StateArrays, rows: I64) -> StateArrays:
+    """Rows ``rows`` of ``state`` in that order, renumbered from 0 and each with its
+    histogram blocks; a row may be taken more than once. ``state``'s blocks must be sorted
+    by row, as every dump and merge leaves them. Costs the size of what is taken."""
+    rows = np.asarray(rows, np.int64)
+    starts = np.searchsorted(state.block_row, np.arange(state.rows + 1))
+    first = starts[rows]
+    lengths = starts[rows + 1] - first
+    # Block indices of every taken row, its blocks consecutive: first, first + 1, ….
+    ends = np.cumsum(lengths)
+    blocks = np.repeat(first - (ends - lengths), lengths) + np.arange(int(ends[-1]) if
+                                                                      rows.size else 0)
+    return StateArrays(state.key_ids[rows], state.count[rows], state.errors[rows],
+                       state.latency_sum[rows], state.kpi_n[rows], state.kpi_f[rows],
+                       np.repeat(np.arange(rows.size, dtype=np.int64), lengths),
+                       state.block_code[blocks], state.block_counts[blocks])
+
+
+def group_rows(state: StateArrays, rows: I64, groups: I64, kpis: int) -> StateArrays:
+    """Rows ``rows`` of ``state`` merged by group, ``groups[i]`` the group of ``rows[i]``:
+    one row per group that has any, ``key_ids`` the group ids, ascending. A row may join
+    several groups. One vectorised merge, whatever the number of groups."""
+    groups = np.asarray(groups, np.int64)
+    order = np.argsort(groups, kind="stable")
+    if groups.size < 2 or bool(np.all(groups[order[1:]] != groups[order[:-1]])):
+        # One row per group (a campaign landing on one page, the common case and a bot's):
+        # nothing to merge, the rows only change places.
+        return take_rows(state, np.asarray(rows, np.int64)[order]).with_key_ids(groups[order])
+    return merge_states([take_rows(state, rows).with_key_ids(groups)], kpis)
+
+
+def span_histograms(block_row: I64, block_code: I64, block_counts: U64,
+                    rows: int) -> tuple[F64, int]:
+    """(rows, outcomes, buckets) counts over the whole blocks that hold any count, and
+    the first bucket of that span. Counts are exact in float64 up to 2^53.
+
+    Latencies rarely span more than a few of the 8 blocks, and empty buckets change no
+    figure read from a histogram, so the dense form covers only that span.
+    """
+    if not block_code.size:
+        return np.zeros((rows, OUTCOME_COUNT, 0)), 0
+    outcome, block = np.divmod(block_code, BLOCKS_PER_OUTCOME)
+    first, last = int(block.min()), int(block.max())
+    width = last - first + 1
+    dense = np.zeros((rows * OUTCOME_COUNT * width, BLOCK))
+    dense[(block_row * OUTCOME_COUNT + outcome) * width + block - first] = block_counts
+    lo = first * BLOCK
+    hi = min(BUCKETS, (last + 1) * BLOCK)
+    return dense.reshape(rows, OUTCOME_COUNT, width * BLOCK)[:, :, :hi - lo], lo

@@ -9,8 +9,8 @@ A state's histograms are sparse blocks (see ``_layout``). For each row this give
 - Spearman's ρ of latency and conversion (``stats.spearman_binary``),
 - latency quantiles (``stats.histogram_quantile``).
 
-The numpy form works on the span of blocks that hold any count: latencies rarely span
-more than a few of the 8 blocks, and empty buckets change none of these figures.
+The numpy form works on the span of blocks that hold any count
+(``aggregate._state.span_histograms``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,13 @@ import numpy.typing as npt
 
 from .. import stats
 from ..aggregate._layout import (
-    BLOCK,
-    BLOCKS_PER_OUTCOME,
     BUCKETS,
     OUTCOME_CONVERTED,
     OUTCOME_NOT_CONVERTED,
     OUTCOMES,
     bucket_edges,
 )
+from ..aggregate._state import span_histograms
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -47,22 +46,6 @@ class Digest(NamedTuple):
     spearman: F64 | None
     #: (quantiles, rows)
     quantiles: F64 | None
-
-
-def span_histograms(block_row: I64, block_code: I64, block_counts: npt.NDArray[np.uint64],
-                    rows: int) -> tuple[F64, int]:
-    """(rows, outcomes, buckets) counts over the whole blocks that hold any count, and
-    the first bucket of that span. Counts are exact in float64 up to 2^53."""
-    if not block_code.size:
-        return np.zeros((rows, len(OUTCOMES), 0)), 0
-    outcome, block = np.divmod(block_code, BLOCKS_PER_OUTCOME)
-    first, last = int(block.min()), int(block.max())
-    width = last - first + 1
-    dense = np.zeros((rows * len(OUTCOMES) * width, BLOCK))
-    dense[(block_row * len(OUTCOMES) + outcome) * width + block - first] = block_counts
-    lo = first * BLOCK
-    hi = min(BUCKETS, (last + 1) * BLOCK)
-    return dense.reshape(rows, len(OUTCOMES), width * BLOCK)[:, :, :hi - lo], lo
 
 
 def digest(block_row: I64, block_code: I64, block_counts: npt.NDArray[np.uint64], rows: int,
