@@ -29,11 +29,12 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from bizops_otel.aggregate import _fork
-from bizops_otel.aggregate._batch import batch_inputs
+from bizops_otel.aggregate._batch import batch_end, batch_inputs, end_timestamp
 from bizops_otel.aggregate._layout import (
     BLOCK as _BLOCK,
     BLOCKS_PER_OUTCOME as _BLOCKS_PER_OUTCOME,
     BUCKETS as _BUCKETS,
+    HIGHEST as _HIGHEST,
     INV_LOG_GROWTH as _INV_LOG_GROWTH,
     INV_LOWEST as _INV_LOWEST,
     KPI_FIELD_COUNT as _KPI_FIELD_COUNT,
@@ -47,6 +48,7 @@ from bizops_otel.attributes import (
     PAGE_GROUP,
     SESSION_ID,
     classify_kpi,
+    huge_integer_reason,
     sanitize_dimension,
 )
 from bizops_otel.config import Config
@@ -65,6 +67,7 @@ assert _BLOCK == BLOCK and _BLOCKS_PER_OUTCOME == BLOCKS_PER_OUTCOME
 assert _KPI_FIELD_COUNT == F and len(DROP_REASONS) <= MAX_REASONS
 
 cdef double LOWEST = _LOWEST
+cdef double HIGHEST = _HIGHEST
 cdef double INV_LOWEST = _INV_LOWEST
 cdef double INV_LOG_GROWTH = _INV_LOG_GROWTH
 cdef int TOP_BUCKET = _BUCKETS - 1
@@ -104,6 +107,8 @@ cdef inline int bucket_of(double t) noexcept nogil:
     cdef int index
     if t < LOWEST:
         return 0
+    if not t < HIGHEST:  # past it, the cast below would overflow an int (latency_buckets)
+        return TOP_BUCKET
     index = 1 + <int>(log(t * INV_LOWEST) * INV_LOG_GROWTH)
     return index if index < TOP_BUCKET else TOP_BUCKET
 
@@ -800,7 +805,7 @@ cdef class Aggregator:
             try:
                 x = PyLong_AsDouble(value)
             except OverflowError:
-                return R_ABOVE
+                return huge_integer_reason(value, self._kpi_binary[j])
         elif type(value) is bool:
             if not self._kpi_binary[j]:
                 return R_BOOL
@@ -900,7 +905,8 @@ cdef class Aggregator:
             return 0
         is_dict = type(attributes) is dict
         try:
-            key = self._span_key(attributes, is_dict, fallback)
+            # The key comes last, once every read has succeeded: a span dropped as
+            # unreadable must not take a key (as in the pure twin).
             for j in range(self._m):
                 if is_dict:
                     found = PyDict_GetItemWithError(
@@ -921,13 +927,22 @@ cdef class Aggregator:
             if self._sessions is not None:
                 if is_dict:
                     session = PyDict_GetItemWithError(attributes, SESSION_KEY)
+                    if session != NULL:
+                        # A reference of our own: reading the dimensions below may run
+                        # Python code (a value's __str__), which could drop the dict's.
+                        session_value = <object>session
                 else:
                     session_value = attributes.get(SESSION_KEY)
                     session = <PyObject *>session_value
+            key = self._span_key(attributes, is_dict, fallback)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0
-        self._commit(key, <double>(end - start) * 1e-9, values, mask, drops, n_drops,
+        # The difference of two int64 may not fit one (INT64_MIN to INT64_MAX), but with
+        # end >= start it always fits a uint64, and converts to the double Python's exact
+        # integer arithmetic gives the pure twin.
+        self._commit(key, <double>(<uint64_t>end - <uint64_t>start) * 1e-9, values, mask,
+                     drops, n_drops,
                      error is True or (error is not False and _truthy(error)), end, session)
         return 0
 
@@ -937,15 +952,22 @@ cdef class Aggregator:
         ``session`` is the session id the request belongs to, if any.
         """
         cdef double values[MAX_KPIS]
-        cdef int drops[MAX_KPIS * 2]
-        cdef int n_drops = 0
+        cdef uint64_t pending[MAX_REASONS]   # drops by reason, counted once the call is read
         cdef uint32_t mask = 0
-        cdef int j, reason
+        cdef int i, j, reason
         cdef double x
         cdef int64_t when
+        cdef bint failed
+        memset(pending, 0, sizeof(pending))
         try:
-            if (isinstance(latency_s, bool) or not isinstance(latency_s, (float, int))
-                    or not 0.0 <= latency_s < float("inf")):
+            if isinstance(latency_s, bool) or not isinstance(latency_s, (float, int)):
+                self._dropped[R_LATENCY] += 1
+                return
+            try:
+                x = float(latency_s)
+            except OverflowError:  # an integer past every float is not finite either
+                x = float("inf")
+            if not 0.0 <= x < float("inf"):
                 self._dropped[R_LATENCY] += 1
                 return
             if len(dims) != self._d:
@@ -955,9 +977,7 @@ cdef class Aggregator:
             for name, value in (kpis or {}).items():
                 index = self._kpi_index.get(name)
                 if index is None:
-                    if n_drops < MAX_KPIS * 2:
-                        drops[n_drops] = R_UNKNOWN
-                        n_drops += 1
+                    pending[R_UNKNOWN] += 1
                     continue
                 if value is None:
                     continue
@@ -967,17 +987,24 @@ cdef class Aggregator:
                 if reason < 0:
                     values[j] = number
                     mask |= (<uint32_t>1) << j
-                elif n_drops < MAX_KPIS * 2:
-                    drops[n_drops] = reason
-                    n_drops += 1
-            x = float(latency_s)
+                else:
+                    pending[reason] += 1
+            if end_ns is None:
+                when = time.time_ns()
+            else:
+                stamp = end_timestamp(end_ns)
+                if stamp is None:
+                    self._dropped[R_LATENCY] += 1
+                    return
+                when = stamp
+            failed = _truthy(error)
             key = self._key_id(raw)
-            when = time.time_ns() if end_ns is None else int(end_ns)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return
-        self._commit(key, x, values, mask, drops, n_drops, bool(error), when,
-                     <PyObject *>session)
+        for i in range(N_REASONS):
+            self._dropped[i] += pending[i]
+        self._commit(key, x, values, mask, NULL, 0, failed, when, <PyObject *>session)
 
     def record_many(self, dims, latency_s, kpis=None, *, errors=None, end_ns=None):
         """Record a batch for one key. NaN in a KPI array means "no value on that row".
@@ -986,6 +1013,7 @@ cdef class Aggregator:
         ``ValueError``; bad values are counted and dropped as on the hot path.
         """
         latency, columns, flags = batch_inputs(self.config, dims, latency_s, kpis, errors)
+        cdef int64_t when = batch_end(end_ns)
         cdef Batch *batch = <Batch *>PyMem_RawMalloc(sizeof(Batch))
         if batch == NULL:
             raise MemoryError()
@@ -993,7 +1021,6 @@ cdef class Aggregator:
             memset(batch, 0, sizeof(Batch))
             self._reduce(batch, latency, columns, flags.view(np.uint8))
             key = self._key_id(tuple([self._raw_value(v) for v in dims]))
-            when = time.time_ns() if end_ns is None else int(end_ns)
             self._commit_batch(batch, key, when)
         finally:
             PyMem_RawFree(batch)

@@ -1,0 +1,623 @@
+"""Properties over generated inputs (Hypothesis; profiles in ``tests/hypothesis_profiles.py``).
+
+- The aggregator: every call reaches both twins, neither raises, and each snapshot is held
+  to a model of the documented rules (docs/aggregator.md, "Bad input"): a span whose
+  latency is invalid or whose mapping cannot be read is dropped whole under its reason; a
+  bad KPI value drops only that value, under its reason; every valid value is counted. The
+  twins' snapshots agree (``tests/twins.py``).
+- The span path: a real TracerProvider with either twin of the hooks, spans with arbitrary
+  attributes at start and arbitrary ``set_attribute`` values; nothing raises into the
+  application, the hooks never fail inside, every request span is counted, and both twins
+  write the same attributes and aggregate the same state.
+- The enrichment parsers: never raise on any text, bounded output, native and pure twins
+  equal, utm values round-trip through percent-encoding to their sanitised form.
+- The settings: any ``BIZOPS_OTEL_*`` values and any TOML file give a valid Config or a
+  ConfigError naming where the bad value came from; never another exception.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from bizops_otel import Config, Kpi
+from bizops_otel.aggregate._aggregator_py import Aggregator as PureAggregator
+from bizops_otel.attributes import (
+    CAMPAIGN_ID,
+    CONVERSION,
+    FEATURE_FLAG_VARIANT,
+    ORDER_ITEMS,
+    ORDER_VALUE,
+    PAGE_GROUP,
+    SESSION_ID,
+)
+from tests.conftest import load
+from tests.hypothesis_profiles import examples
+from tests.twins import assert_twins_agree
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Span clocks near a real one, so that windows rotate as in production.
+BASE_NS = 1_700_000_000 * 10**9
+SECOND = 10**9
+
+
+# Hostile values ----------------------------------------------------------------------------
+class Hostile:
+    """A value whose every protocol raises: equality, hashing, text, truth, numbers."""
+
+    def _refuse(self, *args: object) -> Any:
+        raise RuntimeError("hostile")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __hash__ = _refuse  # type: ignore[assignment]
+    __str__ = __format__ = __bool__ = __len__ = __iter__ = __getitem__ = _refuse
+    __float__ = __int__ = __index__ = _refuse
+
+    def __repr__(self) -> str:  # Hypothesis prints failing examples
+        return "Hostile()"
+
+
+class Collider:
+    """A dict key with the hash of an attribute key and an equality that raises: looking
+    that attribute key up in the dict raises."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("hostile key")
+
+    def __repr__(self) -> str:
+        return f"Collider({self.key!r})"
+
+
+class BadText:
+    """``__str__`` returns no string."""
+
+    def __str__(self) -> Any:
+        return 42
+
+    def __repr__(self) -> str:
+        return "BadText()"
+
+
+class BadFloat(float):
+    """A float whose conversion to float raises."""
+
+    def __float__(self) -> float:
+        raise RuntimeError("hostile float")
+
+
+class Int(int):
+    pass
+
+
+class Float(float):
+    pass
+
+
+class Str(str):
+    pass
+
+
+class ReadOnly(Mapping[Any, Any]):
+    """An attribute mapping that is not a dict."""
+
+    def __init__(self, items: dict[Any, Any]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"ReadOnly({self._items!r})"
+
+
+class Unreadable(Mapping[Any, Any]):
+    """An attribute mapping whose every read raises."""
+
+    def __getitem__(self, key: Any) -> Any:
+        raise RuntimeError("unreadable")
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        raise RuntimeError("unreadable")
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "Unreadable()"
+
+
+class DictSubclass(dict[Any, Any]):
+    pass
+
+
+#: Any text at all: lone surrogates, control characters, unassigned code points.
+any_text = st.text(st.characters(exclude_categories=()), max_size=40)
+#: Strings far past every length bound, of characters that each need different handling.
+huge_text = st.builds(operator.mul, st.sampled_from(["x", "é", "\ud800", "\x00", "中",
+                                                     "utm_campaign=a&", "%E2%82"]),
+                      st.integers(5_000, 1_000_000))
+huge_int = st.builds(lambda sign, exponent: sign * 10**exponent, st.sampled_from([-1, 1]),
+                     st.integers(300, 400))
+hostile_objects = st.one_of(st.builds(Hostile), st.builds(BadText), st.builds(BadFloat, st.floats()),
+                            st.builds(object))
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.floats(0, 1e9), st.just(0.0),
+    st.just(1.0), huge_int, any_text, huge_text, st.binary(max_size=8),
+    st.builds(np.int64, st.integers(INT64_MIN, INT64_MAX)), st.builds(np.float64, st.floats()),
+    st.builds(np.bool_, st.booleans()), st.builds(Int, st.integers()),
+    st.builds(Float, st.floats()), st.builds(Str, any_text), hostile_objects,
+)
+#: Anything an attribute mapping might hold, nested sequences and mappings included.
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.tuples(inner, inner),
+    st.dictionaries(st.text(max_size=3), inner, max_size=2)), max_leaves=6)
+
+#: Aggregator configurations, by a name that keeps failing examples short.
+CONFIGS = {
+    # Few keys and sessions, short windows: overflow, eviction and rotation all happen.
+    "small": Config(max_keys=6, window=30.0, window_slots=3, max_sessions=4,
+                    session_timeout=20.0),
+    # A signed KPI, a binary one other than conversion as the outcome, three dimensions,
+    # short values, no sessions.
+    "wide": Config(kpis=("order_value", Kpi("signed", "app.signed", minimum=-100.0,
+                                            maximum=100.0),
+                         Kpi("flag", "app.flag", binary=True)),
+                   dimensions=(PAGE_GROUP, CAMPAIGN_ID, FEATURE_FLAG_VARIANT), max_keys=3,
+                   max_value_length=8, max_sessions=0, window=1.0, window_slots=2),
+}
+config_names = st.sampled_from(sorted(CONFIGS))
+#: Every attribute key a configuration above reads.
+READ_KEYS = (PAGE_GROUP, CAMPAIGN_ID, FEATURE_FLAG_VARIANT, ORDER_VALUE, CONVERSION,
+             ORDER_ITEMS, "app.signed", "app.flag", SESSION_ID)
+attribute_keys = st.one_of(
+    st.sampled_from(READ_KEYS), any_text, st.integers(), st.none(), st.tuples(st.integers()),
+    st.builds(Collider, st.sampled_from(READ_KEYS)))
+
+
+@st.composite
+def attribute_maps(draw: st.DrawFn) -> Any:
+    """Mostly dicts; sometimes a dict subclass, another Mapping, one that cannot be read,
+    or no mapping at all."""
+    items: dict[Any, Any] = {}
+    for key, value in draw(st.lists(st.tuples(attribute_keys, values), max_size=10)):
+        try:
+            items[key] = value
+        except RuntimeError:
+            pass  # a Collider meeting the key it collides with
+    shape = draw(st.sampled_from(["dict"] * 6 + ["subclass", "mapping", "unreadable", "none"]))
+    if shape == "subclass":
+        return DictSubclass(items)
+    if shape == "mapping":
+        return ReadOnly(items)
+    if shape == "unreadable":
+        return Unreadable()
+    return None if shape == "none" else items
+
+
+#: (None is left out: record() and record_many() take it for now, which no twin can share.)
+not_a_timestamp = st.one_of(
+    st.integers(), st.sampled_from([INT64_MIN, INT64_MAX, INT64_MAX + 1, INT64_MIN - 1]),
+    st.booleans(), st.floats(), st.builds(Int, st.integers(0, 10**18)),
+    st.builds(np.int64, st.integers(INT64_MIN, INT64_MAX)), st.builds(Hostile))
+
+
+@st.composite
+def span_times(draw: st.DrawFn) -> tuple[Any, Any]:
+    """Mostly a clock near now with durations up to 100 s (a few negative); otherwise
+    anything: the int64 extremes, past them, not integers at all."""
+    if draw(st.integers(0, 9)) < 7:
+        end = BASE_NS + draw(st.integers(0, 600 * SECOND))
+        return end - draw(st.integers(-SECOND, 100 * SECOND)), end
+    anything = st.one_of(not_a_timestamp, st.none())
+    return draw(anything), draw(anything)
+
+
+class SpanCall(NamedTuple):
+    attributes: Any
+    start_ns: Any
+    end_ns: Any
+    error: Any
+    fallback: Any
+
+
+flags = st.one_of(st.booleans(), st.none(), st.integers(-1, 2), st.text(max_size=2),
+                  st.lists(st.integers(), max_size=1), st.builds(Hostile))
+fallbacks = st.one_of(
+    st.none(), st.none(), st.lists(st.one_of(st.none(), any_text, scalars), min_size=0,
+                                   max_size=4).map(tuple),
+    st.text(max_size=3), st.lists(any_text, max_size=3), st.builds(Hostile))
+
+
+@st.composite
+def span_calls(draw: st.DrawFn) -> SpanCall:
+    start, end = draw(span_times())
+    return SpanCall(draw(attribute_maps()), start, end, draw(flags), draw(fallbacks))
+
+
+# The model of the documented rules -------------------------------------------------------
+def truthy(flag: object) -> bool:
+    """An error flag's truth; a flag whose truth cannot be told is no error."""
+    try:
+        return bool(flag)
+    except Exception:
+        return False
+
+
+def kpi_verdict(value: object, kpi: Kpi) -> tuple[float | None, str | None]:
+    """(the number counted, or the drop reason) for one present KPI value, by the table of
+    docs/aggregator.md: bools only for binary KPIs, numbers (and anything with
+    ``__index__``) checked for NaN, infinity and range, anything else ``kpi_type``."""
+    if isinstance(value, bool):
+        return (float(value), None) if kpi.binary else (None, "kpi_bool")
+    try:
+        number = float(value) if isinstance(value, int | float) else float(
+            operator.index(value))  # type: ignore[arg-type]
+    except OverflowError:  # an integer past every float: finite, and outside every range
+        if kpi.binary:
+            return None, "kpi_not_binary"
+        return None, "kpi_below_minimum" if value < 0 else "kpi_above_maximum"  # type: ignore[operator]
+    except Exception:
+        return None, "kpi_type"
+    if math.isnan(number):
+        return None, "kpi_nan"
+    if math.isinf(number):
+        return None, "kpi_infinite"
+    if kpi.binary:
+        return (number, None) if number in (0.0, 1.0) else (None, "kpi_not_binary")
+    if number < kpi.minimum:
+        return None, "kpi_below_minimum"
+    if number > kpi.maximum:
+        return None, "kpi_above_maximum"
+    return number, None
+
+
+class Book:
+    """What a stream of calls must leave in a snapshot, by the documented rules."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.count = 0
+        self.errors = 0
+        self.drops: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self.values: dict[str, list[float]] = {k.name: [] for k in config.kpis}
+        self.outcomes = [0, 0, 0]  # none, not converted, converted
+        self.ends: list[int] = []
+
+    def record(self, latency: float, present: list[object], error: bool, session: object,
+               end_ns: int) -> None:
+        """One recorded observation: ``present`` holds each KPI's value, None if absent."""
+        self.count += 1
+        self.errors += error
+        self.latencies.append(latency)
+        self.ends.append(end_ns)
+        outcome = 0
+        for kpi, value in zip(self.config.kpis, present, strict=True):
+            if value is None:
+                continue
+            number, reason = kpi_verdict(value, kpi)
+            if reason is not None:
+                self.drops[reason] += 1
+                continue
+            assert number is not None
+            self.values[kpi.name].append(number)
+            if kpi.name == self.config.outcome:
+                outcome = 2 if number == 1.0 else 1
+        self.outcomes[outcome] += 1
+        if session is not None and self.config.max_sessions and not (
+                type(session) is str and session):
+            self.drops["session_invalid"] += 1
+
+    def span(self, call: SpanCall) -> None:
+        """``record_span``: timestamps first, then the mapping's reads, then the values."""
+        attributes, start, end, error, fallback = call
+        if not (type(start) is int and type(end) is int
+                and INT64_MIN <= start <= end <= INT64_MAX):
+            self.drops["latency_invalid"] += 1
+            return
+        config = self.config
+        try:
+            for i, key in enumerate(config.dimensions):
+                if attributes.get(key) is None and fallback is not None:
+                    fallback[i]  # the fallback of a missing dimension is read
+            present = [attributes.get(k.attribute) for k in config.kpis]
+            session = attributes.get(SESSION_ID) if config.max_sessions else None
+        except Exception:
+            self.drops["attributes_unreadable"] += 1
+            return
+        self.record((end - start) * 1e-9, present, truthy(error), session, end)
+
+    def check(self, snapshot: Any) -> None:
+        """The snapshot holds exactly what the book says."""
+        total = snapshot.total()
+        assert {r: n for r, n in snapshot.dropped.items() if n} == dict(+self.drops)
+        assert total.count == self.count and total.errors == self.errors
+        assert close(total.latency_sum, self.latencies)
+        for name, numbers in self.values.items():
+            sums = total.raw_sums(name)
+            assert sums.n == total.pairs(name) == len(numbers), name
+            assert close(sums.sum_v, numbers), (name, sums.sum_v, math.fsum(numbers))
+        histogram = total.histogram.sum(axis=1)
+        assert [int(n) for n in histogram] == self.outcomes
+        # Keys: bounded, and their values bounded and printable whatever came in.
+        assert len(snapshot) <= self.config.max_keys
+        for key in snapshot:
+            assert all(type(v) is str and len(v) <= self.config.max_value_length
+                       and v.isprintable() for v in key), key
+
+
+def close(got: float, numbers: list[float]) -> bool:
+    """``got`` is the sum of ``numbers`` up to the rounding of any order of summation
+    (infinite when the sum is past every float: record() takes latencies up to 1.8e308 s)."""
+    try:
+        scale = math.fsum(abs(x) for x in numbers)
+    except OverflowError:
+        return math.isinf(got)
+    return math.isclose(got, math.fsum(numbers), rel_tol=1e-9, abs_tol=1e-12 * scale + 1e-300)
+
+
+def both_twins(config: Config) -> tuple[Any, Any]:
+    return load("native")(config), PureAggregator(config)
+
+
+def snapshots(twins: tuple[Any, Any], book: Book) -> tuple[Any, Any]:
+    now = max(book.ends, default=BASE_NS)
+    return twins[0].snapshot(now_ns=now), twins[1].snapshot(now_ns=now)
+
+
+# The aggregator ----------------------------------------------------------------------------
+@settings(max_examples=examples(1.0))
+@given(config=config_names, calls=st.lists(span_calls(), max_size=25))
+# Found by this test (each an explicit example from then on):
+# the pure twin raised on an error flag whose truth raises;
+@example(config="small", calls=[SpanCall({}, BASE_NS, BASE_NS, Hostile(), None)])
+# the native twin's latency wrapped around when end - start overflowed an int64;
+@example(config="small", calls=[SpanCall({}, INT64_MIN, INT64_MAX, False, None)])
+# the native twin created a key (and a session page group) for a span it then dropped as
+# unreadable, taking key capacity the pure twin kept;
+@example(config="small", calls=[SpanCall({Collider(ORDER_VALUE): None}, BASE_NS, BASE_NS,
+                                         False, None)])
+# an integer past every float counted as kpi_above_maximum whatever its sign, and for a
+# binary KPI too; a number whose conversion raised dropped the whole span as unreadable.
+@example(config="small", calls=[SpanCall({ORDER_VALUE: -(10**400), CONVERSION: 10**400},
+                                         BASE_NS, BASE_NS + 1, False, None),
+                                SpanCall({ORDER_VALUE: BadFloat(2.0)}, BASE_NS, BASE_NS + 1,
+                                         False, None)])
+def test_record_span_accounts_for_every_call_on_both_twins(config: str,
+                                                          calls: list[SpanCall]) -> None:
+    """Whatever the mapping, the values, the timestamps and the flags: record_span never
+    raises; each call is either counted once or dropped whole as ``latency_invalid`` or
+    ``attributes_unreadable``; each bad KPI value is dropped alone under its reason; every
+    valid value is in the sums; the twins agree."""
+    twins = both_twins(CONFIGS[config])
+    book = Book(CONFIGS[config])
+    for call in calls:
+        for aggregator in twins:
+            aggregator.record_span(*call)
+        book.span(call)
+    native, pure = snapshots(twins, book)
+    for snapshot in (native, pure):
+        book.check(snapshot)
+        whole = snapshot.dropped["latency_invalid"] + snapshot.dropped["attributes_unreadable"]
+        assert snapshot.total().count + whole == len(calls)
+    assert_twins_agree(native, pure)
+
+
+class RecordCall(NamedTuple):
+    dims: Any
+    latency_s: Any
+    kpis: Any
+    error: Any
+    end_ns: Any
+    session: Any
+
+
+class BatchCall(NamedTuple):
+    dims: Any
+    latency_s: Any
+    kpis: Any
+    errors: Any
+    end_ns: Any
+
+
+KPI_NAMES = ("order_value", "conversion", "items", "signed", "flag")
+dimension_tuples = st.one_of(
+    st.lists(st.one_of(any_text, scalars), min_size=2, max_size=3).map(tuple),
+    st.lists(any_text, max_size=5).map(tuple), st.none(), st.builds(Hostile))
+latencies = st.one_of(st.floats(0, 100), st.floats(), st.integers(-5, 10**6), huge_int,
+                      st.booleans(), st.none(), any_text, st.builds(np.float64, st.floats()),
+                      st.builds(BadFloat, st.floats(0, 1)), st.builds(Hostile))
+end_stamps = st.one_of(st.integers(BASE_NS, BASE_NS + 600 * SECOND), not_a_timestamp,
+                       st.sampled_from(["12", "x"]))
+kpi_maps = st.one_of(
+    st.dictionaries(st.one_of(st.sampled_from(KPI_NAMES), any_text, st.integers()), values,
+                    max_size=5),
+    # more unknown names than a span has KPIs: each one is counted
+    st.builds(lambda n: {f"unknown_{i}": 1.0 for i in range(n)}, st.integers(0, 60)),
+    st.none(), st.builds(Hostile), st.builds(ReadOnly, st.dictionaries(
+        st.sampled_from(KPI_NAMES), values, max_size=3)))
+record_calls = st.builds(RecordCall, dimension_tuples, latencies, kpi_maps, flags, end_stamps,
+                         st.one_of(st.none(), any_text, scalars))
+
+
+@st.composite
+def batch_calls(draw: st.DrawFn) -> BatchCall:
+    """Batches of every shape: flat, two-dimensional, scalars, lists; KPI and error
+    columns of the latencies' size or not; names known or not; bad end timestamps."""
+    n = draw(st.integers(0, 12))
+
+    def column(elements: st.SearchStrategy[float], size: int) -> Any:
+        numbers = draw(st.lists(elements, min_size=size, max_size=size))
+        form = draw(st.sampled_from(["list", "array", "column", "scalar"]))
+        if form == "array":
+            return np.array(numbers, np.float64)
+        if form == "column":
+            return np.array(numbers, np.float64).reshape(-1, 1)
+        return numbers[0] if form == "scalar" and size == 1 else numbers
+
+    def size() -> int:
+        return n if draw(st.integers(0, 9)) else draw(st.integers(0, 13))
+
+    latency = column(st.one_of(st.floats(0, 100), st.floats()), n)
+    kpis = {draw(st.sampled_from([*KPI_NAMES, "bogus"])): column(st.one_of(
+        st.floats(-1e3, 1e10), st.sampled_from([0.0, 1.0, math.nan])), size())
+        for _ in range(draw(st.integers(0, 3)))}
+    flags_size = size()
+    errors = draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=flags_size,
+                                                max_size=flags_size)))
+    dims = draw(st.one_of(st.tuples(any_text, any_text), st.tuples(any_text, any_text,
+                                                                  any_text), st.tuples()))
+    end = draw(st.one_of(st.integers(BASE_NS, BASE_NS + 600 * SECOND), not_a_timestamp))
+    return BatchCall(dims, latency, kpis, errors, end)
+
+
+def _record_seconds(latency_s: object) -> float | None:
+    """record()'s latency rule: a finite, non-negative int or float (not a bool)."""
+    if isinstance(latency_s, bool) or not isinstance(latency_s, int | float):
+        return None
+    try:
+        latency = float(latency_s)
+    except OverflowError:
+        return None
+    return latency if 0.0 <= latency < math.inf else None
+
+
+def _int64(end_ns: object) -> int | None:
+    try:
+        when = int(end_ns)  # type: ignore[call-overload]
+    except Exception:
+        return None
+    return when if INT64_MIN <= when <= INT64_MAX else None
+
+
+class Ledger(Book):
+    """The book of ``record`` and ``record_many`` calls."""
+
+    def record_call(self, call: RecordCall) -> None:
+        """Latency, then arity, then the dimension and KPI reads, then the end timestamp."""
+        config = self.config
+        dims, latency_s, kpis, error, end_ns, session = call
+        try:
+            latency = _record_seconds(latency_s)
+            if latency is None:
+                self.drops["latency_invalid"] += 1
+                return
+            if len(dims) != len(config.dimensions):
+                self.drops["dimension_arity"] += 1
+                return
+            present: list[object] = [None] * len(config.kpis)
+            unknown = 0
+            for name, value in (kpis or {}).items():
+                if name not in config.kpi_names:
+                    unknown += 1
+                else:
+                    present[config.kpi_index(name)] = value
+            when = _int64(end_ns)
+        except Exception:
+            self.drops["attributes_unreadable"] += 1
+            return
+        if when is None:
+            self.drops["latency_invalid"] += 1
+            return
+        self.drops["kpi_unknown"] += unknown
+        self.record(latency, present, truthy(error), session, when)
+
+    def batch(self, call: BatchCall) -> bool:
+        """Whether the batch is refused as a programming error (ValueError); else its
+        rows are booked: NaN in a KPI column is no value, a row with an invalid latency
+        is dropped whole."""
+        config = self.config
+        dims, latency_s, kpis, errors, end_ns = call
+        latency = np.asarray(latency_s, np.float64).ravel()
+        columns = {name: np.asarray(v, np.float64).ravel() for name, v in kpis.items()}
+        flags = None if errors is None else np.asarray(errors, np.bool_).ravel()
+        if (len(dims) != len(config.dimensions) or any(
+                name not in config.kpi_names or c.size != latency.size
+                for name, c in columns.items())
+                or (flags is not None and flags.size != latency.size)
+                or _int64(end_ns) is None):
+            return False
+        for row, t in enumerate(latency.tolist()):
+            if not 0.0 <= t < math.inf:
+                self.drops["latency_invalid"] += 1
+                continue
+            present: list[object] = [None] * len(config.kpis)
+            for name, c in columns.items():
+                v = float(c[row])
+                present[config.kpi_index(name)] = None if math.isnan(v) else v
+            self.record(t, present, bool(flags is not None and flags[row]), None,
+                        _int64(end_ns) or 0)
+        return True
+
+
+@settings(max_examples=examples(1.0))
+@given(config=config_names,
+       calls=st.lists(st.one_of(record_calls, batch_calls()), max_size=20))
+# Found by this test: a latency past about 1.8e305 s corrupted the native twin's memory
+# (the bucket index overflowed an int; a segfault) and raised in the pure twin;
+@example(config="small", calls=[RecordCall(("a", "b"), 1e308, None, False, BASE_NS, "s"),
+                                BatchCall(("a", "b"), [1e308, 1e306], {}, None, BASE_NS)])
+# the pure twin raised on an integer latency past every float and on an end timestamp
+# that is no integer, and counted one past int64 that the native twin refused;
+@example(config="small", calls=[RecordCall(("a", "b"), 10**400, None, False, BASE_NS, None),
+                                RecordCall(("a", "b"), 1.0, None, False, "x", None),
+                                RecordCall(("a", "b"), 1.0, None, False, 2**70, None)])
+# both twins raised on an error flag whose truth raises; the native twin counted at most
+# 32 unknown KPI names of one call;
+@example(config="small", calls=[RecordCall(("a", "b"), 1.0, None, Hostile(), BASE_NS, None),
+                                RecordCall(("a", "b"), 1.0, {f"k{i}": 1.0 for i in range(40)},
+                                           False, BASE_NS, None)])
+# record_many raised OverflowError in the native twin for an end past int64, which the
+# pure twin accepted.
+@example(config="small", calls=[BatchCall(("a", "b"), [1.0], {}, None, 2**70)])
+def test_record_and_record_many_account_for_every_call_on_both_twins(
+        config: str, calls: list[RecordCall | BatchCall]) -> None:
+    """record() never raises, and drops a call whole only for its latency, its arity, an
+    unreadable argument or its end timestamp; record_many() raises ValueError exactly for
+    a batch of the wrong shape, unknown KPI names or a bad end timestamp, and otherwise
+    drops rows by their latency and values by their reason. The twins agree."""
+    twins = both_twins(CONFIGS[config])
+    ledger = Ledger(CONFIGS[config])
+    for call in calls:
+        if isinstance(call, RecordCall):
+            dims, latency, kpis, error, end_ns, session = call
+            for aggregator in twins:
+                aggregator.record(dims, latency, kpis, error=error, end_ns=end_ns,
+                                  session=session)
+            ledger.record_call(call)
+            continue
+        accepted = ledger.batch(call)
+        for aggregator in twins:
+            try:
+                aggregator.record_many(call.dims, call.latency_s, call.kpis,
+                                       errors=call.errors, end_ns=call.end_ns)
+            except ValueError:
+                assert not accepted, call
+            else:
+                assert accepted, call
+    native, pure = snapshots(twins, ledger)
+    for snapshot in (native, pure):
+        ledger.check(snapshot)
+    assert_twins_agree(native, pure)
