@@ -120,10 +120,8 @@ def classify_kpi(
             return (1.0 if value else 0.0), -1
         return math.nan, DROP_INDEX["kpi_bool"]
     try:
-        if isinstance(value, float | int):
-            number = float(value)
-        else:
-            number = float(operator.index(value))  # type: ignore[arg-type]  # numpy ints
+        number = (float(value) if isinstance(value, float | int)
+                  else float(operator.index(value)))  # type: ignore[arg-type]  # numpy ints
     except OverflowError:
         return math.nan, huge_integer_reason(value, binary)
     except Exception:  # no number, or one whose conversion raises: never the span's fault
