@@ -12,9 +12,6 @@ cores, and there is no deadline, because a shared machine's timings mean nothing
 5,000 examples a test, a fresh random draw each run, and failing examples kept in
 ``.hypothesis/`` so that the next run replays them first. A failure prints the blob for
 ``@reproduce_failure``; add the shrunk example to the test as an explicit ``@example``.
-
-Tests that cost more per example than the others ask for a fraction of the profile's
-examples through :func:`examples`, so that both profiles keep their proportions.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-DEFAULT_EXAMPLES = 150
+DEFAULT_EXAMPLES = 200
 LONG_EXAMPLES = 5000
 
 # Hostile inputs are large on purpose (strings of up to a million characters), and the
@@ -37,10 +34,3 @@ settings.register_profile("long", max_examples=LONG_EXAMPLES, deadline=None,
                           database=DirectoryBasedExampleDatabase(".hypothesis/examples"))
 settings.load_profile("default")
 
-
-def examples(fraction: float) -> int:
-    """A share of the loaded profile's examples, for a test that costs more per example.
-
-    Read when the test module is imported, which is after ``--hypothesis-profile`` has
-    loaded its profile."""
-    return max(10, round(settings.default.max_examples * fraction))
