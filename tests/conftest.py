@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ def _flask_instrumentation() -> bool:
 # carry (it pins the API behind the newest SDK); `make test` runs the folder in its own
 # environment, so the main run leaves it out instead of failing or skipping test by test.
 collect_ignore = [] if _flask_instrumentation() else ["flask"]
+
+# The property tests' Hypothesis profiles must be registered before the Hypothesis plugin
+# reads --hypothesis-profile, which happens after this file is imported. tests/flask runs
+# in an environment of its own, without Hypothesis.
+if importlib.util.find_spec("hypothesis") is not None:
+    importlib.import_module("tests.hypothesis_profiles")
 
 
 def pytest_report_header() -> str:

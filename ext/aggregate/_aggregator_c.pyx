@@ -98,11 +98,12 @@ cdef extern from "Python.h":
     double int_as_double "PyLong_AsDouble"(PyObject *value) noexcept
 
 from bizops_otel.aggregate import _fork
-from bizops_otel.aggregate._batch import batch_inputs
+from bizops_otel.aggregate._batch import batch_end, batch_inputs, end_timestamp
 from bizops_otel.aggregate._layout import (
     BLOCK as _BLOCK,
     BLOCKS_PER_OUTCOME as _BLOCKS_PER_OUTCOME,
     BUCKETS as _BUCKETS,
+    HIGHEST as _HIGHEST,
     INV_LOG_GROWTH as _INV_LOG_GROWTH,
     INV_LOWEST as _INV_LOWEST,
     KPI_FIELD_COUNT as _KPI_FIELD_COUNT,
@@ -116,6 +117,7 @@ from bizops_otel.attributes import (
     PAGE_GROUP,
     SESSION_ID,
     classify_kpi,
+    huge_integer_reason,
     sanitize_dimension,
 )
 from bizops_otel.config import Config
@@ -134,6 +136,7 @@ assert _BLOCK == BLOCK and _BLOCKS_PER_OUTCOME == BLOCKS_PER_OUTCOME
 assert _KPI_FIELD_COUNT == F and len(DROP_REASONS) <= MAX_REASONS
 
 cdef double LOWEST = _LOWEST
+cdef double HIGHEST = _HIGHEST
 cdef double INV_LOWEST = _INV_LOWEST
 cdef double INV_LOG_GROWTH = _INV_LOG_GROWTH
 cdef int TOP_BUCKET = _BUCKETS - 1
@@ -173,6 +176,8 @@ cdef int bucket_by_log(double t) noexcept nogil:
     cdef int index
     if t < LOWEST:
         return 0
+    if not t < HIGHEST:  # past it, the cast below would overflow an int (latency_buckets)
+        return TOP_BUCKET
     index = 1 + <int>(log(t * INV_LOWEST) * INV_LOG_GROWTH)
     return index if index < TOP_BUCKET else TOP_BUCKET
 
@@ -963,7 +968,7 @@ cdef class Aggregator:
         elif type(<object>value) is int:
             out[0] = int_as_double(value)
             if out[0] == -1.0 and PyErr_Occurred() != NULL:
-                return self._int_overflow()
+                return self._int_overflow(j, value)
         elif type(<object>value) is bool:
             if not self._kpi_binary[j]:
                 return R_BOOL
@@ -972,11 +977,12 @@ cdef class Aggregator:
             return self._classify_kpi(j, <object>value, out)
         return self._check(j, out[0])
 
-    cdef int _int_overflow(self) except -2:
-        """An int beyond float's range is above any maximum (the error is OverflowError)."""
+    cdef int _int_overflow(self, int j, PyObject *value) except -2:
+        """The reason for an int beyond float's range (the error is OverflowError): by its
+        sign and the KPI's kind, as ``attributes.huge_integer_reason`` decides."""
         if PyErr_ExceptionMatches(OverflowError):
             PyErr_Clear()
-            return R_ABOVE
+            return huge_integer_reason(<object>value, self._kpi_binary[j])
         return -2  # propagate whatever else it is
 
     cdef int _classify_kpi(self, int j, object value, double *out) except -2:
@@ -1096,7 +1102,8 @@ cdef class Aggregator:
         # An attribute dict, the common case: every value is read as a borrowed PyObject*,
         # so that a span creates and releases no references of its own.
         try:
-            key = self._span_key(attributes, True, fallback)
+            # The key comes last, once every read has succeeded: a span dropped as
+            # unreadable must not take a key (as in the pure twin).
             for j in range(self._m):
                 found = dict_lookup(<PyObject *>attributes, self._kpi_attr[j])
                 if found == NULL or found == <PyObject *>None:
@@ -1109,15 +1116,18 @@ cdef class Aggregator:
                     n_drops += 1
             if self._sessions is not None:
                 session = dict_lookup(<PyObject *>attributes, <PyObject *>SESSION_KEY)
+                if session != NULL:
+                    # Reading the dimensions below, or a flag's truth, may run Python code
+                    # (a value's __str__) that could remove the borrowed session id from
+                    # the dict: hold a reference until the commit.
+                    held = <object>session
+            key = self._span_key(attributes, True, fallback)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0
         if error is True or error is False:
             failed = error is True
         else:
-            # Any other flag's truth runs its own Python code, which could remove the
-            # borrowed session id from the dict: hold a reference until the commit.
-            held = <object>session if session != NULL else None
             failed = _truthy(error)
         self._commit(key, span_seconds(start, end), values, mask, drops, n_drops, failed,
                      end, session)
@@ -1134,7 +1144,6 @@ cdef class Aggregator:
         cdef Py_ssize_t key
         cdef object session = None
         try:
-            key = self._span_key(attributes, False, fallback)
             for j in range(self._m):
                 value = attributes.get(<object>self._kpi_attr[j])
                 if value is None:
@@ -1147,6 +1156,7 @@ cdef class Aggregator:
                     n_drops += 1
             if self._sessions is not None:
                 session = attributes.get(SESSION_KEY)
+            key = self._span_key(attributes, False, fallback)  # last, as above
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0
@@ -1161,15 +1171,22 @@ cdef class Aggregator:
         ``session`` is the session id the request belongs to, if any.
         """
         cdef double values[MAX_KPIS]
-        cdef int drops[MAX_KPIS * 2]
-        cdef int n_drops = 0
+        cdef uint64_t pending[MAX_REASONS]   # drops by reason, counted once the call is read
         cdef uint32_t mask = 0
-        cdef int j, reason
+        cdef int i, j, reason
         cdef double x
         cdef int64_t when
+        cdef bint failed
+        memset(pending, 0, sizeof(pending))
         try:
-            if (isinstance(latency_s, bool) or not isinstance(latency_s, (float, int))
-                    or not 0.0 <= latency_s < float("inf")):
+            if isinstance(latency_s, bool) or not isinstance(latency_s, (float, int)):
+                self._dropped[R_LATENCY] += 1
+                return
+            try:
+                x = float(latency_s)
+            except OverflowError:  # an integer past every float is not finite either
+                x = float("inf")
+            if not 0.0 <= x < float("inf"):
                 self._dropped[R_LATENCY] += 1
                 return
             if len(dims) != self._d:
@@ -1179,9 +1196,7 @@ cdef class Aggregator:
             for name, value in (kpis or {}).items():
                 index = self._kpi_index.get(name)
                 if index is None:
-                    if n_drops < MAX_KPIS * 2:
-                        drops[n_drops] = R_UNKNOWN
-                        n_drops += 1
+                    pending[R_UNKNOWN] += 1
                     continue
                 if value is None:
                     continue
@@ -1191,17 +1206,24 @@ cdef class Aggregator:
                 if reason < 0:
                     values[j] = number
                     mask |= (<uint32_t>1) << j
-                elif n_drops < MAX_KPIS * 2:
-                    drops[n_drops] = reason
-                    n_drops += 1
-            x = float(latency_s)
+                else:
+                    pending[reason] += 1
+            if end_ns is None:
+                when = time.time_ns()
+            else:
+                stamp = end_timestamp(end_ns)
+                if stamp is None:
+                    self._dropped[R_LATENCY] += 1
+                    return
+                when = stamp
+            failed = _truthy(error)
             key = self._key_id(raw)
-            when = time.time_ns() if end_ns is None else int(end_ns)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return
-        self._commit(key, x, values, mask, drops, n_drops, bool(error), when,
-                     <PyObject *>session)
+        for i in range(N_REASONS):
+            self._dropped[i] += pending[i]
+        self._commit(key, x, values, mask, NULL, 0, failed, when, <PyObject *>session)
 
     def record_many(self, dims, latency_s, kpis=None, *, errors=None, end_ns=None):
         """Record a batch for one key. NaN in a KPI array means "no value on that row".
@@ -1210,6 +1232,7 @@ cdef class Aggregator:
         ``ValueError``; bad values are counted and dropped as on the hot path.
         """
         latency, columns, flags = batch_inputs(self.config, dims, latency_s, kpis, errors)
+        cdef int64_t when = batch_end(end_ns)
         cdef Batch *batch = <Batch *>PyMem_RawMalloc(sizeof(Batch))
         if batch == NULL:
             raise MemoryError()
@@ -1217,7 +1240,6 @@ cdef class Aggregator:
             memset(batch, 0, sizeof(Batch))
             self._reduce(batch, latency, columns, flags.view(np.uint8))
             key = self._key_id(tuple([self._raw_value(v) for v in dims]))
-            when = time.time_ns() if end_ns is None else int(end_ns)
             self._commit_batch(batch, key, when)
         finally:
             PyMem_RawFree(batch)

@@ -42,7 +42,13 @@ from bizops_otel.attributes import (
     URL_QUERY,
 )
 from bizops_otel.span.context import AROUND, CONTEXT_KEY
-from bizops_otel.span.enrich import MAX_QUERY_LENGTH, MAX_URL_LENGTH, path_of, wsgi_text
+from bizops_otel.span.enrich import (
+    MAX_QUERY_LENGTH,
+    MAX_URL_LENGTH,
+    path_of,
+    route_of,
+    wsgi_text,
+)
 
 cdef object ERROR = StatusCode.ERROR
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT
@@ -182,25 +188,25 @@ cdef tuple utm_pairs(str text, Py_ssize_t start, Py_ssize_t stop):
 cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop):
     """``enrich.query_of`` as bounds within the attribute's own string, with no copy: the
     string holding the query (url.query, else http.target after ``?``, else the full URL
-    after ``?`` and before ``#``, the full URL cut to MAX_URL_LENGTH), or None."""
+    after ``?`` and before ``#``, each attribute cut to MAX_URL_LENGTH), or None."""
     cdef object text = lookup(attributes, S_URL_QUERY)
     cdef Py_ssize_t mark = -1
-    if type(text) is str:
+    if isinstance(text, str):
         start[0] = 0
-        stop[0] = len(<str>text)
+        stop[0] = min(len(<str>text), URL_LIMIT)
         return text
     text = lookup(attributes, S_HTTP_TARGET)
-    if type(text) is str:
-        mark = PyUnicode_FindChar(text, 0x3F, 0, len(<str>text), 1)
+    if isinstance(text, str):
+        stop[0] = min(len(<str>text), URL_LIMIT)
+        mark = PyUnicode_FindChar(text, 0x3F, 0, stop[0], 1)
         if mark >= 0:
             start[0] = mark + 1
-            stop[0] = len(<str>text)
             return text
     # The ASGI instrumentation keeps the query in the full URL only.
     text = lookup(attributes, S_URL_FULL)
     if text is None:
         text = lookup(attributes, S_HTTP_URL)
-    if type(text) is not str:
+    if not isinstance(text, str):
         return None
     stop[0] = len(<str>text)
     if stop[0] > URL_LIMIT:
@@ -217,8 +223,8 @@ cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop)
 
 cdef object rule_path(object attributes):
     """``enrich.path_of`` for the page-group rules: url.path, else http.target before
-    ``?``, as WSGI text decoded (``wsgi_text``); the rarer full-URL case, and non-ASCII
-    paths, through the pure functions themselves."""
+    ``?``, each cut to MAX_URL_LENGTH, as WSGI text decoded (``wsgi_text``); the rarer
+    full-URL case, and non-ASCII paths, through the pure functions themselves."""
     cdef object text = lookup(attributes, S_URL_PATH)
     cdef Py_ssize_t mark
     if not isinstance(text, str):
@@ -227,9 +233,11 @@ cdef object rule_path(object attributes):
             text = lookup(attributes, S_URL_FULL)
             return path_of(None, None,
                            lookup(attributes, S_HTTP_URL) if text is None else text)
-        mark = PyUnicode_FindChar(text, 0x3F, 0, len(<str>text), 1)
+        mark = PyUnicode_FindChar(text, 0x3F, 0, min(len(<str>text), URL_LIMIT), 1)
         if mark >= 0:
             text = (<str>text)[:mark]
+    if len(<str>text) > URL_LIMIT:
+        text = (<str>text)[:URL_LIMIT]
     if PyUnicode_IS_ASCII(text):
         return text
     return wsgi_text(text)
@@ -444,8 +452,10 @@ cdef class SpanHooks:
         fallback = None
         if self._page_group_at >= 0 and S_PAGE_GROUP not in attributes:
             route = lookup(attributes, S_HTTP_ROUTE)
-            if route is not None:
+            if isinstance(route, str):
                 fallback = lookup(self._route_fallbacks, route)
+            else:
+                route = None  # as enrich.route_of: no other value names a route
             if fallback is None:
                 fallback = self._name_fallback(attributes, route, span._name)
         if self._record_c != NULL:
@@ -469,8 +479,7 @@ cdef class SpanHooks:
             return 0
         fallback = None
         if self._page_group_at >= 0 and S_PAGE_GROUP not in attributes:
-            fallback = self._name_fallback(attributes, lookup(attributes, S_HTTP_ROUTE),
-                                           span.name)
+            fallback = self._name_fallback(attributes, route_of(attributes), span.name)
         self._record(attributes, span.start_time, span.end_time,
                      span.status.status_code is ERROR, fallback)
         return 0

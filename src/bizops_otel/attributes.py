@@ -119,19 +119,26 @@ def classify_kpi(
         if binary:
             return (1.0 if value else 0.0), -1
         return math.nan, DROP_INDEX["kpi_bool"]
-    if isinstance(value, float):
-        number = float(value)
-    elif isinstance(value, int):
-        try:
-            number = float(value)
-        except OverflowError:
-            return math.nan, DROP_INDEX["kpi_above_maximum"]
-    else:
-        try:
-            number = float(operator.index(value))  # type: ignore[arg-type]  # numpy ints
-        except (TypeError, OverflowError):
-            return math.nan, DROP_INDEX["kpi_type"]
+    try:
+        number = (float(value) if isinstance(value, float | int)
+                  else float(operator.index(value)))  # type: ignore[arg-type]  # numpy ints
+    except OverflowError:
+        return math.nan, huge_integer_reason(value, binary)
+    except Exception:  # no number, or one whose conversion raises: never the span's fault
+        return math.nan, DROP_INDEX["kpi_type"]
     return check_kpi_number(number, binary, minimum, maximum)
+
+
+def huge_integer_reason(value: object, binary: bool) -> int:
+    """The drop reason of an integer past every float: finite, so not ``kpi_infinite``,
+    and outside any range a KPI can have."""
+    if binary:
+        return DROP_INDEX["kpi_not_binary"]
+    try:
+        negative = operator.index(value) < 0  # type: ignore[arg-type]
+    except Exception:
+        negative = False
+    return DROP_INDEX["kpi_below_minimum" if negative else "kpi_above_maximum"]
 
 
 def check_kpi_number(

@@ -20,9 +20,28 @@ MAX_DIMENSIONS = 8
 MAX_KEYS_LIMIT = 1_000_000
 
 
+class ConfigError(ValueError):
+    """A configuration source holds an unknown key or a value of the wrong form.
+
+    ``field`` is the Config field at fault, when there is one: the settings loader adds
+    where its value came from (the variable or the file) to the message."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _require(condition: bool, field_name: str, message: str) -> None:
     if not condition:
-        raise ValueError(f"bizops-otel config: {field_name}: {message}")
+        raise ConfigError(f"bizops-otel config: {field_name}: {message}", field_name)
+
+
+def _sequence(value: Any, field_name: str, what: str) -> tuple[Any, ...]:
+    """``value`` as a tuple, when it is a sequence (any iterable but a string) of ``what``;
+    a configuration file can hold a number or a table where a list belongs."""
+    _require(isinstance(value, Iterable) and not isinstance(value, str | bytes), field_name,
+             f"expected a sequence of {what}, got {value!r}")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,8 @@ class Kpi:
                      "kpis", f"KPI {self.name!r}: {bound} must be a finite number")
         _require(self.minimum <= self.maximum,
                  "kpis", f"KPI {self.name!r}: minimum exceeds maximum")
+        _require(isinstance(self.binary, bool),
+                 "kpis", f"KPI {self.name!r}: binary must be true or false, got {self.binary!r}")
 
 
 #: KPIs known by name, so that ``Config(kpis=("order_value", "conversion"))`` works.
@@ -63,9 +84,8 @@ BUILTIN_KPIS: dict[str, Kpi] = {
 
 
 def _normalise_kpis(kpis: Iterable[Kpi | str]) -> tuple[Kpi, ...]:
-    _require(not isinstance(kpis, str | bytes), "kpis", "expected a sequence of KPIs")
     result: list[Kpi] = []
-    for item in kpis:
+    for item in _sequence(kpis, "kpis", "KPI names or Kpi"):
         if isinstance(item, str):
             _require(item in BUILTIN_KPIS, "kpis",
                      f"unknown KPI {item!r}; known: {sorted(BUILTIN_KPIS)} or pass a Kpi")
@@ -156,10 +176,7 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
-        dims = self.dimensions
-        _require(not isinstance(dims, str | bytes), "dimensions",
-                 "expected a sequence of attribute keys")
-        dims = tuple(dims)
+        dims = _sequence(self.dimensions, "dimensions", "attribute keys")
         _require(all(isinstance(d, str) and d for d in dims), "dimensions",
                  "every dimension must be a non-empty attribute key")
         _require(len(set(dims)) == len(dims), "dimensions", f"duplicates in {dims}")
@@ -187,6 +204,8 @@ class Config:
         _require(_is_int(self.max_value_length) and 1 <= self.max_value_length <= 1024,
                  "max_value_length",
                  f"must be an integer in [1, 1024], got {self.max_value_length!r}")
+        _require(self.outcome is None or isinstance(self.outcome, str), "outcome",
+                 f"must be the name of a binary KPI, 'auto' or None, got {self.outcome!r}")
         if self.outcome == OUTCOME_AUTO:
             binary = [k.name for k in self.kpis if k.binary]
             object.__setattr__(self, "outcome", "conversion" if "conversion" in binary
@@ -197,9 +216,8 @@ class Config:
                      f"{self.outcome!r} is not one of the KPIs {sorted(by_name)}")
             _require(by_name[self.outcome].binary, "outcome",
                      f"KPI {self.outcome!r} must be binary to split outcomes")
-        _require(not isinstance(self.export_buckets, str | bytes), "export_buckets",
-                 "expected a sequence of seconds")
-        object.__setattr__(self, "export_buckets", tuple(self.export_buckets))
+        object.__setattr__(self, "export_buckets",
+                           _sequence(self.export_buckets, "export_buckets", "seconds"))
         try:
             export_edge_indices(self.export_buckets)
         except ValueError as error:
@@ -253,9 +271,7 @@ _CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 
 
 def _string_tuple(config: Config, name: str) -> tuple[str, ...]:
-    value = getattr(config, name)
-    _require(not isinstance(value, str | bytes), name, "expected a sequence of strings")
-    result = tuple(value)
+    result = _sequence(getattr(config, name), name, "strings")
     _require(all(isinstance(v, str) and v for v in result), name,
              "every entry must be a non-empty string")
     object.__setattr__(config, name, result)
@@ -272,10 +288,8 @@ def _validate_processing(config: Config) -> None:
     rules = config.page_groups
     if isinstance(rules, Mapping):
         rules = tuple(rules.items())
-    _require(not isinstance(rules, str | bytes), "page_groups",
-             "expected (pattern, group) pairs or a mapping")
     pairs: list[Any] = []
-    for rule in rules:
+    for rule in _sequence(rules, "page_groups", "(pattern, group) pairs or a mapping"):
         if callable(rule):
             pairs.append(rule)
             continue
@@ -286,7 +300,8 @@ def _validate_processing(config: Config) -> None:
         if pattern.startswith("re:"):
             try:
                 re.compile(pattern[3:])
-            except re.error as error:
+            # A repeat count past the engine's limit overflows, deep nesting recurses.
+            except (re.error, OverflowError, RecursionError) as error:
                 _require(False, "page_groups", f"bad regular expression {pattern!r}: {error}")
         pairs.append((pattern, group))
     object.__setattr__(config, "page_groups", tuple(pairs))
@@ -297,7 +312,7 @@ def _validate_processing(config: Config) -> None:
     if isinstance(rates, Mapping):
         rates = tuple(rates.items())
     checked: list[tuple[str, float]] = []
-    for rate in rates:
+    for rate in _sequence(rates, "currency_rates", "(currency, rate) pairs or a mapping"):
         _require(isinstance(rate, tuple | list) and len(rate) == 2, "currency_rates",
                  f"expected (currency, rate) pairs, got {rate!r}")
         code, value = rate

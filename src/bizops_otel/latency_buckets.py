@@ -39,6 +39,10 @@ def bucket_of(latency_s: float) -> int:
     """Bucket index of one latency; both twins use exactly this arithmetic."""
     if latency_s < LOWEST:
         return 0
+    if not latency_s < HIGHEST:
+        # The top bucket, which the arithmetic below also gives from HIGHEST up until
+        # ``latency_s * INV_LOWEST`` overflows (from about 1.8e305 s) and it breaks.
+        return BUCKETS - 1
     index = 1 + int(math.log(latency_s * INV_LOWEST) * INV_LOG_GROWTH)
     return index if index < BUCKETS - 1 else BUCKETS - 1
 

@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, Kpi
+from .config import ConfigError as ConfigError  # defined beside the checks that raise it
 
 PREFIX = "BIZOPS_OTEL_"
 #: Variables read elsewhere (the build, the import switch, later subsystems).
 NOT_CONFIG_FIELDS = frozenset({"CONFIG", "NO_EXTENSIONS", "REQUIRE_EXTENSIONS", "QUIET"})
-
-
-class ConfigError(ValueError):
-    """A configuration source holds an unknown key or a value of the wrong form."""
 
 
 def _bool(text: str) -> bool:
@@ -109,7 +106,8 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         try:
             values[name.lower()] = parse(text)
         except ValueError as error:
-            raise ConfigError(f"bizops-otel config: {variable}: {error}") from None
+            raise ConfigError(f"bizops-otel config: {variable}: {error}",
+                              name.lower()) from None
     return values
 
 
@@ -126,36 +124,50 @@ def _suggestions(unknown: list[str]) -> str:
     return f" (did you mean: {', '.join(hints)}?)" if hints else ""
 
 
-def _kpi_from_file(item: Any) -> Kpi | str:
+def _kpi_from_file(item: Any, location: Path) -> Kpi | str:
     if isinstance(item, str):
         return item
     if isinstance(item, Mapping):
         try:
             return Kpi(**item)
         except TypeError as error:
-            raise ConfigError(f"bizops-otel config: kpis: {error}") from None
-    raise ConfigError(f"bizops-otel config: kpis: expected a name or a table, got {item!r}")
+            raise ConfigError(f"bizops-otel config: {location}: kpis: {error}",
+                              "kpis") from None
+        except ConfigError as error:
+            raise ConfigError(f"{error} (from {location})", "kpis") from None
+    raise ConfigError(f"bizops-otel config: {location}: kpis: expected a name or a table, "
+                      f"got {item!r}", "kpis")
 
 
 def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Config fields from a TOML file: top-level keys, or a ``[bizops_otel]`` table."""
     location = Path(path)
     try:
-        document = tomllib.loads(location.read_text(encoding="utf-8"))
-    except OSError as error:
+        text = location.read_text(encoding="utf-8")
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, or a NUL in the path
         raise ConfigError(f"bizops-otel config: cannot read {location}: {error}") from None
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"bizops-otel config: {location}: {error}") from None
     table = document.get("bizops_otel", document)
+    if not isinstance(table, dict):
+        raise ConfigError(f"bizops-otel config: {location}: bizops_otel must be a table, "
+                          f"got {table!r}")
     unknown = sorted(set(table) - _FIELDS)
     if unknown:
         raise ConfigError(f"bizops-otel config: {location}: unknown keys {unknown}"
                           + _suggestions(unknown) + f"; known: {sorted(_FIELDS)}")
     values = dict(table)
     if "kpis" in values:
-        values["kpis"] = tuple(_kpi_from_file(k) for k in values["kpis"])
+        if not isinstance(values["kpis"], list):
+            raise ConfigError(f"bizops-otel config: {location}: kpis: expected an array of "
+                              f"names and tables, got {values['kpis']!r}", "kpis")
+        values["kpis"] = tuple(_kpi_from_file(k, location) for k in values["kpis"])
     if isinstance(values.get("page_groups"), list):
-        values["page_groups"] = tuple(tuple(rule) for rule in values["page_groups"])
+        # Config checks each rule; only arrays become pairs here.
+        values["page_groups"] = tuple(tuple(rule) if isinstance(rule, list) else rule
+                                      for rule in values["page_groups"])
     return values
 
 
@@ -167,8 +179,20 @@ def load_config(*, environ: Mapping[str, str] | None = None, **overrides: Any) -
         raise ConfigError(f"bizops-otel config: unknown settings {unknown}"
                           + _suggestions(unknown) + f"; known: {sorted(_FIELDS)}")
     values = from_environment(env)
+    # Where each value came from, so that a bad one is reported with its variable or file.
+    sources = {name: PREFIX + name.upper() for name in values}
     file = env.get(PREFIX + "CONFIG", "").strip()
     if file:
-        values.update(from_file(file))
+        from_toml = from_file(file)
+        values.update(from_toml)
+        sources.update(dict.fromkeys(from_toml, file))
     values.update(overrides)
-    return Config(**values)
+    for name in overrides:
+        sources.pop(name, None)
+    try:
+        return Config(**values)
+    except ConfigError as error:
+        source = sources.get(error.field or "")
+        if source is None:
+            raise
+        raise ConfigError(f"{error} (from {source})", error.field) from None

@@ -27,11 +27,12 @@ from ..attributes import (
 )
 from ..config import Config
 from . import _fork
-from ._batch import batch_inputs
+from ._batch import batch_end, batch_inputs, end_timestamp
 from ._layout import (
     BLOCK,
     BLOCKS_PER_OUTCOME,
     BUCKETS,
+    HIGHEST,
     INV_LOG_GROWTH,
     INV_LOWEST,
     KPI_FIELD_COUNT,
@@ -380,7 +381,7 @@ class Aggregator:
             self._drop(_UNREADABLE)
             return
         self._commit(self._key_id(raw), (end_ns - start_ns) * 1e-9, values, drops,
-                     bool(error), end_ns, session)
+                     _truthy(error), end_ns, session)
 
     def record(self, dims: tuple[Any, ...], latency_s: float,
                kpis: Mapping[str, Any] | None = None, *, error: bool = False,
@@ -390,8 +391,8 @@ class Aggregator:
         ``session`` is the session id the request belongs to, if any.
         """
         try:
-            if (isinstance(latency_s, bool) or not isinstance(latency_s, float | int)
-                    or not 0.0 <= latency_s < math.inf):
+            latency = _seconds(latency_s)
+            if latency is None:
                 self._drop(_LATENCY_INVALID)
                 return
             if len(dims) != len(self._dim_keys):
@@ -414,12 +415,15 @@ class Aggregator:
                 else:
                     drops.append(reason)
             values.sort()
+            when = time.time_ns() if end_ns is None else end_timestamp(end_ns)
+            if when is None:
+                self._drop(_LATENCY_INVALID)
+                return
+            failed = _truthy(error)
         except Exception:
             self._drop(_UNREADABLE)
             return
-        when = time.time_ns() if end_ns is None else int(end_ns)
-        self._commit(self._key_id(raw), float(latency_s), values, drops, bool(error), when,
-                     session)
+        self._commit(self._key_id(raw), latency, values, drops, failed, when, session)
 
     def record_many(self, dims: tuple[Any, ...], latency_s: npt.ArrayLike,
                     kpis: Mapping[str, npt.ArrayLike] | None = None, *,
@@ -431,9 +435,9 @@ class Aggregator:
         """
         latency, columns, error_twins = batch_inputs(self._config, dims, latency_s, kpis,
                                                       errors)
+        when = batch_end(end_ns)
         batch, drops = self._reduce_batch(latency, columns, error_twins)
         key_id = self._key_id(tuple(self._raw_value(v) for v in dims))
-        when = time.time_ns() if end_ns is None else int(end_ns)
         with self._lock:
             for reason, hits in drops.items():
                 self._dropped[reason] += hits
@@ -489,10 +493,30 @@ class Aggregator:
                                    sessions, started_ns=started)
 
 
+def _truthy(flag: object) -> bool:
+    """An error flag's truth; a flag whose truth cannot be told is no error."""
+    try:
+        return bool(flag)
+    except Exception:
+        return False
+
+
+def _seconds(latency_s: object) -> float | None:
+    """A latency in seconds as a float, or None when it is not a finite, non-negative
+    number (an integer past every float is not finite either)."""
+    if isinstance(latency_s, bool) or not isinstance(latency_s, float | int):
+        return None
+    try:
+        latency = float(latency_s)
+    except OverflowError:
+        return None
+    return latency if 0.0 <= latency < math.inf else None
+
+
 def _buckets(t: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Vectorised :func:`bucket_of`."""
     with np.errstate(divide="ignore"):
-        raw = 1 + np.floor(np.log(np.maximum(t, LOWEST) * INV_LOWEST) * INV_LOG_GROWTH)
+        raw = 1 + np.floor(np.log(np.clip(t, LOWEST, HIGHEST) * INV_LOWEST) * INV_LOG_GROWTH)
     buckets: npt.NDArray[np.int64] = np.minimum(raw, BUCKETS - 1).astype(np.int64)
     buckets[t < LOWEST] = 0
     return buckets

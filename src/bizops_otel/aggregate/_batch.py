@@ -1,7 +1,9 @@
-"""Shape checks for ``record_many`` batches, shared by both twins."""
+"""Input checks shared by both twins: the shape of ``record_many`` batches, and the end
+timestamps that ``record`` and ``record_many`` are given."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,6 +11,29 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import Config
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def end_timestamp(end_ns: object) -> int | None:
+    """``end_ns`` as int64 nanoseconds, or None when it is not one (the state's windows are
+    int64 nanoseconds in the native twin, so both twins refuse what it cannot hold)."""
+    try:
+        when = int(end_ns)  # type: ignore[call-overload]
+    except Exception:
+        return None
+    return when if _INT64_MIN <= when <= _INT64_MAX else None
+
+
+def batch_end(end_ns: object) -> int:
+    """The end timestamp of a ``record_many`` batch: now when none is given; a bad one is
+    a programming error, like a bad shape."""
+    if end_ns is None:
+        return time.time_ns()
+    when = end_timestamp(end_ns)
+    if when is None:
+        raise ValueError(f"record_many: end_ns must be int64 nanoseconds, got {end_ns!r}")
+    return when
 
 
 def batch_inputs(config: Config, dims: tuple[Any, ...], latency_s: npt.ArrayLike,

@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from .. import drops
 from ..attributes import HTTP_ROUTE, HTTP_TARGET, HTTP_URL, PAGE_GROUP, URL_FULL, URL_QUERY
 from .context import AROUND, CONTEXT_KEY
-from .enrich import query_of, utm_parameters
+from .enrich import query_of, route_of, utm_parameters
 
 #: Live spans remembered for record_order(); past this, new ones are not (and counted).
 LIVE_SPAN_LIMIT = 100_000
@@ -165,8 +165,10 @@ class SpanHooks:
             fallback = None
             if self._page_group_at >= 0 and PAGE_GROUP not in attributes:
                 route = attributes.get(HTTP_ROUTE)
-                if route is not None:
+                if isinstance(route, str):
                     fallback = self._route_fallbacks.get(route)
+                else:
+                    route = None  # as enrich.route_of: no other value names a route
                 if fallback is None:
                     fallback = self._name_fallback(attributes, route, span._name)
             self._record(attributes, start, end, failed, fallback)
@@ -189,6 +191,6 @@ class SpanHooks:
             return
         fallback = None
         if self._page_group_at >= 0 and PAGE_GROUP not in attributes:
-            fallback = self._name_fallback(attributes, attributes.get(HTTP_ROUTE), span.name)
+            fallback = self._name_fallback(attributes, route_of(attributes), span.name)
         self._record(attributes, span.start_time, span.end_time,
                      span.status.status_code is StatusCode.ERROR, fallback)

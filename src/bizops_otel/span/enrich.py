@@ -93,11 +93,12 @@ MAX_URL_LENGTH = 8192
 
 def query_of(url_query: object, http_target: object, full_url: object = None) -> str | None:
     """The query string: ``url.query``, else the part of ``http.target`` after ``?``, else
-    that of the full URL (``url.full`` or ``http.url``), without its fragment."""
+    that of the full URL (``url.full`` or ``http.url``), without its fragment; each
+    attribute read up to MAX_URL_LENGTH characters."""
     if isinstance(url_query, str):
-        return url_query
+        return url_query[:MAX_URL_LENGTH]
     if isinstance(http_target, str):
-        _, mark, query = http_target.partition("?")
+        _, mark, query = http_target[:MAX_URL_LENGTH].partition("?")
         if mark:
             return query
     if isinstance(full_url, str):
@@ -108,11 +109,12 @@ def query_of(url_query: object, http_target: object, full_url: object = None) ->
 
 def path_of(url_path: object, http_target: object, full_url: object = None) -> str | None:
     """The path: ``url.path``, else ``http.target`` before ``?``, else the full URL's;
-    UTF-8 as the client sent it (see :func:`wsgi_text`)."""
+    UTF-8 as the client sent it (see :func:`wsgi_text`); each attribute read up to
+    MAX_URL_LENGTH characters, so that no rule or cache key holds more of a path."""
     if isinstance(url_path, str):
-        return wsgi_text(url_path)
+        return wsgi_text(url_path[:MAX_URL_LENGTH])
     if isinstance(http_target, str):
-        return wsgi_text(http_target.partition("?")[0])
+        return wsgi_text(http_target[:MAX_URL_LENGTH].partition("?")[0])
     if isinstance(full_url, str):
         rest = full_url[:MAX_URL_LENGTH].partition("://")[2]
         if rest:
@@ -234,6 +236,13 @@ class BaggageFilter:
         return key in self._exact or (bool(self._prefixes) and key.startswith(self._prefixes))
 
 
+def route_of(attributes: Mapping[str, Any]) -> str | None:
+    """``http.route`` when it is a string, else None. The SDK keeps any attribute value,
+    mappings included, which no cache can key; only a string names a route."""
+    route = attributes.get(HTTP_ROUTE)
+    return route if isinstance(route, str) else None
+
+
 def _is_http_request(attributes: Mapping[str, Any]) -> bool:
     return (HTTP_REQUEST_METHOD in attributes or HTTP_METHOD in attributes
             or URL_PATH in attributes or HTTP_TARGET in attributes
@@ -322,15 +331,15 @@ class Enricher:
 
         Cached as a ready-made tuple, so the hot path allocates nothing for it: per route
         and name, and, without rules, where the route alone decides it, per route."""
-        route = attributes.get(HTTP_ROUTE)
+        route = route_of(attributes)
         group = None
         if self._rules:
             path = path_of(attributes.get(URL_PATH), attributes.get(HTTP_TARGET),
                            attributes.get(URL_FULL, attributes.get(HTTP_URL)))
-            group = self._rules.match(route if isinstance(route, str) else None, path, name)
+            group = self._rules.match(route, path, name)
         by_route = False
         if group is None:
-            if isinstance(route, str) and route:
+            if route:
                 group = normal_route(route)
                 by_route = not self._rules
             elif _is_http_request(attributes):
