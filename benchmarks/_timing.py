@@ -18,22 +18,29 @@ def per_call_ns(run: Callable[[int], None], calls: int, repeats: int = 7) -> flo
     return statistics.median(samples)
 
 
-def interleaved_ns(runs: Mapping[str, Callable[[int], None]], calls: int,
-                   rounds: int = 21) -> dict[str, list[float]]:
-    """Nanoseconds per call of each ``run(calls)``, every round running each once in turn.
+def interleaved_ns(runs: Mapping[str, Callable[[int], None]], rounds: int = 31,
+                   run_ms: float = 4.0) -> dict[str, list[float]]:
+    """Nanoseconds per call of each ``run(n)``, every round running each once in turn.
 
     On a shared machine a slow spell then falls on all the runs of a round alike, where
-    timing one run's repeats and then the other's lets it fall on one of them only: take
+    timing one run's repeats and then the other's lets it fall on one of them only. Each
+    run makes as many calls as last about ``run_ms`` (measured after a warm-up), so that a
+    cheap run and a dear one are equally likely to be interrupted by other work. Take
     medians of the figures, or of their ratios round by round.
     """
+    calls = {}
+    for name, run in runs.items():
+        run(1000)  # warm caches and lazily created state
+        started = time.perf_counter_ns()
+        run(1000)
+        per_call = max((time.perf_counter_ns() - started) / 1000, 1.0)
+        calls[name] = max(100, int(run_ms * 1e6 / per_call))
     samples: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run(max(1, calls // 10))  # warm caches and lazily created state
     for _ in range(rounds):
         for name, run in runs.items():
             started = time.perf_counter_ns()
-            run(calls)
-            samples[name].append((time.perf_counter_ns() - started) / calls)
+            run(calls[name])
+            samples[name].append((time.perf_counter_ns() - started) / calls[name])
     return samples
 
 
