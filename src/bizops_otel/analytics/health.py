@@ -8,6 +8,11 @@ only once its figures are back under half the failing thresholds (hysteresis), s
 campaign whose error rate hovers near one threshold does not flap. A monitor thread evaluates
 the aggregator periodically, off the request path, and calls back on every change of
 state, so an application can act: switch a flag off, roll back.
+
+A pass has a budget, because a bot can send a new campaign with every request: it costs
+O(keys) in vectorised work and O(``campaign_limit``) in Python, judges only the campaigns
+with recent traffic or a bad verdict (see :func:`rank`), and runs in slices with the GIL
+let go between them.
 """
 
 from __future__ import annotations
