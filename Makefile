@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 FLASK_VENV ?= .venv-flask
 FLASK_BIN := $(FLASK_VENV)/bin
 
-.PHONY: demo test test-flask lint bench clean system-deps
+.PHONY: demo test test-long test-flask lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ test: $(BIN)/python system-deps
 	BIZOPS_OTEL_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q
 	$(MAKE) test-flask
 	$(MAKE) lint
+
+# For releases: the property tests under Hypothesis's long profile (tests/hypothesis_profiles.py),
+# 5,000 examples a test and a fresh random draw each run. They pick each twin explicitly, so
+# one run covers native and pure.
+test-long: $(BIN)/python
+	$(BIN)/python -m pip install --quiet ".[dev]"
+	$(BIN)/python -m pytest -q --hypothesis-profile=long tests/test_properties.py
 
 test-flask:
 	test -x $(FLASK_BIN)/python || $(PYTHON) -m venv $(FLASK_VENV)
