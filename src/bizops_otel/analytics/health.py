@@ -8,11 +8,6 @@ only once its figures are back under half the failing thresholds (hysteresis), s
 campaign whose error rate hovers near one threshold does not flap. A monitor thread evaluates
 the aggregator periodically, off the request path, and calls back on every change of
 state, so an application can act: switch a flag off, roll back.
-
-A pass has a budget, because a bot can send a new campaign with every request: it costs
-O(keys) in vectorised work and O(``campaign_limit``) in Python, judges only the campaigns
-with recent traffic or a bad verdict (see :func:`rank`), and runs in slices with the GIL
-let go between them.
 """
 
 from __future__ import annotations
@@ -174,8 +169,7 @@ def rank(recent_requests: Mapping[str, int], previous: Mapping[str, str],
 def assess(snapshot: Snapshot, first_seen: dict[str, int],
            limits: Thresholds | None = None,
            previous: Mapping[str, str] | None = None,
-           limit: int | None = None,
-           between: Callable[[], object] | None = None) -> list[CampaignHealth]:
+           limit: int | None = None) -> list[CampaignHealth]:
     """Health of the campaigns of ``snapshot`` that :func:`rank` picks (``limit`` of them
     at most, None: no cap), in campaign order. ``previous`` (campaign -> state) gives the
     verdicts of the last assessment, for hysteresis and ranking. ``first_seen`` (campaign
@@ -184,12 +178,10 @@ def assess(snapshot: Snapshot, first_seen: dict[str, int],
 
     A pass costs O(keys) in vectorised work and O(``limit``) in Python, however many
     campaigns the snapshot holds: a bot sending thousands of campaigns must not buy the
-    service's CPU. ``between()``, when given, is called between the stages of the pass
-    (each about a millisecond at the default limits), for a caller that yields the GIL.
+    service's CPU.
     """
     limits = limits or Thresholds()
     previous = previous or {}
-    pause = between or _no_pause
     config = snapshot.config
     if CAMPAIGN_ID not in config.dimensions:
         return []
@@ -197,7 +189,6 @@ def assess(snapshot: Snapshot, first_seen: dict[str, int],
     campaigns, own_state = snapshot.totals_by(CAMPAIGN_ID)
     own_row = {c: i for i, c in enumerate(campaigns) if c != MISSING}
     _remember(first_seen, own_row, snapshot.taken_ns)
-    pause()
     recent_campaigns, recent_state = snapshot.recent().totals_by(CAMPAIGN_ID)
     recent_row = {c: i for i, c in enumerate(recent_campaigns) if c != MISSING}
     requests = recent_state.count.tolist()
@@ -205,11 +196,9 @@ def assess(snapshot: Snapshot, first_seen: dict[str, int],
                   {c: s for c, s in previous.items() if c in own_row}, limit)
     if not chosen:
         return []
-    pause()
     # Figures only for the campaigns judged: O(limit), whatever the number of campaigns.
     recent, trials = _figures_of_rows(recent_state, [recent_row.get(c) for c in chosen])
     own, _ = _figures_of_rows(own_state, [own_row[c] for c in chosen])
-    pause()
     if PAGE_GROUP in config.dimensions:
         sites = _site_baselines(snapshot, chosen)
     else:
@@ -218,35 +207,12 @@ def assess(snapshot: Snapshot, first_seen: dict[str, int],
         sites = organic * len(chosen)
     result = []
     for i, campaign in enumerate(chosen):
-        if i % _JUDGED_PER_SLICE == 0:
-            pause()
         state, reason = _judge(recent[i], sites[i], trials[i], limits,
                                previous.get(campaign, OK))
         result.append(CampaignHealth(campaign, state, reason, first_seen[campaign],
                                      recent[i], own[i], sites[i]))
     result.sort(key=lambda health: health.campaign)
     return result
-
-
-#: Campaigns judged between two calls of ``between``: about half a millisecond.
-_JUDGED_PER_SLICE = 1000
-
-
-def _no_pause() -> None:
-    pass
-
-
-def yield_gil() -> None:
-    """Let a request thread that waits for the GIL take it. The interpreter itself hands
-    the GIL over only after ``sys.getswitchinterval()`` (5 ms), and ``sleep(0)`` gives it
-    back before the waiting thread has woken; a short sleep lets that thread run, so it
-    waits for one slice of a pass, not for a switch interval."""
-    time.sleep(YIELD_SECONDS)
-
-
-#: How long the monitor's thread sleeps between two slices of a pass: long enough for a
-#: woken thread to be scheduled, short beside the pass (a few slices a pass).
-YIELD_SECONDS = 0.0002
 
 
 def _remember(first_seen: dict[str, int], campaigns: Mapping[str, int], now_ns: int) -> None:
@@ -322,11 +288,8 @@ class CampaignMonitor:
         snapshot = snapshot if snapshot is not None else self._source()
         if snapshot is None:
             return []
-        # The pass runs in slices with the GIL let go between them, so that a request
-        # thread never waits for more than one slice.
-        yield_gil()
         self.latest = assess(snapshot, self._first_seen, self._limits, self._states,
-                             self._limit, between=yield_gil)
+                             self._limit)
         judged = set()
         for health in self.latest:
             judged.add(health.campaign)
