@@ -9,8 +9,22 @@ BIN := $(VENV)/bin
 # an environment of their own, so the main one resolves the newest releases.
 FLASK_VENV ?= .venv-flask
 FLASK_BIN := $(FLASK_VENV)/bin
+# The oldest releases pyproject.toml declares (constraints/oldest.txt, held to its floors by
+# tests/test_environment.py) get a third environment, where the package is built with the
+# oldest setuptools and Cython declared and the tests of the code that meets OpenTelemetry,
+# numpy and prometheus_client run: the span path, the exporters, the zero-code examples.
+OLDEST_VENV ?= .venv-oldest
+OLDEST_BIN := $(OLDEST_VENV)/bin
+OLDEST_TESTS := tests/test_environment.py tests/test_implementation.py \
+	tests/test_span_hooks.py tests/test_processor.py tests/test_session_middleware.py \
+	tests/test_hostile_keys.py tests/test_aggregator.py tests/test_differential.py \
+	tests/test_statistics.py tests/test_significance.py tests/test_whatif.py \
+	tests/test_persist.py tests/test_analytics_export.py tests/test_exposition_lines.py \
+	tests/test_digest.py tests/test_metric_names.py tests/test_prometheus_export.py \
+	tests/test_prometheus_server.py tests/test_otlp_encode.py tests/test_otlp_export.py \
+	tests/test_otlp_push.py tests/test_examples.py tests/test_gunicorn.py
 
-.PHONY: demo test test-long test-flask lint bench clean system-deps
+.PHONY: demo test test-long test-flask test-oldest lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +48,7 @@ test: $(BIN)/python system-deps
 	$(BIN)/python -m pytest
 	BIZOPS_OTEL_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q
 	$(MAKE) test-flask
+	$(MAKE) test-oldest
 	$(MAKE) lint
 
 # For releases: the property tests under Hypothesis's long profile (tests/hypothesis_profiles.py),
@@ -49,6 +64,15 @@ test-flask:
 	$(FLASK_BIN)/python -m pip install --quiet ".[test-flask]"
 	$(FLASK_BIN)/python -m pytest -q tests/flask
 
+# Without build isolation, so the extension is built by the pinned setuptools and Cython.
+test-oldest: system-deps
+	test -x $(OLDEST_BIN)/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_BIN)/python -m pip install --quiet --upgrade pip
+	$(OLDEST_BIN)/python -m pip install --quiet -c constraints/oldest.txt setuptools Cython
+	$(OLDEST_BIN)/python -m pip install --quiet --no-build-isolation -c constraints/oldest.txt \
+		".[test]"
+	$(OLDEST_BIN)/python -m pytest -q --oldest $(OLDEST_TESTS)
+
 lint: $(BIN)/python
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
@@ -60,4 +84,4 @@ bench: $(BIN)/python
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_aggregator.py
 
 clean:
-	rm -rf $(VENV) $(FLASK_VENV) build dist src/*.egg-info src/bizops_otel/*/_*_c.*.so ext/*/*.c
+	rm -rf $(VENV) $(FLASK_VENV) $(OLDEST_VENV) build dist src/*.egg-info src/bizops_otel/*/_*_c.*.so ext/*/*.c

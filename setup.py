@@ -51,6 +51,7 @@ def _extensions() -> list[Extension]:
     return list(
         cythonize(
             extensions,
+            build_dir=os.path.join(_build_base(), "cython"),
             language_level=3,
             compiler_directives={
                 "boundscheck": False,
@@ -62,4 +63,18 @@ def _extensions() -> list[Extension]:
     )
 
 
-setup(ext_modules=_extensions())
+def _build_base() -> str:
+    """A build folder per toolchain. pip builds in the source tree, and the environments of
+    `make test` build one checkout with different releases of Cython and setuptools (the
+    newest, and the oldest declared): in a shared folder, a build would take the generated
+    C or the compiled modules another toolchain left there, being newer than the sources."""
+    import Cython
+    import setuptools
+
+    toolchain = f"cython-{Cython.__version__}-setuptools-{setuptools.__version__}"
+    return os.path.join("build", toolchain)
+
+
+EXTENSIONS = _extensions()
+setup(ext_modules=EXTENSIONS,
+      options={"build": {"build_base": _build_base()}} if EXTENSIONS else {})

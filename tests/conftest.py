@@ -36,9 +36,17 @@ if importlib.util.find_spec("hypothesis") is not None:
     importlib.import_module("tests.hypothesis_profiles")
 
 
-def pytest_report_header() -> str:
-    return ("tests/flask: " + ("collected" if not collect_ignore
-                               else "left out; run by `make test-flask` in its own venv"))
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--oldest", action="store_true",
+                     help="the environment holds the oldest releases pyproject.toml declares "
+                          "(constraints/oldest.txt, make test-oldest), not the newest")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return ["tests/flask: " + ("collected" if not collect_ignore
+                               else "left out; run by `make test-flask` in its own venv"),
+            "releases: " + ("the oldest declared (constraints/oldest.txt)"
+                            if config.getoption("oldest") else "the newest")]
 
 #: Every native twin, by module path under ``bizops_otel`` (built from ``ext/<stage>/``).
 NATIVE_MODULES = ("aggregate._aggregator_c", "span._hooks_c", "export._lines_c",

@@ -3,6 +3,8 @@ through the SDK's real OTLP exporters, gRPC and HTTP, to a receiver on 127.0.0.1
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -139,7 +141,8 @@ def test_a_provider_whose_limit_would_fold_points_is_reported_once(
         Aggregator: Any, caplog: pytest.LogCaptureFixture) -> None:
     """SDKs from 1.45.2 keep 2,000 points per stream by default; 1,000 keys × 3 KPIs give
     3,000 pairs points. The fold is reported (log and self-metric), and a reader with a
-    higher limit, as the README says to configure, keeps every point."""
+    higher limit, as the README says to configure, keeps every point. SDKs whose readers
+    take no limit (1.25 among them) keep every point, and nothing is reported."""
     from opentelemetry.sdk.metrics import (
         MeterProvider,
         ObservableCounter,
@@ -165,6 +168,12 @@ def test_a_provider_whose_limit_would_fold_points_is_reported_once(
 
     default = InMemoryMetricReader()
     metrics = OTelMetrics(MeterProvider(metric_readers=[default]), agg.snapshot, Config())
+    if "cardinality_limits" not in inspect.signature(InMemoryMetricReader).parameters:
+        assert metrics.cardinality_limit == math.inf
+        with caplog.at_level("WARNING", logger="bizops_otel"):
+            assert pairs_points(default) == (3000, False, 0)
+        assert not caplog.records
+        return
     assert metrics.cardinality_limit == 2000
     with caplog.at_level("WARNING", logger="bizops_otel"):
         count, folded, over = pairs_points(default)

@@ -8,6 +8,7 @@ The receivers are real servers speaking the protocol; only their answers are pla
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ import grpc
 import pytest
 from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.util.re import parse_env_headers
 
 import bizops_otel
 from bizops_otel import Config
@@ -313,6 +315,17 @@ def test_malformed_variables_fail_at_configuration_time() -> None:
     own = settings.load({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
                          "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:9/custom"})
     assert own.endpoint == "http://c:9/custom"
+
+
+def test_headers_are_read_as_the_installed_api_reads_them() -> None:
+    """URL-encoded values are decoded on every supported API. A value that is not encoded
+    (other languages' SDKs take them) is taken from API 1.27, which reads headers
+    liberally; before it, the API leaves it out with a warning, as its own exporters do."""
+    loaded = settings.load({"OTEL_EXPORTER_OTLP_HEADERS":
+                            "x-tenant=shop%20one, Authorization=Basic a b"})
+    liberal = "liberal" in inspect.signature(parse_env_headers).parameters
+    assert dict(loaded.headers) == {"x-tenant": "shop one", **(
+        {"authorization": "Basic a b"} if liberal else {})}
 
 
 def test_session_and_order_ids_never_reach_a_payload(Aggregator: Any) -> None:

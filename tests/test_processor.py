@@ -313,6 +313,28 @@ def test_unsampled_requests_are_recorded_but_not_exported(Aggregator: Any) -> No
     assert off.aggregator.snapshot().total().count == 0  # what head sampling costs
 
 
+def test_wrapping_a_shared_sampler_leaves_other_providers_tracers_alone(
+        Aggregator: Any) -> None:
+    """Tracers handed out before the wrap are found whether the SDK keeps a registry of
+    them or not (1.25 does not), and only the wrapped provider's."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from bizops_otel.span.sampling import RecordUnsampled, record_unsampled
+
+    shared = TraceIdRatioBased(0.25)
+    ours = pipeline(Aggregator, sampler=shared)
+    theirs = TracerProvider(sampler=shared)
+    their_tracer = theirs.get_tracer("theirs")
+    assert record_unsampled(ours.provider)
+    assert type(ours.tracer.sampler) is RecordUnsampled and ours.tracer.sampler.inner is shared
+    assert their_tracer.sampler is shared and theirs.sampler is shared
+    for tracer in (ours.tracer, their_tracer):
+        for _ in range(100):
+            with tracer.start_as_current_span("request", kind=SERVER):
+                pass
+    assert ours.aggregator.snapshot().total().count == 100
+
+
 def test_install_is_idempotent_and_disable_switch(Aggregator: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 

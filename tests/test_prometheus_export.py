@@ -17,6 +17,7 @@ from bizops_otel.export.exposition import render
 from bizops_otel.export.model import BOUNDARIES
 from bizops_otel.export.prometheus import BizOpsCollector
 from tests.datasets import traffic
+from tests.processes import free_port
 
 
 def fed(aggregator_cls: Any, **config: Any) -> tuple[Any, Any]:
@@ -114,15 +115,19 @@ def test_served_by_start_http_server_and_wsgi(Aggregator: Any) -> None:
     agg, _ = fed(Aggregator)
     registry = CollectorRegistry()
     registry.register(BizOpsCollector(agg.snapshot))  # describe() runs here
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    port = free_port()
+    # prometheus_client 0.20 and later return the server and its thread; before, the server
+    # serves on a daemon thread until the process ends.
+    started = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
-        port = server.server_address[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             body = reply.read().decode()
         assert 'bizops_kpi_pairs_total{bizops_campaign_id="a"' in body
     finally:
-        server.shutdown()
-        thread.join(10)
+        if started is not None:
+            server, thread = started
+            server.shutdown()
+            thread.join(10)
     app = make_wsgi_app(registry)
     chunks = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""},
                  lambda status, headers: None)

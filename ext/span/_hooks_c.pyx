@@ -173,7 +173,9 @@ cdef tuple utm_pairs(str text, Py_ssize_t start, Py_ssize_t stop):
         at = PyUnicode_Find(text, UTM, at, stop, 1)
         if at < 0:
             break
-        before = text[at - 1] if at > start else 0x26
+        before = 0x26  # an if, not a conditional expression: Cython 3.0.0 refuses that one
+        if at > start:
+            before = text[at - 1]
         if before != 0x26 and before != 0x3B:  # inside another parameter
             at += 4
             continue

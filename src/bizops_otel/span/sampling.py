@@ -10,10 +10,12 @@ requests that would otherwise have been a no-op span.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Tracer
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
@@ -69,7 +71,20 @@ def record_unsampled(provider: Any) -> bool:
         return True
     wrapped = RecordUnsampled(sampler)
     setattr(provider, slot, wrapped)
-    for tracer in list(getattr(provider, "_tracers", {}).values()):
+    for tracer in _tracers(provider, sampler):
         if getattr(tracer, "sampler", None) is sampler:
             tracer.sampler = wrapped
     return True
+
+
+def _tracers(provider: Any, sampler: Sampler) -> list[Any]:
+    """The tracers ``provider`` has handed out. SDKs that keep no registry of them (1.25
+    for one) give each its own reference to the sampler and the provider's span
+    processor: those are found among the sampler's referrers, once, at install."""
+    registry = getattr(provider, "_tracers", None)
+    if registry is not None:
+        return list(registry.values())
+    processor = getattr(provider, "_active_span_processor", None)
+    return [tracer for tracer in gc.get_referrers(sampler)
+            if isinstance(tracer, Tracer) and processor is not None
+            and getattr(tracer, "span_processor", None) is processor]

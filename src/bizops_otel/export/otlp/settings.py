@@ -9,6 +9,7 @@ timeouts).
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from opentelemetry.util.re import parse_env_headers
 PROTOCOLS = ("grpc", "http/protobuf")
 COMPRESSIONS = ("gzip", "none")
 _PREFIX = "OTEL_EXPORTER_OTLP_"
+#: APIs from 1.27 also take header values that are not URL-encoded, as other languages'
+#: SDKs do; older ones read only encoded values and drop the others with a warning.
+_LIBERAL = "liberal" in inspect.signature(parse_env_headers).parameters
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,9 @@ def load(environ: Mapping[str, str] | None = None) -> PushSettings:
         if urlparse(endpoint).scheme not in ("http", "https"):
             raise ValueError(f"OTLP endpoint {endpoint!r} must be an http:// or https:// URL")
         insecure = endpoint.startswith("http://")
-    headers = tuple(parse_env_headers(_get(env, "HEADERS") or "", liberal=True).items())
+    raw = _get(env, "HEADERS") or ""
+    headers = tuple((parse_env_headers(raw, liberal=True) if _LIBERAL
+                     else parse_env_headers(raw)).items())
     return PushSettings(
         protocol=protocol, endpoint=endpoint, insecure=insecure, headers=headers,
         timeout_s=_timeout(env), gzip=compression == "gzip",
