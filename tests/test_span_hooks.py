@@ -43,6 +43,31 @@ def test_the_hooks_leave_the_sdk_span_layout_alone(Aggregator: Any) -> None:
     assert span.__dict__ and _dict_materialised(span)
 
 
+def test_the_installed_sdks_spans_take_the_direct_reads(
+        Aggregator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the installed SDK (the newest, or 1.25 under make test-oldest) the hooks read the
+    span at on_start and its ReadableSpan copy at on_end by their fields, never through the
+    slower public fallback: the copy shares the span's context, attributes and status."""
+    hooks = load_hooks(Aggregator)
+    fallbacks: list[Any] = []
+    monkeypatch.setattr(sys.modules[hooks.__module__], "public_fields",
+                        lambda span: fallbacks.append(span))
+    provider = TracerProvider()
+    aggregator = Aggregator(Config())
+    provider.add_span_processor(BizOpsSpanProcessor(aggregator, hooks=hooks))
+    tracer = provider.get_tracer("t")
+    for failed in (False, True):
+        with tracer.start_as_current_span("GET /cart", kind=SERVER,
+                                          attributes={attributes.HTTP_ROUTE: "/cart"}) as span:
+            with tracer.start_as_current_span("db"):
+                pass
+            if failed:
+                span.set_status(Status(StatusCode.ERROR))
+    assert fallbacks == []
+    stats = aggregator.snapshot()[("/cart", "")]
+    assert (stats.count, stats.errors) == (2, 1)
+
+
 class PublicOnlySpan:
     """A span of another layout: only the public API of an SDK span, none of its private
     fields. Stands in for an SDK version that renamed them (none installed here does)."""
