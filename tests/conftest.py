@@ -48,6 +48,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             "releases: " + ("the oldest declared (constraints/oldest.txt)"
                             if config.getoption("oldest") else "the newest")]
 
+
 #: Every native twin, by module path under ``bizops_otel`` (built from ``ext/<stage>/``).
 NATIVE_MODULES = ("aggregate._aggregator_c", "span._hooks_c", "export._lines_c",
                   "export._digest_c", "export.otlp._points_c")
