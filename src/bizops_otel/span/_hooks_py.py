@@ -19,9 +19,9 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .. import drops
-from ..attributes import HTTP_ROUTE, HTTP_TARGET, HTTP_URL, PAGE_GROUP, URL_FULL, URL_QUERY
+from ..attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
 from .context import AROUND, CONTEXT_KEY
-from .enrich import query_of, route_of, utm_parameters
+from .enrich import full_url_of, query_of, route_of, utm_parameters
 
 #: Live spans remembered for record_order(); past this, new ones are not (and counted).
 LIVE_SPAN_LIMIT = 100_000
@@ -106,7 +106,7 @@ class SpanHooks:
                 carried = AROUND.get()
             if not carried and not self._always:
                 query = query_of(attributes.get(URL_QUERY), attributes.get(HTTP_TARGET),
-                                 attributes.get(URL_FULL, attributes.get(HTTP_URL)))
+                                 full_url_of(attributes))
                 if query is None or "utm_" not in query:
                     return
                 # A landing with nothing else to write: its campaign, without the general

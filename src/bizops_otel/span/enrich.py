@@ -107,6 +107,13 @@ def query_of(url_query: object, http_target: object, full_url: object = None) ->
     return None
 
 
+def full_url_of(attributes: Mapping[str, Any]) -> object:
+    """The full URL attribute: ``url.full``, else ``http.url``. The SDK keeps a None
+    value, and a None ``url.full`` is no URL."""
+    full = attributes.get(URL_FULL)
+    return attributes.get(HTTP_URL) if full is None else full
+
+
 def path_of(url_path: object, http_target: object, full_url: object = None) -> str | None:
     """The path: ``url.path``, else ``http.target`` before ``?``, else the full URL's;
     UTF-8 as the client sent it (see :func:`wsgi_text`); each attribute read up to
@@ -285,7 +292,7 @@ class Enricher:
                 if self._baggage.allows(key) and key not in attributes:
                     writes.setdefault(key, sanitize_dimension(value, self._max_length))
         target = attributes.get(HTTP_TARGET)
-        full = attributes.get(URL_FULL, attributes.get(HTTP_URL))
+        full = full_url_of(attributes)
         query = query_of(attributes.get(URL_QUERY), target, full)
         if query and "utm_" in query:
             for key, value in self.campaign_attributes(utm_parameters(query)):
@@ -335,7 +342,7 @@ class Enricher:
         group = None
         if self._rules:
             path = path_of(attributes.get(URL_PATH), attributes.get(HTTP_TARGET),
-                           attributes.get(URL_FULL, attributes.get(HTTP_URL)))
+                           full_url_of(attributes))
             group = self._rules.match(route, path, name)
         by_route = False
         if group is None:
