@@ -49,6 +49,27 @@ def bench_record_span(aggregator_cls: Any, calls: int) -> float:
     return per_call_ns(run, calls)
 
 
+def bench_unique(aggregator_cls: Any, calls: int) -> float:
+    """ns per record_span when every span carries a campaign never seen before (an attack
+    of unique values): the key lookup misses, so this is the slow path that admission and
+    the overflow key take, with the keys already at ``max_keys``."""
+    aggregator = aggregator_cls(Config(max_keys=100))
+    attrs = span_attributes()
+    names = iter([f"attack-{i:09d}" for i in range(calls * 9)])
+    record = aggregator.record_span
+    campaign = attributes.CAMPAIGN_ID
+    for i in range(200):  # fill the keys, each value seen twice
+        attrs[campaign] = f"legit-{i // 2 % 100}"
+        record(attrs, START, START + 123_456_789)
+
+    def run(n: int) -> None:
+        for _i in range(n):
+            attrs[campaign] = next(names)
+            record(attrs, START, START + 123_456_789)
+
+    return per_call_ns(run, calls)
+
+
 def bench_river(calls: int) -> float:
     from river import stats
 
@@ -110,7 +131,7 @@ def bench_keys(aggregator_cls: Any, keys: int, calls: int) -> float:
     aggregator = aggregator_cls(Config(max_keys=max(keys, 1)))
     names = [f"campaign-{i}" for i in range(keys)]
     attrs = span_attributes()
-    for name in names:
+    for name in names * 2:  # a key exists from its second sighting on
         attrs[attributes.CAMPAIGN_ID] = name
         aggregator.record_span(attrs, START, START + 100_000_000)
     order = np.random.default_rng(2).permutation(np.resize(np.arange(keys), calls))
@@ -184,12 +205,18 @@ def main() -> None:
 
     ours = bench_record_span(native_cls, calls)
     pure = bench_record_span(PureAggregator, max(2000, calls // 20))
+    unique = bench_unique(native_cls, calls // 4)
+    pure_unique = bench_unique(PureAggregator, max(2000, calls // 40))
     river = bench_river(calls)
     prom_labels = bench_prometheus(calls, bound=False)
     prom_bound = bench_prometheus(calls, bound=True)
     rows = [
         (f"{name} record_span (3 KPIs + histogram + window)", f"{ours:.0f}", "1.00"),
         ("pure twin record_span", f"{pure:.0f}", f"{pure / ours:.1f}"),
+        (f"{name} record_span, a campaign never seen before", f"{unique:.0f}",
+         f"{unique / ours:.1f}"),
+        ("pure twin, a campaign never seen before", f"{pure_unique:.0f}",
+         f"{pure_unique / ours:.1f}"),
         ("river PearsonCorr.update (1 pair)", f"{river:.0f}", f"{river / ours:.1f}"),
         ("prometheus_client Histogram.labels(..).observe", f"{prom_labels:.0f}",
          f"{prom_labels / ours:.1f}"),

@@ -20,6 +20,7 @@ from bizops_otel.analytics.health import (
 )
 from bizops_otel.demo.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
+from tests.keys import EVERY_KEY
 from tests.spans import PAGE_RULES
 
 EPOCH = 1_700_000_000 * 10**9
@@ -30,7 +31,7 @@ def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600
                      seed: int = 5,
                      ) -> tuple[dict[float, dict[str, CampaignHealth]], list[CampaignHealth]]:
     scenario = Scenario(campaigns=(Campaign("spring_sale", 0.15), broken))
-    config = Config(page_groups=PAGE_RULES)
+    config = Config(**EVERY_KEY, page_groups=PAGE_RULES)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
@@ -86,7 +87,7 @@ def test_callbacks_run_off_the_request_path_and_survive_errors(Aggregator: Any) 
         raise RuntimeError("flag service down")
 
     monitor.on_campaign_alert(lambda health: seen.append(health.campaign))
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     for i in range(40):
         agg.record(("landing", "bad"), 0.2, {"conversion": 0.0}, error=i % 2 == 0)
         agg.record(("landing", ""), 0.2, {"conversion": 1.0})
@@ -108,7 +109,7 @@ def test_install_runs_a_monitor_whose_alerts_reach_the_application() -> None:
     import bizops_otel
 
     provider = TracerProvider()
-    handle = bizops_otel.install(provider, config=Config(campaign_interval=0.05))
+    handle = bizops_otel.install(provider, config=Config(**EVERY_KEY, campaign_interval=0.05))
     heard: list[CampaignHealth] = []
     handle.on_campaign_alert(heard.append)
     tracer = provider.get_tracer("test")
@@ -133,7 +134,7 @@ def test_alerts_need_the_campaign_dimension() -> None:
     import bizops_otel
 
     handle = bizops_otel.install(TracerProvider(),
-                                 config=Config(dimensions=(attributes.PAGE_GROUP,)))
+                                 config=Config(**EVERY_KEY, dimensions=(attributes.PAGE_GROUP,)))
     with pytest.raises(ValueError, match=r"bizops\.campaign\.id"):
         handle.on_campaign_alert(print)
     assert handle.campaign_health() == []
@@ -146,7 +147,7 @@ def test_one_pass_totals_equal_the_per_campaign_scans(Aggregator: Any) -> None:
     from bizops_otel.analytics.health import figures
 
     rng = np.random.default_rng(8)
-    agg = Aggregator(Config(max_keys=400))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=400))
     pages = ("landing", "product", "cart")
     for i in range(4000):
         campaign = f"c{i % 37}" if i % 3 else ""

@@ -172,6 +172,12 @@ class CampaignMonitor:
         if snapshot is None:
             return []
         self.latest = assess(snapshot, self._first_seen, self._limits, self._states)
+        # A campaign whose keys all expired retires: forget its state, so the monitor's
+        # memory follows the live keys and a return starts afresh.
+        live = {health.campaign for health in self.latest}
+        for retired in [c for c in self._first_seen if c not in live]:
+            del self._first_seen[retired]
+            self._states.pop(retired, None)
         for health in self.latest:
             previous = self._states.get(health.campaign, OK)
             if health.state == WARMING_UP:
