@@ -4,20 +4,27 @@ twins."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
+import bizops_otel
 from bizops_otel import Config
 from bizops_otel import attributes as attr
+from bizops_otel.aggregate import persist
 from bizops_otel.aggregate._admission_py import cells, key_hash
 from bizops_otel.analytics.health import FAILING, CampaignMonitor
 from bizops_otel.export.exposition import render
+from bizops_otel.export.multiproc import Retirements, merged_snapshot, read_void, state_file
 from tests.conftest import native_module
 from tests.tools import require
 
@@ -315,3 +322,122 @@ def test_a_sum_over_processes_stays_right_across_an_expiry(Aggregator: Any,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+# Pre-fork workers ------------------------------------------------------------------------
+class Worker:
+    """One pre-fork worker: its aggregator, its retired rows and its state file, written as
+    ``BizOps.write_state`` writes it."""
+
+    def __init__(self, aggregator_cls: Any, directory: Path, pid: int) -> None:
+        self.config = Config(admission_count=1, window=60.0, window_slots=6, key_ttl=120.0,
+                             multiproc_dir=str(directory))
+        self.aggregator = aggregator_cls(self.config)
+        self.retirements = Retirements(directory, len(self.config.kpis), self.config.max_keys)
+        self.path = state_file(directory, pid)
+
+    def write(self, at_s: float) -> Any:
+        snapshot, expired = self.aggregator.snapshot_and_expired(
+            now_ns=T0 + round(at_s * SECOND))
+        self.retirements.add(expired)
+        persist.write(snapshot, self.path, self.retirements.current())
+        return snapshot
+
+
+def test_a_key_expired_in_one_worker_never_goes_back_in_the_merge(Aggregator: Any,
+                                                                  tmp_path: Path) -> None:
+    """Workers A and B serve campaign ``k``; A's last request is at 50 s, B's at 400 s.
+    At 170 s ``k`` expires in A while B still serves it: the merged counter keeps A's
+    requests (a plain sum of the workers' live keys would drop by them, which Prometheus
+    reads as a reset). At 520 s it expires in B too: live nowhere, it leaves the merge, and
+    the retired rows are void. Back in A at 600 s, it is a new series from zero. ``j``,
+    served by A alone, leaves the merge as soon as it expires."""
+    workers = {"a": Worker(Aggregator, tmp_path, os.getpid()),
+               "b": Worker(Aggregator, tmp_path, os.getppid())}
+    merged_k: list[int | None] = []
+    plain_k: list[int] = []
+    merged_j: list[int | None] = []
+    for second in range(0, 701, 10):
+        if second <= 50 or second >= 600:
+            record(workers["a"].aggregator, "k", second)
+        if second <= 50:
+            record(workers["a"].aggregator, "j", second)
+        if second <= 400:
+            record(workers["b"].aggregator, "k", second)
+        live = [worker.write(second) for worker in workers.values()]
+        merged = merged_snapshot(tmp_path)
+        assert merged is not None
+        merged_k.append(merged[(LANDING, "k")].count if (LANDING, "k") in merged else None)
+        merged_j.append(merged[(LANDING, "j")].count if (LANDING, "j") in merged else None)
+        plain_k.append(sum(s[(LANDING, "k")].count for s in live if (LANDING, "k") in s))
+    at = {second: index for index, second in enumerate(range(0, 701, 10))}
+    assert plain_k[at[160]] == 6 + 17 and plain_k[at[170]] == 18  # the naive sum drops
+    assert merged_k[at[160]] == 6 + 17 and merged_k[at[170]] == 6 + 18
+    assert merged_k[at[510]] == 6 + 41  # B's last count, with A's retired rows
+    assert merged_k[at[520]:at[600]] == [None] * 8  # live nowhere: its series end
+    assert merged_k[at[600]:] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]  # a new series
+    present = [count for count in merged_k if count is not None]
+    first_life = present[:at[520]]
+    assert first_life == sorted(first_life)  # never back while the series exists
+    assert merged_j[at[160]] == 6 and merged_j[at[170]:] == [None] * (len(at) - at[170])
+    # Every retired row is void and forgotten; so are the void ids, once no file lists them.
+    assert all(not w.retirements.current().ids for w in workers.values())
+    workers["a"].write(700)
+    merged_snapshot(tmp_path)
+    assert read_void(tmp_path) == set()
+
+
+def test_a_dead_workers_rows_of_a_key_still_served_elsewhere_keep_counting(
+        Aggregator: Any, tmp_path: Path) -> None:
+    """A worker whose key ``k`` expired dies, its retired rows still in its file: they fold
+    into the archive while another worker serves ``k``, so the merged counter holds. Its
+    rows of ``j``, live nowhere, are dropped."""
+    a = Worker(Aggregator, tmp_path, _dead_pid())
+    b = Worker(Aggregator, tmp_path, os.getpid())
+    for second in range(0, 51, 10):
+        record(a.aggregator, "k", second)
+        record(a.aggregator, "j", second)
+        record(b.aggregator, "k", second)
+    record(b.aggregator, "k", 150)
+    a.write(170)  # both of A's keys have expired: two retired rows
+    assert sorted(a.retirements.current().keys) == [(LANDING, "j"), (LANDING, "k")]
+    b.write(170)
+    merged = merged_snapshot(tmp_path)
+    assert merged is not None and counts(merged) == {(LANDING, "k"): 6 + 7}
+    assert not a.path.exists() and (tmp_path / "bizops-archive.npz").exists()
+    assert counts(persist.read(tmp_path / "bizops-archive.npz")) == {(LANDING, "k"): 6}
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_the_installed_state_writer_moves_expired_keys_into_retired_rows(
+        tmp_path: Path) -> None:
+    """``install()`` with a multi-process directory: a key that expires between two writes
+    leaves the written state and enters its retired rows in the same file."""
+    provider = TracerProvider()
+    handle = bizops_otel.install(provider, campaign_interval=0, multiproc_dir=str(tmp_path),
+                                 multiproc_interval=3600, admission_count=1, window=0.2,
+                                 window_slots=1, key_ttl=0.2)
+    try:
+        with provider.get_tracer("t").start_as_current_span(
+                "GET /cart", kind=SpanKind.SERVER, attributes={attr.HTTP_ROUTE: "/cart"}):
+            pass
+        path = handle.write_state()
+        assert path is not None
+        snapshot, retired = persist.read_with_retired(path)
+        assert [key[0] for key in snapshot] == ["/cart"] and retired.ids == ()
+        time.sleep(0.3)
+        handle.write_state()
+        snapshot, retired = persist.read_with_retired(path)
+        assert list(snapshot) == [] and [key[0] for key in retired.keys] == ["/cart"]
+        assert int(retired.state.count.sum()) == 1
+        merged = merged_snapshot(tmp_path)  # live nowhere: not exported, and void
+        assert merged is not None and list(merged) == []
+        assert read_void(tmp_path) == set(retired.ids)
+        handle.write_state()
+        assert persist.read_with_retired(path)[1].ids == ()
+    finally:
+        handle.shutdown()

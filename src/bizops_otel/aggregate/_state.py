@@ -98,6 +98,27 @@ def expired_rows(parts: Sequence[StateArrays], kpis: int,
     return Expired(names, chosen.with_key_ids(np.arange(chosen.rows, dtype=np.int64)))
 
 
+def stack_rows(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
+    """The rows of every part one after the other, none merged; ``key_ids`` become the
+    row numbers."""
+    parts = [p for p in parts if p.rows]
+    if not parts:
+        return StateArrays.empty(kpis)
+    offsets = np.cumsum([0] + [p.rows for p in parts[:-1]])
+    rows = sum(p.rows for p in parts)
+    return StateArrays(
+        np.arange(rows, dtype=np.int64),
+        np.concatenate([p.count for p in parts]),
+        np.concatenate([p.errors for p in parts]),
+        np.concatenate([p.latency_sum for p in parts]),
+        np.concatenate([p.kpi_n for p in parts]),
+        np.concatenate([p.kpi_f for p in parts]),
+        np.concatenate([p.block_row + offset for p, offset in zip(parts, offsets, strict=True)]),
+        np.concatenate([p.block_code for p in parts]),
+        np.concatenate([p.block_counts for p in parts]),
+    )
+
+
 def sort_rows(state: StateArrays) -> StateArrays:
     """The same state with rows in key-id order (as :func:`merge_states` returns them)
     and blocks in (row, code) order."""
