@@ -53,6 +53,27 @@ def record_span_loop(aggregator_cls: Any) -> Callable[[int], None]:
     return run
 
 
+def bench_unique(aggregator_cls: Any, calls: int) -> float:
+    """ns per record_span when every span carries a campaign never seen before (an attack
+    of unique values): the key lookup misses, so this is the slow path that admission and
+    the overflow key take, with the keys already at ``max_keys``."""
+    aggregator = aggregator_cls(Config(max_keys=100))
+    attrs = span_attributes()
+    names = iter([f"attack-{i:09d}" for i in range(calls * 9)])
+    record = aggregator.record_span
+    campaign = attributes.CAMPAIGN_ID
+    for i in range(200):  # fill the keys, each value seen twice
+        attrs[campaign] = f"legit-{i // 2 % 100}"
+        record(attrs, START, START + 123_456_789)
+
+    def run(n: int) -> None:
+        for _i in range(n):
+            attrs[campaign] = next(names)
+            record(attrs, START, START + 123_456_789)
+
+    return per_call_ns(run, calls)
+
+
 def river_loop() -> Callable[[int], None]:
     """``n`` calls of river's PearsonCorr.update, the peer of record_span."""
     from river import stats
@@ -125,7 +146,7 @@ def bench_keys(aggregator_cls: Any, keys: int, calls: int) -> float:
     aggregator = aggregator_cls(Config(max_keys=max(keys, 1)))
     names = [f"campaign-{i}" for i in range(keys)]
     attrs = span_attributes()
-    for name in names:
+    for name in names * 2:  # a key exists from its second sighting on
         attrs[attributes.CAMPAIGN_ID] = name
         aggregator.record_span(attrs, START, START + 100_000_000)
     order = np.random.default_rng(2).permutation(np.resize(np.arange(keys), calls))
@@ -200,11 +221,17 @@ def main() -> None:
     rounds = 9 if args.quick else 41
     ours, river, river_ratio = bench_against_river(native_cls, rounds)
     pure = per_call_ns(record_span_loop(PureAggregator), max(2000, calls // 20))
+    unique = bench_unique(native_cls, calls // 4)
+    pure_unique = bench_unique(PureAggregator, max(2000, calls // 40))
     prom_labels = bench_prometheus(calls, bound=False)
     prom_bound = bench_prometheus(calls, bound=True)
     rows = [
         (f"{name} record_span (3 KPIs + histogram + window)", f"{ours:.0f}", "1.00"),
         ("pure twin record_span", f"{pure:.0f}", f"{pure / ours:.1f}"),
+        (f"{name} record_span, a campaign never seen before", f"{unique:.0f}",
+         f"{unique / ours:.1f}"),
+        ("pure twin, a campaign never seen before", f"{pure_unique:.0f}",
+         f"{pure_unique / ours:.1f}"),
         ("river PearsonCorr.update (1 pair)", f"{river:.0f}", f"{river_ratio:.1f}"),
         ("prometheus_client Histogram.labels(..).observe", f"{prom_labels:.0f}",
          f"{prom_labels / ours:.1f}"),

@@ -15,6 +15,7 @@ from bizops_otel import BizOpsSpanProcessor, Config, attributes
 from bizops_otel.analytics import session_stats
 from bizops_otel.demo.simulate import Scenario, Session, Simulator, emit
 from tests.conftest import load_hooks
+from tests.keys import EVERY_KEY
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Pipeline:
 
 
 def pipeline(aggregator_cls: Any, config: Config | None = None, **provider_args: Any) -> Pipeline:
-    config = config if config is not None else Config()
+    config = config if config is not None else Config(**EVERY_KEY)
     provider = TracerProvider(**provider_args)
     exporter = InMemorySpanExporter()
     aggregator = aggregator_cls(config)
@@ -48,7 +49,7 @@ PAGE_RULES = (("/", "landing"), ("/product/*", "product"), ("/cart", "cart"),
 
 def replay(aggregator_cls: Any, scenario: Scenario, sessions: int,
            seed: int) -> tuple[Any, list[Session]]:
-    config = Config(dimensions=(attributes.PAGE_GROUP,), page_groups=PAGE_RULES)
+    config = Config(**EVERY_KEY, dimensions=(attributes.PAGE_GROUP,), page_groups=PAGE_RULES)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
@@ -63,7 +64,7 @@ def replay(aggregator_cls: Any, scenario: Scenario, sessions: int,
 
 def run(aggregator_cls: Any, scenario: Scenario, sessions: int, seed: int,
         dimensions: tuple[str, ...] = (attributes.PAGE_GROUP, attributes.CAMPAIGN_ID)) -> Any:
-    config = Config(dimensions=dimensions, page_groups=PAGE_RULES, max_keys=100)
+    config = Config(**EVERY_KEY, dimensions=dimensions, page_groups=PAGE_RULES, max_keys=100)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,

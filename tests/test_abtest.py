@@ -11,6 +11,7 @@ from scipy import stats as sps
 from bizops_otel import Config, attributes
 from bizops_otel.analytics.abtest import compare
 from bizops_otel.demo.simulate import Scenario
+from tests.keys import EVERY_KEY
 from tests.spans import run
 
 DIMENSIONS = (attributes.PAGE_GROUP, attributes.FEATURE_FLAG_VARIANT)
@@ -65,7 +66,8 @@ def two_experiments(Aggregator: Any, seed: int) -> tuple[Any, dict[tuple[str, st
     """Requests of two concurrent experiments, each request under one flag; returns the
     snapshot and, per (flag, variant), the conversions drawn."""
     rng = np.random.default_rng(seed)
-    aggregator = Aggregator(Config(dimensions=FLAGGED, kpis=("conversion", "order_value")))
+    aggregator = Aggregator(Config(**EVERY_KEY, dimensions=FLAGGED,
+                                   kpis=("conversion", "order_value")))
     drawn = {}
     for (flag, variant), rate in RATES.items():
         converted = rng.random(4000) < rate

@@ -14,6 +14,7 @@ import pytest
 
 from bizops_otel import Config
 from bizops_otel import attributes as attr
+from tests.keys import EVERY_KEY
 
 KEY = ("checkout", "spring_sale")
 SECOND = 1_000_000_000
@@ -33,7 +34,7 @@ def nonzero(dropped: Any) -> dict[str, int]:
 
 
 def test_span_without_kpis_counts_toward_latency_only(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_span(span(), 0, 250_000_000)
     stats = agg.snapshot()[KEY]
     assert stats.count == 1
@@ -44,7 +45,7 @@ def test_span_without_kpis_counts_toward_latency_only(Aggregator: Any) -> None:
 
 
 def test_bad_kpi_values_are_dropped_and_counted_by_reason(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     hostile = [
         {"order_value": "abc"}, {"order_value": math.nan}, {"order_value": math.inf},
         {"order_value": -math.inf}, {"order_value": -5.0}, {"order_value": 1e30},
@@ -70,7 +71,7 @@ def test_bad_kpi_values_are_dropped_and_counted_by_reason(Aggregator: Any) -> No
 
 
 def test_bad_latencies_and_timestamps_are_dropped(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_span(span(), 10, 5)
     agg.record_span(span(), None, 5)
     agg.record_span(span(), 1.5, 5)
@@ -95,7 +96,7 @@ def test_record_span_takes_positional_and_keyword_arguments_alike(Aggregator: An
         ((), {"attributes": span(page=None), "start_ns": 0, "end_ns": SECOND,
               "error": True, "fallback": fallback}),
     ]
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     for args, kwargs in calls:
         assert agg.record_span(*args, **kwargs) is None
     snapshot = agg.snapshot()
@@ -119,7 +120,7 @@ def test_unreadable_attributes_never_raise(Aggregator: Any) -> None:
         def __str__(self) -> str:
             raise RuntimeError("no str")
 
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_span(Exploding(span()), 0, SECOND)
     agg.record_span(span(page=BadStr()), 0, SECOND)
     agg.record(("a",), 0.1)
@@ -132,7 +133,7 @@ def test_unreadable_attributes_never_raise(Aggregator: Any) -> None:
 
 
 def test_dimension_values_are_sanitised_and_capped(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_span(span(page="x" * 10_000, campaign="bad\x00\nname\udcff"), 0, SECOND)
     agg.record_span(span(page=42, campaign=None), 0, SECOND)
     agg.record_span(span(page=b"caf\xc3\xa9", campaign=True), 0, SECOND)
@@ -141,7 +142,7 @@ def test_dimension_values_are_sanitised_and_capped(Aggregator: Any) -> None:
 
 
 def test_overflow_key_absorbs_new_campaigns(Aggregator: Any) -> None:
-    agg = Aggregator(Config(max_keys=50))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=50))
     for i in range(100_000):
         agg.record_span(span(campaign=f"campaign-{i}"), 0, SECOND // 10)
     snapshot = agg.snapshot()
@@ -163,7 +164,7 @@ def test_hostile_keys_keep_memory_bounded() -> None:
 
     from tests.conftest import load
     aggregator_cls = load("native")
-    agg = aggregator_cls(Config(max_keys=1000))
+    agg = aggregator_cls(Config(**EVERY_KEY, max_keys=1000))
     for i in range(5_000):
         agg.record_span(span(campaign=f"c{i}"), 0, SECOND)
     tracemalloc.start()
@@ -177,7 +178,7 @@ def test_hostile_keys_keep_memory_bounded() -> None:
 
 
 def test_windows_slide_and_recent_covers_only_the_window(Aggregator: Any) -> None:
-    config = Config(window=60.0, window_slots=6)  # 10 s sub-windows
+    config = Config(**EVERY_KEY, window=60.0, window_slots=6)  # 10 s sub-windows
     agg = Aggregator(config)
     base = 1_700_000_000 * SECOND
     for second in range(0, 120):
@@ -198,7 +199,7 @@ def test_windows_slide_and_recent_covers_only_the_window(Aggregator: Any) -> Non
 
 
 def test_straggler_older_than_window_goes_to_cumulative_only(Aggregator: Any) -> None:
-    agg = Aggregator(Config(window=60.0, window_slots=6))
+    agg = Aggregator(Config(**EVERY_KEY, window=60.0, window_slots=6))
     now = 1_700_000_000 * SECOND
     agg.record_span(span(), now - SECOND, now)
     agg.record_span(span(), 0, 60 * SECOND)  # from 1970, lands on the same ring slot maybe
@@ -218,7 +219,7 @@ def test_record_many_equals_record_loop(Aggregator: Any) -> None:
     conversion[2::101] = 0.5  # not binary
     latency[3::211] = -1.0  # invalid
     errors = rng.random(3000) < 0.05
-    batch, loop = Aggregator(Config()), Aggregator(Config())
+    batch, loop = Aggregator(Config(**EVERY_KEY)), Aggregator(Config(**EVERY_KEY))
     batch.record_many(KEY, latency, {"order_value": value, "conversion": conversion},
                       errors=errors, end_ns=5 * SECOND)
     for i in range(3000):
@@ -239,7 +240,7 @@ def test_record_many_equals_record_loop(Aggregator: Any) -> None:
 
 
 def test_record_many_rejects_malformed_batches(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     with pytest.raises(ValueError, match="dimension values"):
         agg.record_many(("only-one",), [0.1])
     with pytest.raises(ValueError, match="unknown KPI 'revenue'"):
@@ -249,7 +250,7 @@ def test_record_many_rejects_malformed_batches(Aggregator: Any) -> None:
 
 
 def test_snapshot_is_immutable_and_independent_of_later_records(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_span(span(order_value=10.0), 0, SECOND)
     snapshot = agg.snapshot()
     agg.record_span(span(order_value=30.0), 0, SECOND)
@@ -262,7 +263,7 @@ def test_snapshot_is_immutable_and_independent_of_later_records(Aggregator: Any)
 
 
 def test_reset_forgets_everything(Aggregator: Any) -> None:
-    agg = Aggregator(Config(max_keys=1))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=1))
     agg.record_span(span(order_value="bad"), 0, SECOND)
     agg.record_span(span(campaign="other"), 0, SECOND)
     agg.reset()
@@ -274,7 +275,7 @@ def test_reset_forgets_everything(Aggregator: Any) -> None:
 
 def test_concurrent_record_span_loses_no_update(Aggregator: Any) -> None:
     threads, per_thread = 8, 50_000
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     barrier = threading.Barrier(threads + 1)
     snapshots = []
 
@@ -310,7 +311,7 @@ def test_concurrent_record_span_loses_no_update(Aggregator: Any) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_child_starts_empty(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_span(span(order_value=5.0), 0, SECOND)
     read, write = os.pipe()
     pid = os.fork()
@@ -331,7 +332,7 @@ def test_forked_child_starts_empty(Aggregator: Any) -> None:
 
 
 def test_fallback_fills_only_absent_dimensions(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     fallback = ("/product/<id>", "")
     agg.record_span({attr.CAMPAIGN_ID: "spring"}, 0, SECOND, fallback=fallback)
     agg.record_span(span(page="checkout", campaign="spring"), 0, SECOND, fallback=fallback)

@@ -21,6 +21,7 @@ from bizops_otel.export.exposition import render
 from bizops_otel.export.otel import OTelMetrics
 from bizops_otel.export.prometheus import BizOpsCollector
 from tests.conftest import load_hooks
+from tests.keys import EVERY_KEY
 from tests.spans import PAGE_RULES
 
 EPOCH = 1_700_000_000 * 10**9
@@ -31,7 +32,7 @@ def replayed(aggregator_cls: Any) -> tuple[Any, list[CampaignHealth]]:
     scenario = Scenario(variants={"A": 0.0, "B": 0.3},
                         campaigns=(Campaign("spring", 0.2),
                                    Campaign("broken", 0.2, error_rate=0.5)))
-    config = Config(dimensions=DIMENSIONS, page_groups=PAGE_RULES)
+    config = Config(**EVERY_KEY, dimensions=DIMENSIONS, page_groups=PAGE_RULES)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,

@@ -30,10 +30,23 @@ from bizops_otel import Config, Kpi
     ({"outcome": "order_value"}, "outcome"),
     ({"outcome": "nope"}, "outcome"),
     ({"max_value_length": 0}, "max_value_length"),
+    ({"key_ttl": 10.0, "window": 60.0}, "key_ttl"),
+    ({"key_ttl": -1.0}, "key_ttl"),
+    ({"key_ttl": "600"}, "key_ttl"),
 ])
 def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=f"config: {field}:"):
         Config(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_default_key_ttl_follows_the_window() -> None:
+    """Unset, key_ttl is five windows, so a longer window alone stays a valid Config (a
+    fixed default below it would refuse it); set, it is taken as given."""
+    assert Config().key_ttl_seconds == 600.0 and Config().key_ttl_ns == 600 * 10**9
+    assert Config(window=601.0).key_ttl_seconds == 3005.0
+    assert Config(window=7 * 86400.0).key_ttl_seconds == 30 * 86400.0  # capped
+    assert Config(window=60.0, key_ttl=60.0).key_ttl_ns == 60 * 10**9
+    assert Config(key_ttl=0).key_ttl_ns == 0
 
 
 def test_bad_kpi_definitions_are_refused() -> None:

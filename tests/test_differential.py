@@ -15,9 +15,11 @@ from tests.conftest import load, native_module
 from tests.twins import assert_twins_agree
 
 SECOND = 1_000_000_000
-# Few sessions and a short timeout, so that evictions and expiries happen all the time.
+# Few sessions and a short timeout, so that evictions and expiries happen all the time;
+# keys are admitted at their second sighting within 20 s and expire after 30 idle seconds,
+# so admissions, halvings, expiries and reused key ids happen all the time too.
 CONFIG = Config(max_keys=40, window=30.0, window_slots=6, max_sessions=50,
-                session_timeout=20.0)
+                session_timeout=20.0, admission_window=20.0, key_ttl=30.0)
 
 
 def random_session(rng: np.random.Generator) -> object:

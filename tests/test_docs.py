@@ -152,7 +152,7 @@ assert bizops.snapshot().total().count == 1
 """),
     "context-api": (_SPAN_SETUP + """
 provider = TracerProvider()
-bizops = bizops_otel.install(provider, campaign_interval=0)
+bizops = bizops_otel.install(provider, campaign_interval=0, admission_count=1)
 tracer = provider.get_tracer("t")
 request = tracer.start_as_current_span("GET /checkout", kind=SpanKind.SERVER)
 request.__enter__()
@@ -180,12 +180,13 @@ latencies = numpy.array([0.2, 0.4, 0.6])
 values = numpy.array([10.0, 20.0, 30.0])
 from bizops_otel import Aggregator as _Other, Config as _Shape
 _other = _Other(_Shape(max_keys=5000))
-_other.record(("checkout", ""), 0.5, {"order_value": 40.0})
+_other.record_many(("checkout", ""), [0.5, 0.7], {"order_value": [40.0, 50.0]})
 other_snapshot = _other.snapshot()
 """, """
-assert stats.count == 1 and snapshot["checkout", ""].count == 4
+assert stats.count == 1 and snapshot["checkout", ""].count == 3
+assert snapshot.overflow.count == 2  # the first sightings of both keys
 assert abs(snapshot["checkout", ""].pearson("order_value").r) <= 1
-assert snapshot.total().count == 5
+assert snapshot.total().count == 6
 assert snapshot.merge(other_snapshot)["checkout", ""].count == 5
 """),
     "cardinality-limits": ("""
@@ -201,7 +202,7 @@ assert metrics.cardinality_limit == 200_000
 """),
     "collector": (_SPAN_SETUP + """
 provider = TracerProvider()
-bizops = bizops_otel.install(provider, campaign_interval=0)
+bizops = bizops_otel.install(provider, campaign_interval=0, admission_count=1)
 with provider.get_tracer("t").start_as_current_span(
         "GET /cart", kind=SpanKind.SERVER, attributes={"http.route": "/cart"}):
     pass

@@ -83,9 +83,11 @@ def check(points: dict[Any, float], spans: list[dict[str, str]], checkout: str,
 def run_example(arguments: list[str], cwd: Path, env: dict[str, str], port: int,
                 metrics_port: int, cookie_name: str, checkout: str) -> None:
     with grpc_receiver() as (endpoint, received):
+        # The checks count single visits under their own keys: keys on first sight, as
+        # a service can configure (tests/test_key_lifecycle.py pins the default, two).
         environment = {**os.environ, **env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_METRIC_EXPORT_INTERVAL": "500",
-                       "BIZOPS_OTEL_QUIET": "1"}
+                       "BIZOPS_OTEL_QUIET": "1", "BIZOPS_OTEL_ADMISSION_COUNT": "1"}
         process = spawn(arguments, cwd=cwd, env=environment, stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT, text=True)
         try:

@@ -27,6 +27,7 @@ from bizops_otel.analytics.health import (
 from bizops_otel.attributes import CAMPAIGN_ID, MISSING, PAGE_GROUP
 from bizops_otel.demo.simulate import Campaign, Scenario, Simulator, emit
 from tests.conftest import load_hooks
+from tests.keys import EVERY_KEY
 from tests.spans import PAGE_RULES
 
 EPOCH = 1_700_000_000 * 10**9
@@ -37,7 +38,7 @@ def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600
                      seed: int = 5,
                      ) -> tuple[dict[float, dict[str, CampaignHealth]], list[CampaignHealth]]:
     scenario = Scenario(campaigns=(Campaign("spring_sale", 0.15), broken))
-    config = Config(page_groups=PAGE_RULES)
+    config = Config(**EVERY_KEY, page_groups=PAGE_RULES)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
@@ -93,7 +94,7 @@ def test_callbacks_run_off_the_request_path_and_survive_errors(Aggregator: Any) 
         raise RuntimeError("flag service down")
 
     monitor.on_campaign_alert(lambda health: seen.append(health.campaign))
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     for i in range(40):
         agg.record(("landing", "bad"), 0.2, {"conversion": 0.0}, error=i % 2 == 0)
         agg.record(("landing", ""), 0.2, {"conversion": 1.0})
@@ -115,7 +116,7 @@ def test_install_runs_a_monitor_whose_alerts_reach_the_application() -> None:
     import bizops_otel
 
     provider = TracerProvider()
-    handle = bizops_otel.install(provider, config=Config(campaign_interval=0.05))
+    handle = bizops_otel.install(provider, config=Config(**EVERY_KEY, campaign_interval=0.05))
     heard: list[CampaignHealth] = []
     handle.on_campaign_alert(heard.append)
     tracer = provider.get_tracer("test")
@@ -140,7 +141,7 @@ def test_alerts_need_the_campaign_dimension() -> None:
     import bizops_otel
 
     handle = bizops_otel.install(TracerProvider(),
-                                 config=Config(dimensions=(attributes.PAGE_GROUP,)))
+                                 config=Config(**EVERY_KEY, dimensions=(attributes.PAGE_GROUP,)))
     with pytest.raises(ValueError, match=r"bizops\.campaign\.id"):
         handle.on_campaign_alert(print)
     assert handle.campaign_health() == []
@@ -151,7 +152,7 @@ def test_one_pass_totals_equal_the_per_campaign_scans(Aggregator: Any) -> None:
     """assess groups keys once (O(keys) a pass, so thousands of bot campaigns cannot buy
     the CPU); its figures equal scanning the snapshot campaign by campaign."""
     rng = np.random.default_rng(8)
-    agg = Aggregator(Config(max_keys=400))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=400))
     pages = ("landing", "product", "cart")
     for i in range(4000):
         campaign = f"c{i % 37}" if i % 3 else ""
@@ -199,7 +200,7 @@ def generated_traffic(Aggregator: Any, seed: int, extra_dimension: bool) -> Snap
     rng = np.random.default_rng(seed)
     dimensions = (PAGE_GROUP, CAMPAIGN_ID, *((attributes.FEATURE_FLAG_VARIANT,)
                                              if extra_dimension else ()))
-    agg = Aggregator(Config(dimensions=dimensions, max_keys=150))
+    agg = Aggregator(Config(**EVERY_KEY, dimensions=dimensions, max_keys=150))
     pages = ["landing", "product", "cart", "checkout", "promo"]
     campaigns = [f"c{i}" for i in range(60)]
     now = EPOCH + 10**12
@@ -309,7 +310,7 @@ def test_quiet_campaigns_retire_and_degraded_ones_stay_judged(Aggregator: Any) -
     """A campaign without recent traffic leaves the monitor unless its last verdict was
     degraded or failing; that one stays, its verdict standing, until traffic judges it
     again: a recovery is announced, a repeat of the same failure is not."""
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     t0 = EPOCH + 10**12
     window = int(agg.config.window * 1e9)
 

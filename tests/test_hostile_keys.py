@@ -18,6 +18,7 @@ from bizops_otel.aggregate import persist
 from bizops_otel.export.exposition import render
 from bizops_otel.export.otlp import encode
 from bizops_otel.span import context as business
+from tests.keys import EVERY_KEY
 from tests.otlp_decode import decode, value
 from tests.spans import pipeline
 
@@ -26,7 +27,7 @@ SERVER, CONSUMER = SpanKind.SERVER, SpanKind.CONSUMER
 
 @pytest.fixture(autouse=True)
 def fresh_helpers() -> None:
-    business.configure(Config())
+    business.configure(Config(**EVERY_KEY))
     drops.reset()
 
 
@@ -42,7 +43,7 @@ def test_unrouted_requests_share_one_page_group_and_never_their_path(Aggregator:
     ``http.target``, a span name with the path) and the stable (``http.request.method``,
     ``url.path``, ``url.full``). A rule that matches the path still names its group; a
     consumer span keeps the name its code gave it; a routed request its route."""
-    p = pipeline(Aggregator, Config(page_groups=(("/product/*", "product"),)))
+    p = pipeline(Aggregator, Config(**EVERY_KEY, page_groups=(("/product/*", "product"),)))
     hostile = [
         ("GET /wp-admin/setup.php",
          {"http.method": "GET", attr.HTTP_TARGET: "/wp-admin/setup.php"}),
@@ -71,7 +72,7 @@ def test_wsgi_paths_are_matched_as_the_client_sent_them(Aggregator: Any) -> None
     """PEP 3333 gives WSGI applications the request's bytes as latin-1 text, so a rule
     on ``/produkt/中*`` would never see ``中``; the processor decodes such a path as UTF-8,
     as the framework does."""
-    p = pipeline(Aggregator, Config(page_groups=(("/produkt/中*", "produkt-zh"),
+    p = pipeline(Aggregator, Config(**EVERY_KEY, page_groups=(("/produkt/中*", "produkt-zh"),
                                                  ("/café", "cafe"))))
     as_wsgi = "/produkt/中文".encode().decode("latin-1")
     for target in (as_wsgi, "/produkt/中文", "/café"):  # WSGI text, decoded, true latin-1

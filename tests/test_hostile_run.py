@@ -3,8 +3,9 @@
 refused order values; then a legitimate campaign during the attack.
 
 Real parts only: uvicorn, the FastAPI instrumentation, the shop of ``examples/``, HTTP over
-loopback. Figures, not timings, are asserted: bounded keys, every refused value counted by
-reason, no session id in a scrape, memory, threads and descriptors within a bound.
+loopback. Figures, not timings, are asserted: the attack's values take no keys (admission),
+every refused value counted by reason, no session id in a scrape, memory, threads and
+descriptors within a bound, and the legitimate campaign measured under its own name.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def test_a_short_attack_leaves_the_shop_bounded_and_every_refused_value_counted(
     assert run.failures == 0
     assert set(run.statuses) <= {200, 404}, run.statuses  # nothing raised into the shop
     assert 0.35 < run.statuses[404] / served < 0.49  # 42% of paths match no route
-    # Keys stay bounded (the overflow key included), every span is counted somewhere.
-    assert final["keys"] is not None and final["keys"] <= MAX_KEYS + 1
+    # Values seen once are not admitted: the attack's thousands of campaigns take no keys
+    # (a count-min false positive may admit a few), and its 404 paths share one page group.
+    # Every span is counted somewhere, the attack's in the overflow key.
+    assert final["keys"] is not None and final["keys"] <= 40, final
     assert final["recorded"] >= served
     assert not final["session_leak"]
     # Every refused order value is in the scrape, by reason, exactly.
@@ -43,5 +46,7 @@ def test_a_short_attack_leaves_the_shop_bounded_and_every_refused_value_counted(
     assert final["rss_mb"] - baseline["rss_mb"] < 150, (baseline, final)
     assert final["threads"] <= baseline["threads"] + 4
     assert final["fds"] <= baseline["fds"] + 4
-    # The legitimate campaign was sent and answered (its spans are among those counted).
+    # The legitimate campaign, one landing a second, got a key of its own at its second
+    # landing: within a few seconds, scrape polling included, during the attack.
     assert run.legit_first_sent is not None
+    assert run.legit_keyed_after is not None and run.legit_keyed_after < 6.0, run

@@ -16,6 +16,7 @@ from bizops_otel.export.model import BOUNDARIES
 from bizops_otel.export.otlp import _points_py, _wire, encode, encoder
 from tests.conftest import native_module
 from tests.datasets import traffic
+from tests.keys import EVERY_KEY
 from tests.otlp_decode import decode, value
 
 T0 = 1_700_000_000 * 10**9
@@ -31,7 +32,7 @@ def feed(Aggregator: Any, n: int = 3000, seed: int = 5) -> tuple[Any, dict[str, 
     """Generated traffic over three page groups, with and without a campaign, a third of
     the requests without an outcome; returns the aggregator and the truth by key."""
     data = traffic(seed, n=n)
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     truth: dict[tuple[str, str], dict[str, list[float]]] = {}
     for i in range(n):
         key = (PAGES[i % 3], "spring" if i % 4 == 0 else "")
@@ -139,7 +140,7 @@ def test_every_decoded_point_equals_the_snapshot_and_the_data(Aggregator: Any) -
 
 def test_overflow_is_marked_as_the_sdk_marks_it_and_empty_values_are_left_out(
         Aggregator: Any) -> None:
-    agg = Aggregator(Config(max_keys=2))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=2))
     for i in range(5):
         agg.record((f"page{i}", ""), 0.1, {"conversion": 1.0})
     snapshot = agg.snapshot()
@@ -151,7 +152,7 @@ def test_overflow_is_marked_as_the_sdk_marks_it_and_empty_values_are_left_out(
 
 
 def test_large_exports_split_into_valid_requests_under_the_limit(Aggregator: Any) -> None:
-    agg = Aggregator(Config(max_keys=3000))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=3000))
     for i in range(3000):
         agg.record((f"page{i}", "c" if i % 2 else ""), 0.05 + i * 1e-4,
                    {"order_value": float(i), "conversion": float(i % 2)})
@@ -173,7 +174,7 @@ def test_large_exports_split_into_valid_requests_under_the_limit(Aggregator: Any
 def test_long_dimension_values_still_fit_the_request_limit(Aggregator: Any) -> None:
     """Chunks are sized by bytes: 1,024-character values on two dimensions would make a
     chunk of 2,048 points several megabytes, larger than a Collector accepts."""
-    agg = Aggregator(Config(max_keys=3000, max_value_length=1024))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=3000, max_value_length=1024))
     for i in range(3000):
         agg.record((f"{i:04d}" + "p" * 1020, f"{i:04d}" + "c" * 1020), 0.1 + i * 1e-4,
                    {"order_value": 1.0, "conversion": 1.0})

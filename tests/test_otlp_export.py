@@ -16,6 +16,7 @@ import bizops_otel
 from bizops_otel import Config
 from bizops_otel.export.otlp import resource
 from tests.datasets import traffic
+from tests.keys import EVERY_KEY
 from tests.otlp_receiver import grpc_receiver, http_receiver
 
 
@@ -46,7 +47,7 @@ def test_points_pushed_over_otlp_equal_the_snapshot(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
         monkeypatch.setenv("OTEL_SERVICE_NAME", "shop")
         meter_provider = own_meter_provider(protocol)
-        handle = bizops_otel.install(TracerProvider(), meter_provider, config=Config())
+        handle = bizops_otel.install(TracerProvider(), meter_provider, config=Config(**EVERY_KEY))
         assert handle.pusher is None  # the user's provider is used, not the pusher
         feed(handle)
         assert handle.force_flush()
@@ -117,7 +118,7 @@ def test_one_snapshot_per_collection(Aggregator: Any) -> None:
 
     from bizops_otel.export.otel import OTelMetrics
 
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record(("checkout", ""), 0.25, {"order_value": 10.0, "conversion": True})
     calls = []
 
@@ -153,7 +154,7 @@ def test_a_provider_whose_limit_would_fold_points_is_reported_once(
 
     from bizops_otel.export.otel import OTelMetrics
 
-    agg = Aggregator(Config(max_keys=1000))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=1000))
     for k in range(1000):
         agg.record((f"page{k}", ""), 0.1, {"order_value": 1.0, "conversion": 1.0, "items": 1.0})
 
@@ -192,7 +193,7 @@ def test_prometheus_port_serves_metrics_from_install_until_shutdown() -> None:
 
     from bizops_otel.auto import summary
 
-    handle = bizops_otel.install(TracerProvider(), config=Config(
+    handle = bizops_otel.install(TracerProvider(), config=Config(**EVERY_KEY,
         prometheus_port=0, prometheus_addr="127.0.0.1"))
     assert handle.aggregator is not None and handle.metrics_server is not None
     handle.aggregator.record(("checkout", ""), 0.2, {"order_value": 5.0})
@@ -214,7 +215,7 @@ def test_a_forked_child_shuts_down_without_the_parents_metrics_server() -> None:
     import time
     import urllib.request
 
-    handle = bizops_otel.install(TracerProvider(), config=Config(
+    handle = bizops_otel.install(TracerProvider(), config=Config(**EVERY_KEY,
         prometheus_port=0, prometheus_addr="127.0.0.1"))
     port = handle.metrics_server.server_port
     pid = os.fork()

@@ -26,6 +26,7 @@ import bizops_otel
 from bizops_otel import Config
 from bizops_otel.export.otlp import settings
 from bizops_otel.export.otlp.push import Pusher
+from tests.keys import EVERY_KEY
 from tests.otlp_decode import decode, value
 from tests.otlp_receiver import grpc_receiver, http_receiver
 from tests.processes import free_port
@@ -40,7 +41,7 @@ def env(endpoint: str, protocol: str, **more: str) -> dict[str, str]:
 
 
 def fed(Aggregator: Any, keys: int = 20, requests_per_key: int = 3) -> Any:
-    agg = Aggregator(Config(max_keys=keys + 10))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=keys + 10))
     for k in range(keys):
         for r in range(requests_per_key):
             agg.record((f"page{k}", "spring" if k % 2 else ""), 0.05 + 0.01 * r,
@@ -92,7 +93,7 @@ def test_1500_keys_and_3_kpis_arrive_exact_with_no_overflow(
     with grpc_receiver() as (endpoint, received):
         for name, setting in env(endpoint, "grpc").items():
             monkeypatch.setenv(name, setting)
-        handle = bizops_otel.install(TracerProvider(), config=Config(
+        handle = bizops_otel.install(TracerProvider(), config=Config(**EVERY_KEY,
             kpis=("order_value", "conversion", "items"), max_keys=2000))
         assert handle.pusher is not None and handle.aggregator is not None
         for k in range(1500):
@@ -268,7 +269,7 @@ def test_a_forked_child_pushes_its_own_state_as_its_own_instance(
     with grpc_receiver() as (endpoint, received):
         for name, setting in env(endpoint, "grpc").items():
             monkeypatch.setenv(name, setting)
-        handle = bizops_otel.install(TracerProvider(), config=Config())
+        handle = bizops_otel.install(TracerProvider(), config=Config(**EVERY_KEY))
         assert handle.aggregator is not None
         handle.aggregator.record(("parent", ""), 0.1)
         assert handle.force_flush()
@@ -333,7 +334,7 @@ def test_session_and_order_ids_never_reach_a_payload(Aggregator: Any) -> None:
 
     from bizops_otel import BizOpsSpanProcessor, attributes
 
-    config = Config()
+    config = Config(**EVERY_KEY)
     agg = Aggregator(config)
     provider = Provider()
     provider.add_span_processor(BizOpsSpanProcessor(agg, config))

@@ -12,11 +12,12 @@ from bizops_otel import Config, Kpi
 from bizops_otel.aggregate import persist
 from bizops_otel.analytics import session_stats
 from tests.datasets import traffic
+from tests.keys import EVERY_KEY
 
 
 def test_snapshot_round_trip_keeps_every_number(Aggregator: Any, tmp_path: Path) -> None:
     config = Config(kpis=("order_value", "conversion", Kpi("basket", "shop.basket")),
-                    max_keys=3)
+                    max_keys=3, **EVERY_KEY)
     agg = Aggregator(config)
     data = traffic(21, n=500)
     for i, campaign in enumerate(["a", "b", "c", "d", "e"] * 100):
@@ -29,7 +30,7 @@ def test_snapshot_round_trip_keeps_every_number(Aggregator: Any, tmp_path: Path)
     path = tmp_path / "state.npz"
     persist.write(original, path)
     copy = persist.read(path)
-    assert list(copy) == list(original)
+    assert list(copy) == list(original) == [("checkout", c) for c in "abc"]
     assert copy.overflow is not None and copy.overflow.count == original.overflow.count
     assert dict(copy.dropped) == dict(original.dropped)
     assert copy.config.kpi_names == config.kpi_names

@@ -24,6 +24,7 @@ from bizops_otel import (
 )
 from bizops_otel import attributes as attr
 from bizops_otel.span import context as business
+from tests.keys import EVERY_KEY
 from tests.spans import pipeline
 
 SERVER = SpanKind.SERVER
@@ -31,7 +32,7 @@ SERVER = SpanKind.SERVER
 
 @pytest.fixture(autouse=True)
 def fresh_helpers() -> None:
-    business.configure(Config())
+    business.configure(Config(**EVERY_KEY))
     business._pinned_currency = None
     drops.reset()
 
@@ -120,7 +121,7 @@ def test_context_follows_thread_pools_and_asyncio_tasks(Aggregator: Any) -> None
 
 
 def test_record_order_reaches_the_request_span_from_a_child(Aggregator: Any) -> None:
-    business.configure(Config(base_currency="EUR", currency_rates={"USD": 0.5}))
+    business.configure(Config(**EVERY_KEY, base_currency="EUR", currency_rates={"USD": 0.5}))
     p = pipeline(Aggregator)
     with p.tracer.start_as_current_span("request", kind=SERVER, attributes={
             attr.HTTP_ROUTE: "/checkout"}), \
@@ -167,7 +168,7 @@ def test_hostile_order_values_are_counted_and_never_raise(Aggregator: Any) -> No
 
 
 def test_baggage_allow_list(Aggregator: Any) -> None:
-    p = pipeline(Aggregator, Config(baggage_keys=("session.id", "bizops.*")))
+    p = pipeline(Aggregator, Config(**EVERY_KEY, baggage_keys=("session.id", "bizops.*")))
     ctx = baggage.set_baggage("session.id", "s-9")
     ctx = baggage.set_baggage("bizops.campaign.id", "mail", ctx)
     ctx = baggage.set_baggage("user.email", "a@b.c", ctx)
@@ -221,7 +222,7 @@ def test_page_group_rules_glob_regex_and_callables(Aggregator: Any) -> None:
     def admin(route: str | None, path: str | None, name: str) -> str | None:
         return "admin" if path and path.startswith("/admin") else None
 
-    config = Config(page_groups=(broken, ("/product/*", "product"),
+    config = Config(**EVERY_KEY, page_groups=(broken, ("/product/*", "product"),
                                  ("re:^/api/v[0-9]+/cart", "cart"), admin))
     p = pipeline(Aggregator, config)
     requests = {"p": {attr.URL_PATH: "/product/123"},
@@ -243,7 +244,7 @@ def test_page_group_rules_glob_regex_and_callables(Aggregator: Any) -> None:
 
 def test_route_known_only_at_end_still_names_the_page_group(Aggregator: Any) -> None:
     """Flask sets http.route after the span started; the aggregator gets it at end."""
-    p = pipeline(Aggregator, Config(page_groups=(("/product/<int:id>", "product"),)))
+    p = pipeline(Aggregator, Config(**EVERY_KEY, page_groups=(("/product/<int:id>", "product"),)))
     for _ in range(3):
         with p.tracer.start_as_current_span("GET", kind=SERVER) as span:
             span.set_attribute(attr.HTTP_ROUTE, "/product/<int:id>")
@@ -255,7 +256,7 @@ def test_route_known_only_at_end_still_names_the_page_group(Aggregator: Any) -> 
 
 
 def test_only_request_spans_are_recorded_and_errors_are_flagged(Aggregator: Any) -> None:
-    p = pipeline(Aggregator, Config(record_local_roots=False))
+    p = pipeline(Aggregator, Config(**EVERY_KEY, record_local_roots=False))
     # An internal root is not a request here, nor is a client span under it.
     with p.tracer.start_as_current_span("job"), \
             p.tracer.start_as_current_span("call", kind=SpanKind.CLIENT):
@@ -274,7 +275,7 @@ def test_only_request_spans_are_recorded_and_errors_are_flagged(Aggregator: Any)
 
 def test_processor_errors_are_counted_not_raised(Aggregator: Any) -> None:
     class Failing:
-        config = Config()
+        config = Config(**EVERY_KEY)
 
         def record_span(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("aggregator down")
@@ -341,8 +342,8 @@ def test_install_is_idempotent_and_disable_switch(Aggregator: Any) -> None:
     import bizops_otel
 
     provider = TracerProvider()
-    first = bizops_otel.install(provider, config=Config(max_keys=10))
-    second = bizops_otel.install(provider, config=Config(max_keys=10))
+    first = bizops_otel.install(provider, config=Config(**EVERY_KEY, max_keys=10))
+    second = bizops_otel.install(provider, config=Config(**EVERY_KEY, max_keys=10))
     assert first is second and first.enabled
     with provider.get_tracer("t").start_as_current_span("r", kind=SERVER):
         pass

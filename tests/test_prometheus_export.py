@@ -17,11 +17,12 @@ from bizops_otel.export.exposition import render
 from bizops_otel.export.model import BOUNDARIES
 from bizops_otel.export.prometheus import BizOpsCollector
 from tests.datasets import traffic
+from tests.keys import EVERY_KEY
 from tests.processes import free_port
 
 
 def fed(aggregator_cls: Any, **config: Any) -> tuple[Any, Any]:
-    agg = aggregator_cls(Config(max_keys=2, **config))
+    agg = aggregator_cls(Config(**EVERY_KEY, max_keys=2, **config))
     data = traffic(31, n=900)
     for i in range(900):
         agg.record(("checkout", ["a", "b", "c"][i % 3]), float(data.latency[i]),
@@ -249,7 +250,7 @@ def test_rendered_labels_are_reused_across_scrapes_and_stay_bounded(
 
     monkeypatch.setattr(exposition, "_RENDERED_LABELS", {})
     monkeypatch.setattr(exposition, "RENDERED_LABELS_LIMIT", 50)
-    agg = Aggregator(Config(max_keys=1000))
+    agg = Aggregator(Config(**EVERY_KEY, max_keys=1000))
     for key in range(40):
         agg.record((f"page-{key}", ""), 0.2)
     first = exposition.render(agg.snapshot())
@@ -258,7 +259,7 @@ def test_rendered_labels_are_reused_across_scrapes_and_stay_bounded(
     assert exposition.render(agg.snapshot()) == first
     sizes = []
     for batch in range(1, 11):    # keys that come and go: the table starts afresh
-        other = Aggregator(Config(max_keys=1000))
+        other = Aggregator(Config(**EVERY_KEY, max_keys=1000))
         for key in range(40):
             other.record((f"page-{batch}-{key}", ""), 0.2)
         body = exposition.render(other.snapshot()).decode()
@@ -278,7 +279,7 @@ def test_quantile_gauges_equal_the_snapshot_at_the_edges_of_the_range(Aggregator
     the occupied span of buckets only, and must still equal KeyStats.quantile."""
     from bizops_otel.export.exposition import render
 
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     rng = np.random.default_rng(4)
     for page, scale in (("tiny", 1e-4), ("huge", 100.0), ("mid", 0.3), ("mixed", None)):
         for _ in range(200):
@@ -380,7 +381,7 @@ def test_prometheus_p95_from_the_default_buckets_lands_near_the_true_p95(
     errors = {}
     for name, draw in DISTRIBUTIONS.items():
         latencies = np.clip(draw(rng, 20_000), 1.5e-3, 60.0)
-        agg = Aggregator(Config(outcome=None, kpis=("order_value",)))
+        agg = Aggregator(Config(**EVERY_KEY, outcome=None, kpis=("order_value",)))
         agg.record_many(("p", ""), latencies)
         families = {f.name: f for f in text_string_to_metric_families(
             render(agg.snapshot()).decode())}
@@ -395,7 +396,7 @@ def test_prometheus_p95_from_the_default_buckets_lands_near_the_true_p95(
 
 
 def test_export_buckets_choose_the_exported_bounds(Aggregator: Any) -> None:
-    agg = Aggregator(Config(export_buckets=(0.1, 1.0)))
+    agg = Aggregator(Config(**EVERY_KEY, export_buckets=(0.1, 1.0)))
     agg.record(("a", ""), 0.05)
     agg.record(("a", ""), 0.5)
     agg.record(("a", ""), 5.0)

@@ -24,13 +24,14 @@ from bizops_otel.analytics import session_stats
 from bizops_otel.export.exposition import render
 from bizops_otel.span import context as business
 from tests.conftest import load_hooks
+from tests.keys import EVERY_KEY
 from tests.processes import free_port
 
 SECRET = "visitor-7f3a-PLANTED"
 
 
 def pipeline(Aggregator: Any) -> tuple[TracerProvider, InMemorySpanExporter, Any]:
-    config = Config(page_groups=(("/checkout*", "checkout"), ("/*", "landing")))
+    config = Config(**EVERY_KEY, page_groups=(("/checkout*", "checkout"), ("/*", "landing")))
     business.configure(config)
     aggregator = Aggregator(config)
     provider = TracerProvider()

@@ -17,6 +17,7 @@ from bizops_otel.aggregate._layout import PAGE_BINS, bucket_of
 from bizops_otel.analytics import session_stats
 from bizops_otel.export.exposition import render
 from bizops_otel.stats import spearman_table
+from tests.keys import EVERY_KEY
 
 SECOND = 1_000_000_000
 T0 = 1_800_000_000 * SECOND
@@ -91,7 +92,7 @@ def check_group(stats: Any, rows: list[tuple[float, int, int, float, int]],
 
 
 def test_session_statistics_match_numpy_and_scipy(Aggregator: Any) -> None:
-    aggregator = Aggregator(Config(session_timeout=600.0))
+    aggregator = Aggregator(Config(**EVERY_KEY, session_timeout=600.0))
     truth = simulate(aggregator, 1500, seed=3)
     sessions = session_stats(aggregator.snapshot(now_ns=truth["end"]))
     assert (sessions.finalised, sessions.open, sessions.evicted) == (1500, 0, 0)
@@ -122,7 +123,7 @@ def test_spearman_table_matches_scipy_on_expanded_data() -> None:
 
 def test_idle_timeout_finalises_sessions_and_a_return_starts_a_new_one(
         Aggregator: Any) -> None:
-    aggregator = Aggregator(Config(session_timeout=60.0))
+    aggregator = Aggregator(Config(**EVERY_KEY, session_timeout=60.0))
     aggregator.record(("landing", ""), 0.2, end_ns=T0, session="a")
     aggregator.record(("product", ""), 0.4, end_ns=T0 + 30 * SECOND, session="a")
     snapshot = aggregator.snapshot(now_ns=T0 + 89 * SECOND)
@@ -143,7 +144,7 @@ def test_idle_timeout_finalises_sessions_and_a_return_starts_a_new_one(
 
 
 def test_spans_expire_idle_sessions_without_a_snapshot(Aggregator: Any) -> None:
-    aggregator = Aggregator(Config(session_timeout=10.0))
+    aggregator = Aggregator(Config(**EVERY_KEY, session_timeout=10.0))
     for index in range(100):
         aggregator.record(("landing", ""), 0.1, end_ns=T0 + index * SECOND, session=f"s{index}")
     # A snapshot dated before every span expires nothing itself: what is finalised, the
@@ -153,7 +154,7 @@ def test_spans_expire_idle_sessions_without_a_snapshot(Aggregator: Any) -> None:
 
 
 def test_capacity_evicts_the_least_recently_seen(Aggregator: Any) -> None:
-    aggregator = Aggregator(Config(max_sessions=100, session_timeout=3600.0))
+    aggregator = Aggregator(Config(**EVERY_KEY, max_sessions=100, session_timeout=3600.0))
     for index in range(1000):
         aggregator.record(("landing", ""), 0.1, end_ns=T0 + index, session=f"s{index}")
         aggregator.record(("landing", ""), 0.1, end_ns=T0 + index, session="loyal")
@@ -167,7 +168,7 @@ def test_capacity_evicts_the_least_recently_seen(Aggregator: Any) -> None:
 
 def test_groups_past_the_per_session_limit_are_counted_as_truncated(
         Aggregator: Any) -> None:
-    aggregator = Aggregator(Config())
+    aggregator = Aggregator(Config(**EVERY_KEY))
     for index in range(10):
         aggregator.record((f"g{index}", ""), 0.1 * (index + 1), end_ns=T0 + index,
                           session="wanderer")
@@ -179,7 +180,7 @@ def test_groups_past_the_per_session_limit_are_counted_as_truncated(
 
 
 def test_bad_session_ids_are_counted_and_the_request_still_recorded(Aggregator: Any) -> None:
-    aggregator = Aggregator(Config())
+    aggregator = Aggregator(Config(**EVERY_KEY))
     for bad in ("", 42, b"id", 1.5, ["x"]):
         aggregator.record(("landing", ""), 0.1, end_ns=T0, session=bad)
         aggregator.record_span({"session.id": bad, "bizops.page_group": "landing"}, T0, T0 + 1)
@@ -190,7 +191,7 @@ def test_bad_session_ids_are_counted_and_the_request_still_recorded(Aggregator: 
 
 
 def test_sessions_off(Aggregator: Any) -> None:
-    aggregator = Aggregator(Config(max_sessions=0))
+    aggregator = Aggregator(Config(**EVERY_KEY, max_sessions=0))
     aggregator.record(("landing", ""), 0.1, end_ns=T0, session="a")
     snapshot = aggregator.snapshot(now_ns=T0 + 10**13)
     assert snapshot.session_arrays is None
@@ -205,7 +206,7 @@ def test_million_distinct_ids_stay_bounded_and_never_leave_the_process(
     tracemalloc, a million of its Python-level records take a minute."""
     total = 1_000_000 if Aggregator.implementation == "native" else 250_000
     warm = total // 5
-    config = Config(max_sessions=20_000, session_timeout=3600.0)
+    config = Config(**EVERY_KEY, max_sessions=20_000, session_timeout=3600.0)
     aggregator = Aggregator(config)
     ids = [f"secret-session-{i:07d}" for i in range(total)]
     tracemalloc.start()
@@ -230,7 +231,7 @@ def test_million_distinct_ids_stay_bounded_and_never_leave_the_process(
 
 
 def test_snapshot_merge_adds_sessions(Aggregator: Any) -> None:
-    left, right = Aggregator(Config()), Aggregator(Config())
+    left, right = Aggregator(Config(**EVERY_KEY)), Aggregator(Config(**EVERY_KEY))
     for aggregator, groups in ((left, ("landing", "cart")), (right, ("search", "landing"))):
         for index, group in enumerate(groups):
             aggregator.record((group, ""), 0.2, end_ns=T0 + index, session="s")

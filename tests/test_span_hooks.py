@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from bizops_otel import BizOpsSpanProcessor, Config, attributes
 from tests.conftest import load_hooks
+from tests.keys import EVERY_KEY
 
 SERVER = SpanKind.SERVER
 
@@ -29,7 +30,7 @@ def test_the_hooks_leave_the_sdk_span_layout_alone(Aggregator: Any) -> None:
     later attribute access of the SDK's own code on that span would take the slower path
     (about 6,500 instructions a span in callgrind). The hooks must read fields without it."""
     provider = TracerProvider()
-    aggregator = Aggregator(Config())
+    aggregator = Aggregator(Config(**EVERY_KEY))
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, hooks=load_hooks(Aggregator)))
     tracer = provider.get_tracer("t")
     span = tracer.start_span("GET /product/{id}", kind=SERVER, attributes={
@@ -53,7 +54,7 @@ def test_the_installed_sdks_spans_take_the_direct_reads(
     monkeypatch.setattr(sys.modules[hooks.__module__], "public_fields",
                         lambda span: fallbacks.append(span))
     provider = TracerProvider()
-    aggregator = Aggregator(Config())
+    aggregator = Aggregator(Config(**EVERY_KEY))
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, hooks=hooks))
     tracer = provider.get_tracer("t")
     for failed in (False, True):
@@ -99,7 +100,7 @@ def test_a_span_laid_out_otherwise_takes_the_public_api(Aggregator: Any) -> None
     from bizops_otel.span import context as business
 
     def run(wrap: bool) -> Any:
-        aggregator = Aggregator(Config())
+        aggregator = Aggregator(Config(**EVERY_KEY))
         processor = BizOpsSpanProcessor(aggregator, hooks=load_hooks(Aggregator))
         tracer = TracerProvider().get_tracer("t")  # no processor: the test drives the hooks
         written = []
@@ -137,7 +138,7 @@ def test_spans_the_registry_could_not_hold_are_still_judged_right(Aggregator: An
 
     drops.reset()
     provider = TracerProvider()
-    aggregator = Aggregator(Config(record_local_roots=False))
+    aggregator = Aggregator(Config(**EVERY_KEY, record_local_roots=False))
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, hooks=load_hooks(Aggregator)))
     tracer = provider.get_tracer("t")
     live = business.requests.live
@@ -181,8 +182,9 @@ def test_native_hooks_call_the_native_aggregator_directly_and_any_other_through_
             super().record_span(*args)
 
     results = {}
-    for name, aggregator in (("native", native(Config())), ("pure", pure(Config())),
-                             ("subclass", Counting(Config()))):
+    config = Config(**EVERY_KEY)
+    for name, aggregator in (("native", native(config)), ("pure", pure(config)),
+                             ("subclass", Counting(config))):
         processor = BizOpsSpanProcessor(aggregator, hooks=hooks)
         assert processor._hooks.records_directly is (name == "native")
         provider = TracerProvider()
@@ -252,8 +254,8 @@ def test_a_landing_writes_only_the_campaign_keys_the_span_lacks(Aggregator: Any)
     from bizops_otel.span.enrich import Enricher
 
     provider = TracerProvider()
-    aggregator = Aggregator(Config())
-    enricher = Enricher(Config())
+    aggregator = Aggregator(Config(**EVERY_KEY))
+    enricher = Enricher(Config(**EVERY_KEY))
     hooks = load_hooks(Aggregator)(aggregator.record_span, {}, (SERVER,), True, enricher)
     processor = BizOpsSpanProcessor(aggregator, hooks=load_hooks(Aggregator))
     # hooks of our own, so that their enricher can be inspected below
@@ -285,7 +287,7 @@ def test_with_rules_both_twins_write_the_same_attributes_and_aggregates() -> Non
 
     rules = (("/product/*", "product"), ("re:^/api/", "api"), ("GET /health", "health"),
              (lambda route, path, name: "static" if path and path.startswith("/s/") else None))
-    config = Config(page_groups=rules)
+    config = Config(**EVERY_KEY, page_groups=rules)
 
     def run(aggregator_cls: Any) -> Any:
         rng = random.Random(11)

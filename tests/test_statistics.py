@@ -12,6 +12,7 @@ from scipy import stats as sps
 from bizops_otel import Config
 from bizops_otel.aggregate._layout import GROWTH, bucket_edges, bucket_of
 from tests.datasets import DISTRIBUTIONS, Traffic, traffic
+from tests.keys import EVERY_KEY
 
 KEY = ("checkout", "spring_sale")
 
@@ -34,7 +35,7 @@ def close(a: float, b: float, rel: float) -> bool:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pearson_and_slope_match_numpy(Aggregator: Any, seed: int) -> None:
     data = traffic(seed, n=5000)
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     feed(agg, data)
     stats = agg.snapshot()[KEY]
     for kpi, values in (("order_value", data.order_value), ("conversion", data.conversion),
@@ -53,7 +54,7 @@ def test_pearson_and_slope_match_numpy(Aggregator: Any, seed: int) -> None:
 
 def test_pearson_interval_is_fisher_z(Aggregator: Any) -> None:
     data = traffic(4, n=2000)
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     feed(agg, data)
     r, low, high, n = agg.snapshot()[KEY].pearson("order_value", confidence=0.9)
     z = sps.norm.ppf(0.95)
@@ -70,7 +71,7 @@ def test_pearson_interval_covers_true_correlation(Aggregator: Any) -> None:
         rng = np.random.default_rng(1000 + seed)
         x = rng.normal(size=300)
         y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=300)
-        agg = Aggregator(Config(kpis=("order_value",), outcome=None))
+        agg = Aggregator(Config(**EVERY_KEY, kpis=("order_value",), outcome=None))
         # Latency and value are affine in x and y, so the population r is exactly rho.
         agg.record_many(("a", "b"), 1.0 + 0.1 * x, {"order_value": 100.0 + 10.0 * y})
         result = agg.snapshot()[("a", "b")].pearson("order_value")
@@ -82,7 +83,7 @@ def test_pearson_interval_covers_true_correlation(Aggregator: Any) -> None:
 @pytest.mark.parametrize("seed", [5, 6, 7])
 def test_spearman_of_conversion_matches_scipy(Aggregator: Any, seed: int) -> None:
     data = traffic(seed, n=20_000, conversion_slope=-2.0)
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_many(KEY, data.latency, {"conversion": data.conversion})
     rho = agg.snapshot()[KEY].spearman("conversion")
     expected = sps.spearmanr(data.latency, data.conversion).statistic
@@ -91,7 +92,7 @@ def test_spearman_of_conversion_matches_scipy(Aggregator: Any, seed: int) -> Non
 
 
 def test_spearman_refuses_continuous_kpis(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record(KEY, 0.2, {"order_value": 10.0, "conversion": 1})
     with pytest.raises(ValueError, match="outcome KPI"):
         agg.snapshot()[KEY].spearman("order_value")
@@ -102,7 +103,7 @@ def test_quantiles_within_bucket_width(Aggregator: Any, name: str) -> None:
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     latency = DISTRIBUTIONS[name](rng, 20_000)
     latency = latency[(latency >= 0.001) & (latency < 60.0)]
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_many(KEY, latency)
     stats = agg.snapshot()[KEY]
     for q in (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999):
@@ -124,7 +125,7 @@ def test_buckets_are_at_most_ten_percent_wide() -> None:
 
 
 def test_out_of_range_latencies_clamp_into_edge_buckets(Aggregator: Any) -> None:
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     for t in (0.0, 0.0004, 0.5, 75.0, 3600.0, 1e6):
         agg.record(KEY, t)
     stats = agg.snapshot()[KEY]
@@ -136,7 +137,7 @@ def test_out_of_range_latencies_clamp_into_edge_buckets(Aggregator: Any) -> None
 
 def test_conversion_curve_counts_are_exact(Aggregator: Any) -> None:
     data = traffic(9, n=3000)
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     feed(agg, data)
     curve = agg.snapshot()[KEY].conversion_by_latency()
     buckets = np.array([bucket_of(float(t)) for t in data.latency])
@@ -152,7 +153,7 @@ def test_conversion_curve_counts_are_exact(Aggregator: Any) -> None:
 
 def test_merge_equals_one_aggregator_fed_the_union(Aggregator: Any) -> None:
     data = traffic(10, n=6000)
-    whole, left, right = (Aggregator(Config()) for _ in range(3))
+    whole, left, right = (Aggregator(Config(**EVERY_KEY)) for _ in range(3))
     feed(whole, data)
     feed(left, data, stop=2500)
     feed(right, data, start=2500)
@@ -180,7 +181,7 @@ def test_merge_equals_one_aggregator_fed_the_union(Aggregator: Any) -> None:
 
 def test_total_equals_numpy_over_all_keys(Aggregator: Any) -> None:
     data = traffic(12, n=4000)
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     pages = np.array(["home", "product", "cart", "checkout"])[np.arange(4000) % 4]
     for i, page in enumerate(pages):
         agg.record((page, ""), float(data.latency[i]), {"order_value": float(data.order_value[i])})

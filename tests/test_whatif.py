@@ -12,6 +12,7 @@ from scipy.special import expit
 from bizops_otel import Config
 from bizops_otel.analytics.whatif import fit_logistic, project
 from tests.datasets import traffic
+from tests.keys import EVERY_KEY
 
 
 def grouped(seed: int, slope: float, n: int = 20_000) -> tuple[Any, Any, Any]:
@@ -90,7 +91,7 @@ def test_degenerate_data_do_not_pretend() -> None:
 
 def test_fits_the_aggregators_conversion_curve(Aggregator: Any) -> None:
     data = traffic(9, n=30_000, conversion_slope=-1.5)
-    agg = Aggregator(Config())
+    agg = Aggregator(Config(**EVERY_KEY))
     agg.record_many(("checkout", ""), data.latency, {"conversion": data.conversion})
     curve = agg.snapshot()[("checkout", "")].conversion_by_latency()
     middle = np.sqrt(np.maximum(curve.edges[:-1], 1e-3) * np.minimum(curve.edges[1:], 120.0))

@@ -10,6 +10,7 @@ allocate Python objects, takes a lock.
 Memory comes from ``PyMem_Raw*`` so that tracemalloc sees it.
 """
 
+import heapq
 import threading
 import time
 
@@ -109,7 +110,7 @@ from bizops_otel.aggregate._layout import (
     KPI_FIELD_COUNT as _KPI_FIELD_COUNT,
     LOWEST as _LOWEST,
 )
-from bizops_otel.aggregate._state import StateArrays, sort_rows
+from bizops_otel.aggregate._state import StateArrays, expired_rows, sort_rows
 from bizops_otel.attributes import (
     DROP_INDEX,
     DROP_REASONS,
@@ -156,6 +157,8 @@ cdef int R_SESSION = DROP_INDEX["session_invalid"]
 cdef int N_REASONS = len(DROP_REASONS)
 
 RAW_ENTRIES_PER_KEY = 4
+# ``last_seen`` of a free key id (never used, or expired); as ``_aggregator_py.FREE``.
+cdef int64_t FREE = -9223372036854775807 - 1
 cdef object MISSING_VALUE = MISSING
 cdef object SESSION_KEY = SESSION_ID
 
@@ -503,6 +506,13 @@ cdef int state_add_batch(State *s, int32_t key, Batch *b, int m) noexcept nogil:
 cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
     """Add every row of ``src`` (a retiring sub-window) into ``dst``;
     mirrors ``_aggregator_py._State.merge_from``."""
+    return state_merge_rows(dst, src, m, NULL)
+
+
+cdef int state_merge_rows(State *dst, const State *src, int m,
+                          const int64_t *only_free) noexcept nogil:
+    """``state_merge``, or with ``only_free`` only the rows of keys whose entry there is
+    FREE (expiring keys, whose final rows the sweep keeps)."""
     cdef int32_t i, slot
     cdef int j, code, offset, index
     cdef Row *row
@@ -512,6 +522,8 @@ cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
     cdef const uint64_t *counts
     for i in range(src.n_slots):
         source = row_at(src, i, m)
+        if only_free != NULL and only_free[source.key] != FREE:
+            continue
         slot = state_slot(dst, source.key, m)
         if slot < 0:
             return -1
@@ -535,6 +547,50 @@ cdef int state_merge(State *dst, const State *src, int m) noexcept nogil:
             for offset in range(BLOCK):
                 block[offset] += counts[offset]
     return 0
+
+
+cdef void state_drop(State *s, const int64_t *last_seen, int m) noexcept nogil:
+    """Forget the rows of keys whose ``last_seen`` is FREE (expired), keeping the others in
+    their order; mirrors ``_aggregator_py._State.drop``. The block pool is compacted into
+    fresh memory; without memory for it, the freed blocks stay unused until the state is
+    cleared."""
+    cdef int32_t i, kept = 0, index
+    cdef int code
+    cdef int32_t n_blocks = 0
+    cdef uint64_t *blocks
+    cdef Row *row
+    for i in range(s.n_slots):
+        if last_seen[row_at(s, i, m).key] == FREE:
+            break
+    else:
+        return
+    blocks = <uint64_t *>PyMem_RawMalloc((s.n_blocks if s.n_blocks else 1)
+                                         * BLOCK * sizeof(uint64_t))
+    for i in range(s.n_slots):
+        row = row_at(s, i, m)
+        if last_seen[row.key] == FREE:
+            s.slot_of[row.key] = -1
+            continue
+        if kept != i:
+            memcpy(row_at(s, kept, m), row, row_bytes(m))
+            row = row_at(s, kept, m)
+        s.slot_of[row.key] = kept
+        kept += 1
+        if blocks == NULL:
+            continue
+        for code in range(BLOCK_CODES):
+            index = row.blocktab[code]
+            if index >= 0:
+                memcpy(&blocks[n_blocks * BLOCK], &s.blocks[index * BLOCK],
+                       BLOCK * sizeof(uint64_t))
+                row.blocktab[code] = n_blocks
+                n_blocks += 1
+    s.n_slots = kept
+    if blocks != NULL:
+        PyMem_RawFree(s.blocks)
+        s.blocks = blocks
+        s.cap_blocks = s.n_blocks if s.n_blocks else 1
+        s.n_blocks = n_blocks
 
 
 cdef object state_dump(const State *s, int m):
@@ -707,9 +763,49 @@ cdef void table_free(KeyTable *t) noexcept:
     t.used = 0
 
 
+cdef int table_keep(KeyTable *t, const int64_t *last_seen, int32_t overflow) noexcept:
+    """Forget the entries that lead to a free key id or to the overflow key (after keys
+    expired: those values may fit now); -1 and nothing changed when memory runs out."""
+    cdef KeyTable kept
+    cdef size_t i
+    cdef int k
+    cdef Entry *e
+    kept.d = t.d
+    kept.used = 0
+    kept.capacity = t.capacity
+    if t.capacity == 0:
+        return 0
+    kept.entries = <char *>PyMem_RawMalloc(t.capacity * entry_bytes(t.d))
+    if kept.entries == NULL:
+        return -1
+    memset(kept.entries, 0, t.capacity * entry_bytes(t.d))
+    for i in range(t.capacity):
+        e = entry_at(t, i)
+        if not e.used:
+            continue
+        if e.key == overflow or last_seen[e.key] == FREE:
+            for k in range(t.d):
+                Py_XDECREF(entry_values(e)[k])
+        else:
+            table_place(&kept, entry_values(e), e.hash, e.key)
+            kept.used += 1
+    PyMem_RawFree(t.entries)
+    t.entries = kept.entries
+    t.used = kept.used
+    return 0
+
+
 # --------------------------------------------------------------------------------------
 
 include "_sessions_c.pxi"
+include "_admission_c.pxi"
+
+
+def _admission_hash(tuple values):
+    """The admission sketch's hash of sanitised values (``_admission_py.key_hash``), for
+    the test that holds the twins to one hash."""
+    return sketch_hash(values)
+
 
 # --------------------------------------------------------------------------------------
 
@@ -727,8 +823,15 @@ cdef class Aggregator:
     implementation = "native"
 
     cdef readonly object config
-    cdef object _keys
+    cdef object _keys           # key id -> key, None where the id is free
     cdef object _key_of
+    cdef object _free           # heap of free key ids, smallest first
+    cdef int64_t *_last_seen    # key id -> end of its newest span, FREE if the id is free
+    cdef int64_t _ttl_ns
+    cdef int64_t _sweep_due     # start of the newest sub-window, once a sweep is due
+    cdef int64_t _swept
+    cdef Sketch _sketch
+    cdef object _expired        # see ``_aggregator_py.Aggregator.snapshot_and_expired``
     cdef KeyTable _raw
     cdef object _lock
     cdef object _dim_keys
@@ -769,6 +872,8 @@ cdef class Aggregator:
         self._ring_epoch = NULL
         self._hot = NULL
         self._key_group = NULL
+        self._last_seen = NULL
+        memset(&self._sketch, 0, sizeof(Sketch))
         memset(&self._retired, 0, sizeof(State))
         memset(&self._raw, 0, sizeof(KeyTable))
 
@@ -805,8 +910,10 @@ cdef class Aggregator:
             raise MemoryError()
         memset(self._ring, 0, self._slots * sizeof(State))
         self._key_group = <int32_t *>PyMem_RawMalloc((cfg.max_keys + 1) * sizeof(int32_t))
-        if self._key_group == NULL:
+        self._last_seen = <int64_t *>PyMem_RawMalloc((cfg.max_keys + 1) * sizeof(int64_t))
+        if self._key_group == NULL or self._last_seen == NULL:
             raise MemoryError()
+        self._ttl_ns = cfg.key_ttl_ns
         self._clear()
         _fork.track(self)
 
@@ -820,12 +927,23 @@ cdef class Aggregator:
             PyMem_RawFree(self._ring)
         PyMem_RawFree(self._ring_epoch)
         PyMem_RawFree(self._key_group)
+        PyMem_RawFree(self._last_seen)
+        sketch_free(&self._sketch)
 
     # Life cycle -------------------------------------------------------------------------
     cdef int _clear(self) except -1:
         cdef int i
         self._keys = []
         self._key_of = {}
+        self._free = []
+        self._expired = []
+        for i in range(self._max_keys + 1):
+            self._last_seen[i] = FREE
+        self._sweep_due = FREE
+        self._swept = FREE
+        sketch_free(&self._sketch)
+        sketch_init(&self._sketch, self.config.admission_count,
+                    self.config.admission_window_ns)
         table_free(&self._raw)
         self._raw.d = self._d
         state_free(&self._retired)
@@ -853,33 +971,32 @@ cdef class Aggregator:
         self._clear()
 
     # Keys -------------------------------------------------------------------------------
-    def _key_id(self, tuple raw):
-        """Key id of raw dimension values (exact ``str`` or already sanitised)."""
+    def _key_id(self, tuple raw, int64_t end_ns, int64_t sightings=1):
+        """Key id of raw dimension values (exact ``str`` or already sanitised), seen in a
+        span ending at ``end_ns``; as ``_aggregator_py.Aggregator._key_id``."""
         cdef PyObject *values[MAX_DIMS]
         cdef Py_ssize_t i
         cdef int32_t key_id
         for i in range(self._d):
             values[i] = PyTuple_GET_ITEM(raw, i)
         key_id = table_find(&self._raw, values, mix_hashes(values, self._d))
-        return key_id if key_id >= 0 else self._create_key(raw)
+        if key_id >= 0 and not (key_id == self._max_keys and self._sweep_due > self._swept):
+            return key_id
+        return self._create_key(raw, end_ns, sightings)
 
-    def _create_key(self, tuple raw):
+    def _create_key(self, tuple raw, int64_t end_ns, int64_t sightings=1):
+        """The slow path of ``_key_id``: as ``_aggregator_py.Aggregator._key_id``."""
         cdef PyObject *values[MAX_DIMS]
         cdef Py_ssize_t i
         limit = self._value_length
         clean = tuple([sanitize_dimension(v, limit) for v in raw])
         with self._lock:
+            self._sweep_if_due()
             key_id = self._key_of.get(clean)
             if key_id is None:
-                if len(self._keys) < self._max_keys:
-                    key_id = len(self._keys)
-                    self._keys.append(clean)
-                    self._key_of[clean] = key_id
-                    if self._sessions is not None:
-                        page = clean[self._page_at] if self._page_at >= 0 else MISSING
-                        self._key_group[key_id] = self._sessions.groups.row(page)
-                else:
-                    key_id = self._max_keys  # the overflow key
+                key_id = self._new_key(clean, end_ns, sightings)
+                if key_id < 0:  # not admitted yet: every sighting must reach the sketch
+                    return self._max_keys
             for i in range(self._d):
                 values[i] = PyTuple_GET_ITEM(raw, i)
             hashed = mix_hashes(values, self._d)
@@ -887,6 +1004,89 @@ cdef class Aggregator:
                     and table_find(&self._raw, values, hashed) < 0):
                 table_insert(&self._raw, values, hashed, key_id)
         return key_id
+
+    cdef int32_t _new_key(self, tuple clean, int64_t end_ns, int64_t sightings) except -2:
+        """As ``_aggregator_py.Aggregator._create_key``; called with the lock."""
+        cdef int32_t key_id
+        if not sketch_admit(&self._sketch, clean, end_ns, sightings):
+            return -1
+        if len(self._keys) - len(self._free) >= self._max_keys:
+            return self._max_keys  # the overflow key
+        if self._free:
+            key_id = heapq.heappop(self._free)
+            self._keys[key_id] = clean
+        else:
+            key_id = len(self._keys)
+            self._keys.append(clean)
+        self._key_of[clean] = key_id
+        self._last_seen[key_id] = end_ns
+        if self._sessions is not None:
+            page = clean[self._page_at] if self._page_at >= 0 else MISSING
+            self._key_group[key_id] = self._sessions.groups.row(page)
+        return key_id
+
+    # Expiry -----------------------------------------------------------------------------
+    cdef int _sweep_if_due(self) except -1:
+        """As ``_aggregator_py.Aggregator._sweep_if_due``; called with the lock."""
+        if self._sweep_due > self._swept:
+            self._sweep(self._sweep_due)
+        return 0
+
+    cdef int _sweep(self, int64_t now_ns) except -1:
+        """As ``_aggregator_py.Aggregator._sweep``; called with the lock. From the first
+        row dropped to the last lookup forgotten, nothing runs Python code, so recording
+        threads see the states before the sweep or after it, never between."""
+        cdef int32_t key_id, n = len(self._keys)
+        cdef int64_t horizon
+        cdef int i, failed = 0
+        cdef list gone = []
+        cdef bint keep = self.config.multiproc_dir is not None
+        cdef State final
+        if now_ns > self._swept:
+            self._swept = now_ns
+        if self._ttl_ns == 0:
+            return 0
+        horizon = now_ns - self._ttl_ns
+        for key_id in range(n):
+            if self._last_seen[key_id] != FREE and self._last_seen[key_id] <= horizon:
+                gone.append(key_id)
+        if not gone:
+            return 0
+        names = {key_id: self._keys[key_id] for key_id in gone}
+        memset(&final, 0, sizeof(State))
+        try:
+            for key_id in gone:
+                self._last_seen[key_id] = FREE
+            if keep:
+                failed |= state_merge_rows(&final, &self._retired, self._m, self._last_seen)
+                for i in range(self._slots):
+                    failed |= state_merge_rows(&final, &self._ring[i], self._m,
+                                               self._last_seen)
+            state_drop(&self._retired, self._last_seen, self._m)
+            for i in range(self._slots):
+                state_drop(&self._ring[i], self._last_seen, self._m)
+            if table_keep(&self._raw, self._last_seen, self._max_keys) < 0:
+                # No memory to rebuild the lookups: forget them all rather than keep any
+                # that leads to a free id.
+                table_free(&self._raw)
+                self._raw.d = self._d
+            for key_id in gone:
+                del self._key_of[self._keys[key_id]]
+                self._keys[key_id] = None
+                heapq.heappush(self._free, key_id)
+            if keep and not failed:
+                self._keep_expired(state_dump(&final, self._m), names, gone)
+        finally:
+            state_free(&final)
+        return 0
+
+    cdef int _keep_expired(self, object final, dict names, list gone) except -1:
+        """As ``_aggregator_py.Aggregator._keep_expired``, from the expiring keys' rows
+        merged in ``final``."""
+        self._expired.append(expired_rows([final], self._m, names, gone))
+        while sum([e.state.rows for e in self._expired]) > self._max_keys:
+            self._expired.pop(0)
+        return 0
 
     cdef inline object _raw_value(self, object value):
         if value is None:
@@ -899,7 +1099,7 @@ cdef class Aggregator:
     # which the C compiler can inline, instead of calls through the class's method table.
     @cython.final
     cdef Py_ssize_t _span_key(self, object attributes, bint is_dict,
-                              object fallback) except -1:
+                              object fallback, int64_t end_ns) except -1:
         """Key id of a span's dimension attributes, without allocating on a table hit.
 
         The values are borrowed from the attribute dict; nothing below runs Python code
@@ -912,7 +1112,7 @@ cdef class Aggregator:
         cdef bint has_fallback = fallback is not None
         if not is_dict or (has_fallback and (type(fallback) is not tuple
                                               or len(<tuple>fallback) != self._d)):
-            return self._key_id(self._raw_dims(attributes, fallback))
+            return self._key_id(self._raw_dims(attributes, fallback), end_ns)
         for i in range(self._d):
             found = dict_lookup(<PyObject *>attributes, self._dim_attr[i])
             if found == NULL:
@@ -923,12 +1123,12 @@ cdef class Aggregator:
                 else:
                     found = <PyObject *>MISSING_VALUE
             if type(<object>found) is not str:
-                return self._key_id(self._raw_dims(attributes, fallback))
+                return self._key_id(self._raw_dims(attributes, fallback), end_ns)
             values[i] = found
         key_id = table_find(&self._raw, values, mix_hashes(values, self._d))
-        if key_id >= 0:
+        if key_id >= 0 and not (key_id == self._max_keys and self._sweep_due > self._swept):
             return key_id
-        return self._create_key(self._raw_dims(attributes, fallback))
+        return self._create_key(self._raw_dims(attributes, fallback), end_ns)
 
     cdef tuple _raw_dims(self, object attributes, object fallback):
         """Same as ``_aggregator_py.Aggregator._span_dims``."""
@@ -1020,6 +1220,7 @@ cdef class Aggregator:
         if epoch > self._newest_epoch:
             self._newest_epoch = epoch
             self._hot = NULL
+            self._sweep_due = epoch * self._slot_ns
         if self._ring_epoch[index] != epoch:
             if epoch < self._ring_epoch[index]:
                 return &self._retired
@@ -1037,6 +1238,16 @@ cdef class Aggregator:
         return &self._ring[index]
 
     @cython.final
+    cdef inline int32_t _touch(self, int32_t key, int64_t end_ns) noexcept:
+        """As ``_aggregator_py.Aggregator._touch``: note the newest span end; the overflow
+        key if this key expired since it was looked up."""
+        if self._last_seen[key] == FREE:
+            key = self._max_keys
+        if end_ns > self._last_seen[key]:
+            self._last_seen[key] = end_ns
+        return key
+
+    @cython.final
     cdef inline void _commit(self, Py_ssize_t key, double t, const double *values,
                              uint32_t mask, const int *drops, int n_drops, bint error,
                              int64_t end_ns, PyObject *session) noexcept:
@@ -1051,6 +1262,7 @@ cdef class Aggregator:
         cdef int bucket = bucket_of(t)
         for i in range(n_drops):
             self._dropped[drops[i]] += 1
+        key = self._touch(<int32_t>key, end_ns)
         if state_add(self._target(end_ns), <int32_t>key, t, bucket, outcome, values, mask,
                      self._m, error) < 0:
             self._dropped[R_MEMORY] += 1
@@ -1121,7 +1333,7 @@ cdef class Aggregator:
                     # (a value's __str__) that could remove the borrowed session id from
                     # the dict: hold a reference until the commit.
                     held = <object>session
-            key = self._span_key(attributes, True, fallback)
+            key = self._span_key(attributes, True, fallback, end)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0
@@ -1156,7 +1368,7 @@ cdef class Aggregator:
                     n_drops += 1
             if self._sessions is not None:
                 session = attributes.get(SESSION_KEY)
-            key = self._span_key(attributes, False, fallback)  # last, as above
+            key = self._span_key(attributes, False, fallback, end)  # last, as above
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0
@@ -1217,7 +1429,7 @@ cdef class Aggregator:
                     return
                 when = stamp
             failed = _truthy(error)
-            key = self._key_id(raw)
+            key = self._key_id(raw, when)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return
@@ -1239,7 +1451,8 @@ cdef class Aggregator:
         try:
             memset(batch, 0, sizeof(Batch))
             self._reduce(batch, latency, columns, flags.view(np.uint8))
-            key = self._key_id(tuple([self._raw_value(v) for v in dims]))
+            key = self._key_id(tuple([self._raw_value(v) for v in dims]), when,
+                               batch.count if batch.count > 1 else 1)
             self._commit_batch(batch, key, when)
         finally:
             PyMem_RawFree(batch)
@@ -1250,6 +1463,7 @@ cdef class Aggregator:
             self._dropped[i] += batch.drops[i]
         if batch.count == 0:
             return
+        key = self._touch(<int32_t>key, when)
         if state_add_batch(self._target(when), <int32_t>key, batch, self._m) < 0:
             self._dropped[R_MEMORY] += batch.count
 
@@ -1349,6 +1563,13 @@ cdef class Aggregator:
     # Reading ----------------------------------------------------------------------------
     def snapshot(self, now_ns=None):
         """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
+        return self._snapshot(now_ns, False)[0]
+
+    def snapshot_and_expired(self, now_ns=None):
+        """As ``_aggregator_py.Aggregator.snapshot_and_expired``."""
+        return self._snapshot(now_ns, True)
+
+    cdef tuple _snapshot(self, object now_ns, bint take):
         cdef int64_t now = time.time_ns() if now_ns is None else now_ns
         cdef int64_t current = floor_div(now, self._slot_ns)
         cdef int i, failed = 0
@@ -1358,6 +1579,11 @@ cdef class Aggregator:
         cdef State recent
         memset(&cumulative, 0, sizeof(State))
         memset(&recent, 0, sizeof(State))
+        taken = []
+        with self._lock:
+            self._sweep(now)
+            if take:
+                taken, self._expired = self._expired, []
         try:
             # Everything below until the dumps is C code: no other thread can run, so the
             # merged states and the key count form one consistent picture. Merging here,
@@ -1384,7 +1610,7 @@ cdef class Aggregator:
             state_free(&recent)
         return Snapshot.from_state(self.config, keys, cumulative_arrays,
                                    [dropped[i] for i in range(N_REASONS)], recent_arrays, now,
-                                   sessions, started_ns=self._started_ns)
+                                   sessions, started_ns=self._started_ns), taken
 
 
 # The span hooks (ext/span/_hooks_c.pyx) call record_span for every request span. Through

@@ -18,6 +18,8 @@ from .latency_buckets import DEFAULT_EXPORT_BUCKETS, export_edge_indices
 MAX_KPIS = 16
 MAX_DIMENSIONS = 8
 MAX_KEYS_LIMIT = 1_000_000
+MAX_ADMISSION_COUNT = 100
+MAX_KEY_TTL = 30 * 86400
 
 
 class ConfigError(ValueError):
@@ -100,6 +102,10 @@ def _normalise_kpis(kpis: Iterable[Kpi | str]) -> tuple[Kpi, ...]:
     return tuple(result)
 
 
+#: The default key_ttl, in recent windows: a key idle this long has had no span in its
+#: recent statistics for four windows, and its campaign has long since left the monitor.
+KEY_TTL_WINDOWS = 5
+
 #: The default outcome: resolved from the KPIs when the Config is made.
 OUTCOME_AUTO = "auto"
 
@@ -117,6 +123,15 @@ class Config:
     )
     dimensions: tuple[str, ...] = (attr.PAGE_GROUP, attr.CAMPAIGN_ID)
     max_keys: int = 2000
+    #: Sightings of a new key (within about ``admission_window``) before it gets a key of
+    #: its own; until then its spans count in the overflow key. 1 admits on first sight.
+    admission_count: int = 2
+    #: Seconds between two halvings of the admission sketch's counters.
+    admission_window: float = 60.0
+    #: Seconds without a span after which a key expires and frees its capacity (0: never).
+    #: At least ``window``, so that a key's recent statistics outlive it. None: five recent
+    #: windows (600 s at the default window), so the default follows a changed window.
+    key_ttl: float | None = None
     #: Length of the recent window, in seconds.
     window: float = 120.0
     #: Sub-windows in the recent window's ring; the window slides in steps of window/slots.
@@ -184,10 +199,21 @@ class Config:
         object.__setattr__(self, "dimensions", dims)
         _require(_is_int(self.max_keys) and 1 <= self.max_keys <= MAX_KEYS_LIMIT,
                  "max_keys", f"must be an integer in [1, {MAX_KEYS_LIMIT}], got {self.max_keys!r}")
+        _require(_is_int(self.admission_count)
+                 and 1 <= self.admission_count <= MAX_ADMISSION_COUNT, "admission_count",
+                 f"must be an integer in [1, {MAX_ADMISSION_COUNT}], "
+                 f"got {self.admission_count!r}")
+        _require(_is_number(self.admission_window) and 0.001 <= self.admission_window <= 86400,
+                 "admission_window",
+                 f"must be seconds in [0.001, 86400], got {self.admission_window!r}")
         _require(_is_int(self.window_slots) and 1 <= self.window_slots <= 1000,
                  "window_slots", f"must be an integer in [1, 1000], got {self.window_slots!r}")
         _require(_is_number(self.window) and 0.001 <= self.window <= 7 * 86400,
                  "window", f"must be seconds in [0.001, 604800], got {self.window!r}")
+        _require(self.key_ttl is None or (_is_number(self.key_ttl) and (
+                     self.key_ttl == 0 or self.window <= self.key_ttl <= MAX_KEY_TTL)),
+                 "key_ttl", f"must be 0 (never expire) or seconds in [window = {self.window!r}, "
+                 f"{MAX_KEY_TTL}], got {self.key_ttl!r}")
         _require(_is_int(self.max_sessions) and 0 <= self.max_sessions <= 10_000_000,
                  "max_sessions",
                  f"must be an integer in [0, 10000000], got {self.max_sessions!r}")
@@ -234,6 +260,23 @@ class Config:
     def window_slot_ns(self) -> int:
         """Width of one sub-window in nanoseconds."""
         return max(1, round(self.window * 1e9 / self.window_slots))
+
+    @property
+    def admission_window_ns(self) -> int:
+        """Period of the admission sketch's aging, in nanoseconds."""
+        return max(1, round(self.admission_window * 1e9))
+
+    @property
+    def key_ttl_ns(self) -> int:
+        """Idle time after which a key expires, in nanoseconds; 0: never."""
+        return round(self.key_ttl_seconds * 1e9)
+
+    @property
+    def key_ttl_seconds(self) -> float:
+        """``key_ttl``, with None resolved to its default of ``KEY_TTL_WINDOWS`` windows."""
+        if self.key_ttl is None:
+            return min(KEY_TTL_WINDOWS * self.window, MAX_KEY_TTL)
+        return self.key_ttl
 
     @property
     def kpi_names(self) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from .analytics.health import AlertCallback, CampaignHealth, CampaignMonitor
 from .attributes import CAMPAIGN_ID
 from .config import Config
 from .export.exposition import start_http_server
-from .export.multiproc import state_file
+from .export.multiproc import Retirements, state_file
 from .export.otel import OTelMetrics
 from .export.otlp import settings as otlp_settings
 from .export.otlp.push import ExportStatus, Pusher
@@ -47,6 +47,7 @@ class BizOps:
         self.tracer_provider = tracer_provider
         self.meter_provider: Any = None
         self._writer: Periodic | None = None
+        self._retirements: Retirements | None = None
         self.metrics: OTelMetrics | None = None
         self.campaigns: CampaignMonitor | None = None
         self.pusher: Pusher | None = None
@@ -149,8 +150,9 @@ class BizOps:
 
     def _after_fork_in_child(self) -> None:
         # The parent's writer thread does not exist here, and this process needs its own
-        # file; the aggregator itself was emptied by its own fork hook.
+        # file and retired rows; the aggregator itself was emptied by its own fork hook.
         self._writer = None
+        self._retirements = None
         self.start_writer()
         if self.campaigns is not None:
             self.campaigns.restart_after_fork()
@@ -165,11 +167,18 @@ class BizOps:
     def write_state(self) -> Path | None:
         """Write the current snapshot to :meth:`state_path` (atomically)."""
         path = self.state_path()
-        snapshot = self.snapshot()
-        if path is None or snapshot is None:
+        if path is None or self.aggregator is None:
             return None
+        # Keys that expired since the last write leave the live state and enter the
+        # retired rows in the same file, so the merge never sees them in neither.
+        snapshot, expired = self.aggregator.snapshot_and_expired()
+        snapshot = snapshot.with_dropped(drops.counts())
+        if self._retirements is None:
+            self._retirements = Retirements(path.parent, len(self.config.kpis),
+                                            self.config.max_keys)
+        self._retirements.add(expired)
         path.parent.mkdir(parents=True, exist_ok=True)
-        persist.write(snapshot, path)
+        persist.write(snapshot, path, self._retirements.current())
         return path
 
     def shutdown(self) -> None:

@@ -7,6 +7,7 @@ mirrored in the native module, and the differential tests hold the two together.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import time
@@ -27,6 +28,7 @@ from ..attributes import (
 )
 from ..config import Config
 from . import _fork
+from ._admission_py import Doorkeeper
 from ._batch import batch_end, batch_inputs, end_timestamp
 from ._layout import (
     BLOCK,
@@ -44,7 +46,7 @@ from ._layout import (
     bucket_of,
 )
 from ._sessions_py import SessionTable
-from ._state import StateArrays, merge_states
+from ._state import Expired, StateArrays, expired_rows, merge_states
 from .snapshot import Snapshot
 
 _F = KPI_FIELD_COUNT
@@ -54,6 +56,8 @@ _SESSION_INVALID = DROP_INDEX["session_invalid"]
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # timestamps are int64 nanoseconds
 #: Raw-value lookups kept per key before further raw variants take the slow path.
 RAW_ENTRIES_PER_KEY = 4
+#: ``last_seen`` of a key id that is free (never used, or expired).
+FREE = _INT64_MIN
 
 
 class _State:
@@ -177,6 +181,23 @@ class _State:
                 if hits:
                     self._add_hits(slot, code, offset, hits)
 
+    def drop(self, gone: set[int]) -> None:
+        """Forget the rows of the key ids in ``gone`` (expired keys), keeping the others in
+        their order; mirrors ``state_drop`` of the native twin."""
+        keep = [row for row, key_id in enumerate(self.key_ids) if key_id not in gone]
+        if len(keep) == len(self.key_ids):
+            return
+        renumber = {old: new for new, old in enumerate(keep)}
+        self.key_ids = [self.key_ids[row] for row in keep]
+        self.count = [self.count[row] for row in keep]
+        self.errors = [self.errors[row] for row in keep]
+        self.latency_sum = [self.latency_sum[row] for row in keep]
+        self.kpi_n = [self.kpi_n[row] for row in keep]
+        self.kpi_f = [self.kpi_f[row] for row in keep]
+        self.slot_of = {key_id: row for row, key_id in enumerate(self.key_ids)}
+        self.blocks = {(renumber[row], code): block
+                       for (row, code), block in self.blocks.items() if row in renumber}
+
     def dump(self) -> StateArrays:
         order = sorted(self.blocks)
         rows = len(self.key_ids)
@@ -237,9 +258,24 @@ class Aggregator:
     # Life cycle ---------------------------------------------------------------------------
     def _clear(self) -> None:
         m = len(self._config.kpis)
-        self._keys: list[tuple[str, ...]] = []
+        cfg = self._config
+        # Key ids index ``_keys``; an expired key leaves None there and its id on the heap
+        # ``_free``, which hands out the smallest free id first (both twins alike).
+        self._keys: list[tuple[str, ...] | None] = []
         self._key_of: dict[tuple[str, ...], int] = {}
+        self._free: list[int] = []
         self._raw: dict[tuple[str, ...], int] = {}
+        # End time of the newest span of each key id (FREE when the id is free); the
+        # overflow key's entry is last and never expires.
+        self._last_seen = [FREE] * (cfg.max_keys + 1)
+        self._ttl_ns = cfg.key_ttl_ns
+        self._sweep_due = FREE  # start of the newest sub-window, once a sweep is due
+        self._swept = FREE
+        self._doorkeeper = (Doorkeeper(cfg.admission_count, cfg.admission_window_ns)
+                            if cfg.admission_count > 1 else None)
+        # With a multi-process directory, expired keys' final rows wait here for the state
+        # writer (``snapshot_and_expired``), so that merged counters never go back.
+        self._expired: list[Expired] = []
         # Spans update only their sub-window; a sub-window folds into ``_retired`` when its
         # ring slot is reused. The cumulative view is retired + ring, merged on read, so
         # each span costs one state update instead of two.
@@ -250,7 +286,6 @@ class Aggregator:
         self._dropped = [0] * len(DROP_REASONS)
         # Cumulative exports start here: backends compute rates from it across restarts.
         self._started_ns = time.time_ns()
-        cfg = self._config
         self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
                           if cfg.max_sessions else None)
         # Key id -> session-table row of the key's page group.
@@ -270,28 +305,98 @@ class Aggregator:
         return self._config
 
     # Keys ----------------------------------------------------------------------------------
-    def _key_id(self, raw: tuple[str, ...]) -> int:
-        """Key id of raw dimension values (exact ``str`` or already sanitised)."""
+    def _key_id(self, raw: tuple[str, ...], end_ns: int, sightings: int = 1) -> int:
+        """Key id of raw dimension values (exact ``str`` or already sanitised), seen in a
+        span ending at ``end_ns`` (``sightings`` times, for a batch). A value remembered as
+        overflow takes the slow path when a sweep is due: expired keys may have made room."""
         key_id = self._raw.get(raw)
-        if key_id is not None:
+        if key_id is not None and not (key_id == self._config.max_keys
+                                       and self._sweep_due > self._swept):
             return key_id
         limit = self._config.max_value_length
         clean = tuple(sanitize_dimension(v, limit) for v in raw)
         with self._lock:
+            self._sweep_if_due()
             key_id = self._key_of.get(clean)
             if key_id is None:
-                if len(self._keys) < self._config.max_keys:
-                    key_id = len(self._keys)
-                    self._keys.append(clean)
-                    self._key_of[clean] = key_id
-                    if self._sessions is not None:
-                        page = clean[self._page_at] if self._page_at >= 0 else MISSING
-                        self._key_group.append(self._sessions.groups.row(page))
-                else:
-                    key_id = self._config.max_keys  # the overflow key
+                key_id = self._create_key(clean, end_ns, sightings)
+                if key_id < 0:  # not admitted yet: every sighting must reach the sketch
+                    return self._config.max_keys
             if len(self._raw) < RAW_ENTRIES_PER_KEY * (self._config.max_keys + 1):
                 self._raw[raw] = key_id
         return key_id
+
+    def _create_key(self, clean: tuple[str, ...], end_ns: int, sightings: int) -> int:
+        """A new key's id, the overflow key's when keys are at ``max_keys``, or -1 while
+        the doorkeeper has not seen it ``admission_count`` times. Called with the lock."""
+        if (self._doorkeeper is not None
+                and not self._doorkeeper.admit(clean, end_ns, sightings)):
+            return -1
+        if len(self._keys) - len(self._free) >= self._config.max_keys:
+            return self._config.max_keys  # the overflow key
+        if self._free:
+            key_id = heapq.heappop(self._free)
+            self._keys[key_id] = clean
+        else:
+            key_id = len(self._keys)
+            self._keys.append(clean)
+        self._key_of[clean] = key_id
+        self._last_seen[key_id] = end_ns
+        if self._sessions is not None:
+            page = clean[self._page_at] if self._page_at >= 0 else MISSING
+            group = self._sessions.groups.row(page)
+            if key_id < len(self._key_group):
+                self._key_group[key_id] = group
+            else:
+                self._key_group.append(group)
+        return key_id
+
+    # Expiry --------------------------------------------------------------------------------
+    def _sweep_if_due(self) -> None:
+        """Run the sweep a sub-window roll asked for (see ``_target``). Called with the lock,
+        on the slow path only: capacity matters when a key is about to be created."""
+        if self._sweep_due > self._swept:
+            self._sweep(self._sweep_due)
+
+    def _sweep(self, now_ns: int) -> None:
+        """Expire every key whose newest span ended ``key_ttl`` or more before ``now_ns``:
+        its rows leave every state, its id is free again, and lookups that led to it or to
+        the overflow key are forgotten (the overflow ones may fit now). Called with the
+        lock; O(keys)."""
+        self._swept = max(self._swept, now_ns)
+        if not self._ttl_ns:
+            return
+        horizon = now_ns - self._ttl_ns
+        last_seen = self._last_seen
+        gone = {key_id for key_id in range(len(self._keys))
+                if last_seen[key_id] != FREE and last_seen[key_id] <= horizon}
+        if not gone:
+            return
+        if self._config.multiproc_dir is not None:
+            self._keep_expired(sorted(gone))
+        for key_id in sorted(gone):
+            key = self._keys[key_id]
+            assert key is not None
+            del self._key_of[key]
+            self._keys[key_id] = None
+            last_seen[key_id] = FREE
+            heapq.heappush(self._free, key_id)
+        self._retired.drop(gone)
+        for state in self._ring:
+            state.drop(gone)
+        overflow = self._config.max_keys
+        self._raw = {raw: key_id for raw, key_id in self._raw.items()
+                     if key_id != overflow and key_id not in gone}
+
+    def _keep_expired(self, gone: list[int]) -> None:
+        """Keep the final cumulative rows of the keys in ``gone``, before they leave, for
+        ``snapshot_and_expired``; at most ``max_keys`` rows, the oldest going first when
+        no writer takes them."""
+        parts = [self._retired.dump(), *(state.dump() for state in self._ring)]
+        names = {key_id: key for key_id in gone if (key := self._keys[key_id]) is not None}
+        self._expired.append(expired_rows(parts, len(self._config.kpis), names, gone))
+        while sum(e.state.rows for e in self._expired) > self._config.max_keys:
+            self._expired.pop(0)
 
     def _span_dims(self, attributes: Mapping[str, Any],
                    fallback: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -319,7 +424,9 @@ class Aggregator:
         index = epoch % len(self._ring)
         if epoch <= self._newest_epoch - len(self._ring):
             return self._retired
-        self._newest_epoch = max(self._newest_epoch, epoch)
+        if epoch > self._newest_epoch:
+            self._newest_epoch = epoch
+            self._sweep_due = epoch * self._slot_ns
         if self._ring_epoch[index] != epoch:
             if epoch < self._ring_epoch[index]:
                 return self._retired
@@ -327,6 +434,19 @@ class Aggregator:
             self._ring[index] = _State(len(self._config.kpis))
             self._ring_epoch[index] = epoch
         return self._ring[index]
+
+    def _touch(self, key_id: int, end_ns: int) -> int:
+        """Note the key's newest span end; the overflow key's id if the key expired since
+        it was looked up (another thread swept it), so that no row outlives its key. (Were
+        its id given to a new key in that instant too, the span would count there: a key
+        idle for ``key_ttl`` and a new one, both within microseconds; accepted.)"""
+        seen = self._last_seen[key_id]
+        if seen == FREE:
+            key_id = self._config.max_keys
+            seen = self._last_seen[key_id]
+        if end_ns > seen:
+            self._last_seen[key_id] = end_ns
+        return key_id
 
     def _commit(self, key_id: int, t: float, values: list[tuple[int, float]],
                 drops: list[int], error: bool, end_ns: int, session: object = None) -> None:
@@ -341,6 +461,7 @@ class Aggregator:
         with self._lock:
             for reason in drops:
                 self._dropped[reason] += 1
+            key_id = self._touch(key_id, end_ns)
             self._target(end_ns).add(key_id, t, bucket, outcome, values, error)
             if session is None or self._sessions is None:
                 return
@@ -380,7 +501,7 @@ class Aggregator:
         except Exception:
             self._drop(_UNREADABLE)
             return
-        self._commit(self._key_id(raw), (end_ns - start_ns) * 1e-9, values, drops,
+        self._commit(self._key_id(raw, end_ns), (end_ns - start_ns) * 1e-9, values, drops,
                      _truthy(error), end_ns, session)
 
     def record(self, dims: tuple[Any, ...], latency_s: float,
@@ -423,7 +544,7 @@ class Aggregator:
         except Exception:
             self._drop(_UNREADABLE)
             return
-        self._commit(self._key_id(raw), latency, values, drops, failed, when, session)
+        self._commit(self._key_id(raw, when), latency, values, drops, failed, when, session)
 
     def record_many(self, dims: tuple[Any, ...], latency_s: npt.ArrayLike,
                     kpis: Mapping[str, npt.ArrayLike] | None = None, *,
@@ -437,11 +558,13 @@ class Aggregator:
                                                       errors)
         when = batch_end(end_ns)
         batch, drops = self._reduce_batch(latency, columns, error_twins)
-        key_id = self._key_id(tuple(self._raw_value(v) for v in dims))
+        key_id = self._key_id(tuple(self._raw_value(v) for v in dims), when,
+                              max(batch.count, 1))
         with self._lock:
             for reason, hits in drops.items():
                 self._dropped[reason] += hits
             if batch.count:
+                key_id = self._touch(key_id, when)
                 self._target(when).add_batch(key_id, batch)
 
     def _reduce_batch(self, latency: npt.NDArray[np.float64],
@@ -474,10 +597,24 @@ class Aggregator:
     # Reading -------------------------------------------------------------------------------
     def snapshot(self, now_ns: int | None = None) -> Snapshot:
         """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
+        return self._snapshot(now_ns, False)[0]
+
+    def snapshot_and_expired(self, now_ns: int | None = None) -> tuple[Snapshot, list[Expired]]:
+        """A snapshot, and the final cumulative rows of the keys that expired since the
+        last call, taken together: no key is in both, none in neither. Expired rows are
+        kept only when ``multiproc_dir`` is configured (at most ``max_keys`` of them), for
+        the state writer of ``export/multiproc.py``."""
+        return self._snapshot(now_ns, True)
+
+    def _snapshot(self, now_ns: int | None, take: bool) -> tuple[Snapshot, list[Expired]]:
         now = time.time_ns() if now_ns is None else now_ns
         current = now // self._slot_ns
         slots = len(self._ring)
+        taken: list[Expired] = []
         with self._lock:
+            self._sweep(now)
+            if take:
+                taken, self._expired = self._expired, []
             keys = list(self._keys)
             retired = self._retired.dump()
             ring = [(state.dump(), epoch) for state, epoch in zip(self._ring, self._ring_epoch,
@@ -490,7 +627,7 @@ class Aggregator:
         recent = merge_states([state for state, epoch in ring
                                if current - slots < epoch <= current], kpis)
         return Snapshot.from_state(self._config, keys, cumulative, dropped, recent, now,
-                                   sessions, started_ns=started)
+                                   sessions, started_ns=started), taken
 
 
 def _truthy(flag: object) -> bool:

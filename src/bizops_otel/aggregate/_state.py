@@ -6,7 +6,7 @@ totals and cross-process merges share this code and cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -67,6 +67,58 @@ class StateArrays:
     def with_key_ids(self, key_ids: I64) -> StateArrays:
         return StateArrays(key_ids, self.count, self.errors, self.latency_sum, self.kpi_n,
                            self.kpi_f, self.block_row, self.block_code, self.block_counts)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """The final cumulative rows of keys that expired, kept for the multi-process merge
+    (see ``export/multiproc.py``): ``state.key_ids`` index ``keys``."""
+
+    keys: tuple[tuple[str, ...], ...]
+    state: StateArrays
+
+
+def rows_of(state: StateArrays, rows: npt.NDArray[np.int64]) -> StateArrays:
+    """The given rows of ``state`` (renumbered), with their histogram blocks."""
+    keep = np.isin(state.block_row, rows)
+    renumber = np.full(max(state.rows, 1), -1, np.int64)
+    renumber[rows] = np.arange(rows.shape[0])
+    return StateArrays(state.key_ids[rows], state.count[rows], state.errors[rows],
+                       state.latency_sum[rows], state.kpi_n[rows], state.kpi_f[rows],
+                       renumber[state.block_row[keep]], state.block_code[keep],
+                       state.block_counts[keep])
+
+
+def expired_rows(parts: Sequence[StateArrays], kpis: int,
+                 keys: Mapping[int, tuple[str, ...]], gone: Sequence[int]) -> Expired:
+    """The cumulative rows (every part merged) of the key ids in ``gone``, named by
+    ``keys``, as they leave the live state; both twins call this from their sweeps."""
+    merged = merge_states(parts, kpis)
+    rows = np.flatnonzero(np.isin(merged.key_ids, np.asarray(gone, np.int64)))
+    chosen = rows_of(merged, rows.astype(np.int64))
+    names = tuple(keys[int(key_id)] for key_id in chosen.key_ids)
+    return Expired(names, chosen.with_key_ids(np.arange(chosen.rows, dtype=np.int64)))
+
+
+def stack_rows(parts: Sequence[StateArrays], kpis: int) -> StateArrays:
+    """The rows of every part one after the other, none merged; ``key_ids`` become the
+    row numbers."""
+    parts = [p for p in parts if p.rows]
+    if not parts:
+        return StateArrays.empty(kpis)
+    offsets = np.cumsum([0] + [p.rows for p in parts[:-1]])
+    rows = sum(p.rows for p in parts)
+    return StateArrays(
+        np.arange(rows, dtype=np.int64),
+        np.concatenate([p.count for p in parts]),
+        np.concatenate([p.errors for p in parts]),
+        np.concatenate([p.latency_sum for p in parts]),
+        np.concatenate([p.kpi_n for p in parts]),
+        np.concatenate([p.kpi_f for p in parts]),
+        np.concatenate([p.block_row + offset for p, offset in zip(parts, offsets, strict=True)]),
+        np.concatenate([p.block_code for p in parts]),
+        np.concatenate([p.block_counts for p in parts]),
+    )
 
 
 def sort_rows(state: StateArrays) -> StateArrays:

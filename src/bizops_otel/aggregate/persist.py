@@ -2,8 +2,10 @@
 
 The format is a numpy ``.npz`` archive: the state arrays of the cumulative and the recent
 view and the session counts, plus a JSON header with the key table, the session groups,
-the drop counters and the KPI and dimension definitions needed to interpret them. Files
-are written atomically (temp file, rename), so a reader never sees half a snapshot.
+the drop counters and the KPI and dimension definitions needed to interpret them. A
+worker's file may also carry :class:`Retired` rows, the final rows of its expired keys
+(see ``export/multiproc.py``). Files are written atomically (temp file, rename), so a
+reader never sees half a snapshot.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import json
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +24,30 @@ import numpy as np
 from ..config import Config, Kpi
 from ._session_state import SessionArrays
 from ._state import StateArrays
-from .snapshot import Snapshot
+from .snapshot import Key, Snapshot
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Formats this version reads: 2 has no retired rows.
+_READS = (2, 3)
 _FIELDS = [f.name for f in dataclasses.fields(StateArrays)]
 _SESSION_FIELDS = [f.name for f in dataclasses.fields(SessionArrays) if f.name != "groups"]
 
 
-def dumps(snapshot: Snapshot) -> bytes:
+@dataclass(frozen=True)
+class Retired:
+    """A worker's retired rows: entry ``i`` is row ``i`` of ``state``, the final cumulative
+    row of key ``keys[i]`` when it expired, named ``ids[i]`` (unique across workers)."""
+
+    ids: tuple[str, ...]
+    keys: tuple[Key, ...]
+    state: StateArrays
+
+    @staticmethod
+    def empty(kpis: int) -> Retired:
+        return Retired((), (), StateArrays.empty(kpis))
+
+
+def dumps(snapshot: Snapshot, retired: Retired | None = None) -> bytes:
     config = snapshot.config
     header = {
         "format": FORMAT_VERSION,
@@ -47,8 +66,13 @@ def dumps(snapshot: Snapshot) -> bytes:
         header["session_groups"] = list(sessions.groups)
         for name in _SESSION_FIELDS:
             arrays[f"sessions.{name}"] = getattr(sessions, name)
+    states = [("cumulative", snapshot.state), ("recent", snapshot.recent().state)]
+    if retired is not None and retired.ids:
+        header["retired_ids"] = list(retired.ids)
+        header["retired_keys"] = [list(k) for k in retired.keys]
+        states.append(("retired", retired.state))
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    for prefix, state in (("cumulative", snapshot.state), ("recent", snapshot.recent().state)):
+    for prefix, state in states:
         for name in _FIELDS:
             arrays[f"{prefix}.{name}"] = getattr(state, name)
     buffer = io.BytesIO()
@@ -58,23 +82,30 @@ def dumps(snapshot: Snapshot) -> bytes:
 
 def loads(data: bytes) -> Snapshot:
     """The snapshot in ``data``; ``ValueError`` when it is not one this version reads."""
+    return loads_with_retired(data)[0]
+
+
+def loads_with_retired(data: bytes) -> tuple[Snapshot, Retired]:
+    """The snapshot in ``data`` and the retired rows beside it (none: empty)."""
     try:
         return _loads(data)
     except (OSError, KeyError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as error:
         raise ValueError(f"not a bizops-otel snapshot: {error}") from None
 
 
-def _loads(data: bytes) -> Snapshot:
+def _loads(data: bytes) -> tuple[Snapshot, Retired]:
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         header = json.loads(bytes(archive["header"]).decode())
-        if header.get("format") != FORMAT_VERSION:
+        if header.get("format") not in _READS:
             raise ValueError(f"unsupported snapshot format {header.get('format')!r}")
         config = Config(kpis=tuple(Kpi(**k) for k in header["kpis"]),
                         dimensions=tuple(header["dimensions"]), outcome=header["outcome"],
                         export_derived=bool(header.get("export_derived", True)))
+        prefixes = ("cumulative", "recent", "retired") if "retired_ids" in header else (
+            "cumulative", "recent")
         states = {prefix: StateArrays(*(np.array(archive[f"{prefix}.{name}"])
                                         for name in _FIELDS))
-                  for prefix in ("cumulative", "recent")}
+                  for prefix in prefixes}
         sessions = None
         if "session_groups" in header:
             sessions = SessionArrays(tuple(header["session_groups"]),
@@ -84,16 +115,25 @@ def _loads(data: bytes) -> Snapshot:
     started = header.get("started_ns")  # absent from files of earlier releases
     recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"],
                       started_ns=started)
+    retired = Retired.empty(len(config.kpis))
+    if "retired_ids" in header:
+        retired = Retired(tuple(header["retired_ids"]),
+                          tuple(tuple(k) for k in header["retired_keys"]), states["retired"])
     return Snapshot(config, keys, states["cumulative"], header["dropped"], recent,
-                    header["taken_ns"], sessions, started_ns=started)
+                    header["taken_ns"], sessions, started_ns=started), retired
 
 
-def write(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:
+def write(snapshot: Snapshot, path: str | os.PathLike[str],
+          retired: Retired | None = None) -> None:
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(dumps(snapshot))
+    temporary.write_bytes(dumps(snapshot, retired))
     os.replace(temporary, target)
 
 
 def read(path: str | os.PathLike[str]) -> Snapshot:
     return loads(Path(path).read_bytes())
+
+
+def read_with_retired(path: str | os.PathLike[str]) -> tuple[Snapshot, Retired]:
+    return loads_with_retired(Path(path).read_bytes())

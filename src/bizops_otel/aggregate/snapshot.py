@@ -30,7 +30,7 @@ from ._layout import (
     bucket_edges,
 )
 from ._session_state import SessionArrays, merge_sessions
-from ._state import StateArrays, group_rows, merge_states
+from ._state import StateArrays, group_rows, merge_states, rows_of
 
 Key = tuple[str, ...]
 
@@ -221,17 +221,20 @@ class Snapshot(Mapping[Key, KeyStats]):
         self._block_starts = np.searchsorted(state.block_row, np.arange(state.rows + 1))
 
     @classmethod
-    def from_state(cls, config: Config, keys: Sequence[Key], state: StateArrays,
+    def from_state(cls, config: Config, keys: Sequence[Key | None], state: StateArrays,
                    dropped_counts: Sequence[int], recent_state: StateArrays | None,
                    taken_ns: int, sessions: SessionArrays | None = None, *,
                    started_ns: int | None = None) -> Snapshot:
-        """Build from a twin's dump; key id ``config.max_keys`` is the overflow key."""
-        table = [*keys, overflow_key(len(config.dimensions))]
-        overflow_id = len(keys)
+        """Build from a twin's dump; key id ``config.max_keys`` is the overflow key, and
+        None in ``keys`` marks a free id (a key that expired), which holds no rows."""
+        live = [key_id for key_id, key in enumerate(keys) if key is not None]
+        table: list[Key] = [keys[key_id] for key_id in live]  # type: ignore[misc]
+        table.append(overflow_key(len(config.dimensions)))
+        renumber = np.full(config.max_keys + 1, len(live), np.int64)
+        renumber[live] = np.arange(len(live))
 
         def relabel(s: StateArrays) -> StateArrays:
-            ids = np.where(s.key_ids == config.max_keys, overflow_id, s.key_ids)
-            return s.with_key_ids(ids.astype(np.int64))
+            return s.with_key_ids(renumber[s.key_ids])
 
         dropped = dict(zip(DROP_REASONS, (int(x) for x in dropped_counts), strict=True))
         recent = None
@@ -293,7 +296,7 @@ class Snapshot(Mapping[Key, KeyStats]):
             chosen = [row for row, key_id in enumerate(state.key_ids.tolist())
                       if all(self._keys[key_id][i] == v for i, v in conditions)
                       and (keys is None or keys(self._keys[key_id]))]
-            state = _rows_of(state, np.array(chosen, np.int64))
+            state = rows_of(state, np.array(chosen, np.int64))
         merged = merge_states([state.with_key_ids(np.zeros(state.rows, np.int64))],
                               len(self.config.kpis))
         if merged.rows == 0:
@@ -382,17 +385,6 @@ class Snapshot(Mapping[Key, KeyStats]):
     def state(self) -> StateArrays:
         """The raw arrays, read-only, for exporters."""
         return self._state
-
-
-def _rows_of(state: StateArrays, rows: npt.NDArray[np.int64]) -> StateArrays:
-    """The given rows of ``state`` (renumbered), with their histogram blocks."""
-    keep = np.isin(state.block_row, rows)
-    renumber = np.full(max(state.rows, 1), -1, np.int64)
-    renumber[rows] = np.arange(rows.shape[0])
-    return StateArrays(state.key_ids[rows], state.count[rows], state.errors[rows],
-                       state.latency_sum[rows], state.kpi_n[rows], state.kpi_f[rows],
-                       renumber[state.block_row[keep]], state.block_code[keep],
-                       state.block_counts[keep])
 
 
 def _empty_row(kpis: int) -> StateArrays:
