@@ -41,12 +41,14 @@ from ..attributes import (
     FEATURE_FLAG_KEY,
     FEATURE_FLAG_VARIANT,
     HTTP_ROUTE,
+    HTTP_TARGET,
     ORDER_VALUE,
     PAGE_GROUP,
     SESSION_ID,
+    URL_QUERY,
 )
 from ..config import Config
-from ..span.enrich import Enricher
+from ..span.enrich import Enricher, full_url_of, query_of
 from .progress import Progress
 from .timeline import Timeline
 
@@ -105,6 +107,9 @@ class Replayer:
         self._record = self.aggregator.record_span
         self._enricher = Enricher(config)
         self._group_at = self._enricher.page_group_at
+        self._always = self._enricher.always
+        self._route_fallbacks = self._enricher.route_fallbacks
+        self._fallbacks = self._enricher.fallbacks
         self._kinds = frozenset(_KINDS[k] for k in config.record_kinds)
         self._roots = config.record_local_roots
         self._monitor = CampaignMonitor(lambda: None)
@@ -118,12 +123,29 @@ class Replayer:
 
     # One span -------------------------------------------------------------------------
     def span(self, name: str, attributes: dict[str, Any], start_ns: int, end_ns: int,
-             error: bool) -> None:
-        """Enrich and record one request span (``attributes`` is written to)."""
-        self._enricher.enrich(_Span(name, attributes), None, attributes, None)
+             error: bool, has_url: bool = True) -> None:
+        """Enrich and record one request span (``attributes`` is written to), as the span
+        hooks do, cached fallbacks first; ``has_url`` False: the span carries no URL to
+        read a campaign from."""
+        enricher = self._enricher
+        if self._always:
+            enricher.enrich(_Span(name, attributes), None, attributes, None)
+        elif has_url:
+            query = query_of(attributes.get(URL_QUERY), attributes.get(HTTP_TARGET),
+                             full_url_of(attributes))
+            if query is not None and "utm_" in query:
+                enricher.enrich(_Span(name, attributes), None, attributes, None)
         fallback = None
         if self._group_at >= 0 and PAGE_GROUP not in attributes:
-            fallback = self._enricher.fallback(attributes, name)
+            route = attributes.get(HTTP_ROUTE)
+            if isinstance(route, str):
+                fallback = self._route_fallbacks.get(route)
+            else:
+                route = None
+            if fallback is None:
+                fallback = self._fallbacks.get((route, name))
+                if fallback is None:
+                    fallback = enricher.fallback(attributes, name)
         self._record(attributes, start_ns, end_ns, error, fallback)
         self.spans += 1
         if self.first_ns is None or start_ns < self.first_ns:
@@ -230,7 +252,7 @@ class Replayer:
             elif attributes.get(ORDER_VALUE, 0) > 0:
                 attributes[CONVERSION] = True
             failed = error_at is not None and _flag(row[error_at])
-            self.span(route, attributes, start, end, failed)
+            self.span(route, attributes, start, end, failed, has_url=False)
             yield number - 1
 
 
@@ -269,16 +291,16 @@ def _csv_columns(header: list[str]) -> dict[str, int]:
 def _decimal_ns(text: str) -> int:
     """Decimal seconds as integer nanoseconds, exactly (``1.5`` → 1500000000); other
     number forms (exponents) through float."""
-    text = text.strip()
-    whole, dot, fraction = text.partition(".")
-    if whole.lstrip("-").isdigit() and (not dot or fraction.isdigit() or not fraction):
-        sign = -1 if whole.startswith("-") else 1
-        nanos = int((fraction + "000000000")[:9]) if fraction else 0
-        return int(whole) * _NS + sign * nanos
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"not a finite number: {text!r}")
-    return round(value * _NS)
+    whole, _, fraction = text.partition(".")
+    try:
+        nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
+        seconds = int(whole)
+    except ValueError:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {text!r}") from None
+        return round(value * _NS)
+    return seconds * _NS - nanos if whole.lstrip().startswith("-") else seconds * _NS + nanos
 
 
 def _timestamp_ns(text: str) -> int:
