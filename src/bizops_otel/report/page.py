@@ -173,8 +173,12 @@ def _curve_card(group: Group) -> str:
     name = text(group.label)
     optimal = curve.optimal_load_time
     if math.isfinite(optimal):
-        best = (f'<p class="optimal" data-optimal-ms="{optimal * 1e3:.0f}">Visitors convert '
-                f'best at about <b>{_ms(optimal)}</b></p>')
+        bucket = int(np.searchsorted(curve.edges, optimal, side="right")) - 1
+        few = ("" if curve.reliable[bucket] else ", though few sessions load that fast: "
+               "read it as a direction, not a target")
+        best = (f'<p class="optimal" data-optimal-ms="{optimal * 1e3:.0f}" '
+                f'data-reliable="{"no" if few else "yes"}">Visitors convert best at about '
+                f'<b>{_ms(optimal)}</b>{few}</p>')
     else:
         best = '<p class="optimal note">Too few sessions to place the best load time.</p>'
     if filled.size == 0:
