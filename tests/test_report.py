@@ -8,7 +8,6 @@ import math
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +21,8 @@ from bizops_otel.analytics.significance import TestResult as Outcome
 from bizops_otel.analytics.significance import interval, t_critical
 from bizops_otel.report import html_report
 from bizops_otel.report.replay import Replayer
+from tests.html_dom import Dom
 from tests.planted_shop import CONFIG, planted
-
-
-class Dom(HTMLParser):
-    """Every start tag with its (unescaped) attributes, in document order."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.feed(page)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def having(self, attribute: str, tag: str | None = None) -> list[dict[str, str | None]]:
-        return [a for t, a in self.tags if attribute in a and (tag is None or t == tag)]
 
 
 @pytest.fixture(scope="module", params=("native", "pure"))
