@@ -5,6 +5,7 @@ each twin."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from bizops_otel.analytics.health import FAILING
 from bizops_otel.demo.simulate import Simulator, emit
 from bizops_otel.report import replay
 from bizops_otel.report.progress import Progress
-from bizops_otel.report.replay import ReplayError, Replayer, replay_file
+from bizops_otel.report.replay import Replayer, ReplayError, replay_file
 from tests.planted_shop import CONFIG, SCENARIO, end_ns, planted
 from tests.replay_files import csv_text, otlp_lines
 from tests.spans import EPOCH
@@ -95,7 +96,7 @@ def test_replay_judges_campaigns_as_the_traffic_goes(Aggregator: Any, tmp_path: 
     changes = result.timeline.changes
     assert set(changes) == {"flash_sale", "spring_sale"}
     assert changes["flash_sale"][-1][1] == FAILING
-    assert all(a[0] <= b[0] for c in changes.values() for a, b in zip(c, c[1:], strict=False))
+    assert all(a[0] <= b[0] for c in changes.values() for a, b in itertools.pairwise(c))
     assert result.snapshot.total().count == snapshot.total().count
 
 
