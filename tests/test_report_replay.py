@@ -147,11 +147,14 @@ def test_spans_outside_record_kinds_are_skipped_as_the_processor_skips_them(
          "parentSpanId": "00f067aa0ba902b9", "startTimeUnixNano": start,
          "endTimeUnixNano": end},
     ]
-    replayer.otlp_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}))
+    # Each span twice: a key is a value seen more than once.
+    line = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
+    replayer.otlp_line(line)
+    replayer.otlp_line(line)
     result = replayer.finish()
-    assert result.spans == 3
+    assert result.spans == 6
     snapshot = result.snapshot
-    assert snapshot.total().count == 3 and snapshot.total().errors == 1
+    assert snapshot.total().count == 6 and snapshot.total().errors == 2
     groups = {key[0] for key in snapshot}
     assert groups == {"landing", "nightly job", "queue work"}
 

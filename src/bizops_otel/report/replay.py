@@ -205,8 +205,11 @@ class Replayer:
         status = span.get("status") or {}
         code = status.get("code", 0)
         error = code == _STATUS_ERROR or code == "STATUS_CODE_ERROR"
-        attributes = {item["key"]: _value(item.get("value") or {})
-                      for item in span.get("attributes") or ()}
+        attributes = {}
+        for item in span.get("attributes") or ():
+            value = item.get("value") or {}
+            text = value.get("stringValue")  # most attributes: no call for them
+            attributes[item["key"]] = text if text is not None else _value(value)
         start_text: Any = span.get("startTimeUnixNano") or span.get("start_time_unix_nano")
         end_text: Any = span.get("endTimeUnixNano") or span.get("end_time_unix_nano")
         try:
