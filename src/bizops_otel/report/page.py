@@ -48,7 +48,7 @@ border-bottom:1px solid #d9dce0;padding-bottom:4px}h3{font-size:16px;margin:0 0 
 table{border-collapse:collapse;font-size:13.5px;margin:6px 0}
 th,td{padding:4px 8px;text-align:right;border-bottom:1px solid #eceef0;vertical-align:middle}
 th{font-weight:600;color:#3b434c;background:#f2f3f4}
-td.name,th.name{text-align:left;font-weight:600}td.why{text-align:left;color:#5b6470}
+td.name,th.name{text-align:left;font-weight:600}td{white-space:nowrap}td .note{display:block}td.why{text-align:left;color:#5b6470;white-space:normal}
 tr.few td{color:#9aa1a9}
 .cards{display:flex;flex-wrap:wrap;gap:14px}
 td.why{min-width:9em}
@@ -259,6 +259,10 @@ def _whatif(report: Report) -> str:
             f'<div class="cards">{cards}</div></section>')
 
 
+def _against(recent: str, organic: str) -> str:
+    return f'{recent}<span class="note">organic {organic}</span>'
+
+
 def _campaign_row(campaign: CampaignHealth, report: Report) -> str:
     recent, site = campaign.recent, campaign.site_baseline
     name = text(campaign.campaign)
@@ -270,9 +274,9 @@ def _campaign_row(campaign: CampaignHealth, report: Report) -> str:
             f'<td class="name">{name}</td><td><span class="state {text(campaign.state)}">'
             f'{text(campaign.state.replace("_", " "))}</span></td>'
             f'<td class="why">{text(campaign.reason)}</td><td>{since}</td>'
-            f'<td>{recent.requests:,}</td><td>{_ms(recent.p95_s)}</td><td>{_ms(site.p95_s)}</td>'
-            f'<td>{_pct(recent.error_rate)}</td><td>{_pct(site.error_rate)}</td>'
-            f'<td>{_pct(recent.conversion_rate)}</td><td>{_pct(site.conversion_rate)}</td>'
+            f'<td>{recent.requests:,}</td><td>{_against(_ms(recent.p95_s), _ms(site.p95_s))}</td>'
+            f'<td>{_against(_pct(recent.error_rate), _pct(site.error_rate))}</td>'
+            f'<td>{_against(_pct(recent.conversion_rate), _pct(site.conversion_rate))}</td>'
             f'<td>{strip}</td></tr>')
 
 
@@ -283,15 +287,16 @@ def _campaigns(report: Report) -> str:
         rows = "".join(_campaign_row(c, report) for c in report.campaigns)
         body = ('<table class="campaigns"><thead><tr><th class="name">campaign</th>'
                 '<th>state</th><th class="name">why</th><th>first seen (UTC)</th>'
-                '<th>recent requests</th><th>p95</th><th>organic p95</th><th>errors</th>'
-                '<th>organic errors</th><th>conversion</th><th>organic conversion</th>'
-                '<th>state over time</th></tr></thead>'
+                '<th>recent requests</th><th>p95</th><th>errors</th><th>conversion</th>'
+                '<th class="name">state over time</th></tr></thead>'
                 f'<tbody>{rows}</tbody></table>')
     return ('<section id="campaigns"><h2>Campaigns</h2>'
             '<p class="explain">Each campaign\'s recent traffic against organic traffic (no '
             'campaign) on the pages it lands on. <b>Failing</b>: errors or a p95 far above '
             'organic; <b>degraded</b>: noticeably worse; <b>warming up</b>: too little '
-            'traffic yet to judge.</p>' + body + '</section>')
+            'recent traffic to judge. The strip shows the state since the campaign was '
+            'first seen (green ok, amber degraded, red failing, grey warming up).</p>'
+            + body + '</section>')
 
 
 def _p_value(p: float) -> str:

@@ -153,10 +153,14 @@ class Replayer:
         if self.last_ns is None or end_ns > self.last_ns:
             self.last_ns = end_ns
         self._since_check += 1
+        # Checks follow the latest end seen, which only moves forward: files are ordered
+        # roughly (by session, by batch), and one early or late span must not move the
+        # window a check reads.
         if self._checked_ns is None:
             self._checked_ns = end_ns
-        elif end_ns - self._checked_ns >= self._step_ns and self._since_check >= CHECK_EVERY:
-            self._check(end_ns)
+        elif (self.last_ns - self._checked_ns >= self._step_ns
+              and self._since_check >= CHECK_EVERY):
+            self._check(self.last_ns)
 
     def _check(self, at_ns: int) -> None:
         self.timeline.observe(self._monitor.check(self.aggregator.snapshot(now_ns=at_ns)),

@@ -192,7 +192,7 @@ def whatif_chart(deltas_ms: Sequence[float], changes: Sequence[float],
 def timeline_strip(changes: Sequence[tuple[int, str]], start_ns: int, end_ns: int,
                    label: str) -> str:
     """A campaign's state over time: one coloured stretch per state held."""
-    width, height = 260, 16
+    width, height = 200, 16
     if not changes or end_ns <= start_ns:
         return ""
     x = Scale(float(start_ns), float(end_ns), 0.0, float(width))
