@@ -188,7 +188,20 @@ def test_empty_snapshot_renders_a_page_that_says_so(Aggregator: Any) -> None:
     page = html_report(Aggregator(CONFIG).snapshot(), [], "empty")
     assert "No finished sessions yet." in page
     assert "No campaign traffic in this data." in page
+    assert "No feature-flag variants in this data." in page
     assert page.endswith("</html>\n")
+
+
+def test_without_sessions_or_outcome_the_page_still_renders(Aggregator: Any) -> None:
+    from bizops_otel import Config
+
+    for config in (Config(max_sessions=0), Config(outcome=None, kpis=("order_value",))):
+        aggregator = Aggregator(config)
+        for _ in range(3):
+            aggregator.record(("checkout", ""), 0.2, {"order_value": 3.0})
+        page = html_report(aggregator.snapshot(), None, "bare")
+        assert "No finished sessions yet." in page
+        assert "No page group shows yet that slowness costs conversions" in page
 
 
 def _run(*arguments: str) -> subprocess.CompletedProcess[str]:

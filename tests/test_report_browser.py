@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bizops_otel.aggregate.aggregator import Aggregator
 from bizops_otel.report import html_report
 from bizops_otel.report.page import ERROR_HOOK
@@ -46,7 +48,8 @@ def _console_errors(log: str) -> list[str]:
             if "CONSOLE" in line or "Uncaught" in line]
 
 
-def test_planted_report_in_chromium(tmp_path: Path) -> None:
+def test_planted_report_in_chromium(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                    ) -> None:
     snapshot, health, _ = planted(Aggregator)
     report = tmp_path / "report.html"
     report.write_text(html_report(snapshot, health, "planted scenario", period_s=3600.0),
@@ -54,7 +57,8 @@ def test_planted_report_in_chromium(tmp_path: Path) -> None:
     url = report.resolve().as_uri()
     shot = tmp_path / "report.png"
     _, log = _chromium(tmp_path, "--window-size=1280,3600", f"--screenshot={shot}", url)
-    print(f"\nscreenshot of the report: {shot}")
+    with capsys.disabled():  # in the test's output even when it passes: a CI artifact
+        print(f"\nscreenshot of the report: {shot}")
     assert shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dom_text, dom_log = _chromium(tmp_path, "--dump-dom", url)
