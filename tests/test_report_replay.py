@@ -192,3 +192,44 @@ def test_progress_is_drawn_only_on_a_terminal() -> None:
         bar.close(84)
     assert pipe.getvalue().startswith("replaying x: 84 spans in ")
     assert "[###############...............]  50% 42 spans" in terminal.getvalue()
+
+
+def test_tab_separated_rows_replay_as_the_comma_separated(Aggregator: Any,
+                                                          sessions: list[Any],
+                                                          tmp_path: Path) -> None:
+    comma = tmp_path / "requests.csv"
+    comma.write_text(csv_text(sessions[:500], EPOCH))
+    tabs = tmp_path / "requests.tsv"
+    tabs.write_text(comma.read_text().replace(",", "\t"))
+    a = replay_file(comma, CONFIG, Aggregator(CONFIG))
+    b = replay_file(tabs, CONFIG, Aggregator(CONFIG))
+    assert_twins_agree(a.snapshot, b.snapshot)
+
+
+def test_command_replays_a_csv_into_a_page(sessions: list[Any], tmp_path: Path) -> None:
+    """The command reads the service's configuration (none here: the defaults, with the
+    flag and variant added), draws its progress on stderr and writes the page."""
+    import os
+    import subprocess
+    import sys
+
+    from bizops_otel.aggregate._aggregator_py import Aggregator as Pure
+    from bizops_otel.analytics import session_stats
+    from bizops_otel.settings import load_config
+    from tests.html_dom import Dom
+
+    path = tmp_path / "requests.csv"
+    path.write_text(csv_text(sessions[:1000], EPOCH))
+    out = tmp_path / "report.html"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BIZOPS_OTEL_")}
+    result = subprocess.run([sys.executable, "-m", "bizops_otel", "report", str(path), "-o",
+                             str(out)], capture_output=True, text=True, timeout=120,
+                            check=False, env=environment)
+    assert result.returncode == 0, result.stderr
+    spans = sum(len(s.requests) for s in sessions[:1000])
+    assert f"replaying requests.csv: {spans:,} spans in " in result.stderr
+    config = replay.replay_config(load_config(environ={}))
+    expected = replay_file(path, config, Pure(config)).snapshot
+    ranking = [g.name for g in session_stats(expected).impact_ranking()]
+    assert [r["data-group"] for r in Dom(out.read_text()).having("data-rank")] == ranking
+    assert "/product/{id}" in ranking  # no rules configured: the route's normal form
