@@ -100,21 +100,46 @@ def test_replay_judges_campaigns_as_the_traffic_goes(Aggregator: Any, tmp_path: 
     assert result.snapshot.total().count == snapshot.total().count
 
 
+class Recording:
+    """An aggregator that also keeps what ``record_span`` was given."""
+
+    def __init__(self, aggregator: Any) -> None:
+        self.aggregator = aggregator
+        self.calls: list[tuple[Any, ...]] = []
+
+    def record_span(self, *arguments: Any) -> None:
+        self.calls.append((dict(arguments[0]), *arguments[1:]))
+        self.aggregator.record_span(*arguments)
+
+    def snapshot(self, now_ns: int | None = None) -> Any:
+        return self.aggregator.snapshot(now_ns=now_ns)
+
+
 def test_csv_columns_by_other_names_milliseconds_and_iso_times(Aggregator: Any) -> None:
     text = ("Time,Path,duration_ms,revenue,session_id,utm_campaign,Variant\n"
             "2023-11-14T22:13:20Z,/checkout,250,,s1,spring,A\n"
             "2023-11-14T22:13:21.500000+00:00,/checkout/confirm,125.5,80.5,s1,,A\n")
-    replayer = Replayer(CONFIG, Aggregator(CONFIG))
+    recording = Recording(Aggregator(CONFIG))
+    replayer = Replayer(CONFIG, recording)
     reader = __import__("csv").reader(io.StringIO(text))
     rows = list(replayer.csv_rows(reader, next(reader)))
     assert rows == [1, 2]
+    start = 1_700_000_000 * 10**9
+    (first, s1, e1, error1, fallback1), (second, s2, e2, _, fallback2) = recording.calls
+    # The page-group rules wrote the group, as the processor writes it at a span's start.
+    assert first == {"http.route": "/checkout", "session.id": "s1",
+                     "bizops.campaign.id": "spring", "feature_flag.result.variant": "A",
+                     "bizops.page_group": "checkout"}
+    assert (s1, e1, error1, fallback1) == (start, start + 250_000_000, False, None)
+    assert second["bizops.page_group"] == "order" and fallback2 is None
+    # An order without a converted column is a conversion.
+    assert second["bizops.order.value"] == 80.5 and second["bizops.conversion"] is True
+    assert (s2, e2) == (start + 1_500_000_000, start + 1_625_500_000)
     result = replayer.finish()
     assert result.period_s == pytest.approx(1.5 + 0.1255)
-    total = result.snapshot.total()
+    total = result.snapshot.total()  # the overflow key included, however keys are admitted
     assert total.count == 2 and total.latency_sum == pytest.approx(0.3755)
-    assert total.conversion_rate() == 1.0  # an order without a converted column converts
-    assert result.snapshot.session_arrays is not None
-    assert result.snapshot.total(where={"bizops.campaign.id": "spring"}).count == 1
+    assert total.conversion_rate() == 1.0
 
 
 def test_decimal_seconds_parse_exactly() -> None:
