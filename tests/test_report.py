@@ -84,7 +84,7 @@ def test_curve_intervals_are_wilson_intervals_of_the_bucket_counts() -> None:
 
 def test_whatif_cells_are_the_projections(planted_report: tuple[Any, Any, str]) -> None:
     snapshot, _, page = planted_report
-    cells = re.findall(r'<tr data-group="([^"]+)">(.*?)</tr>', page)
+    cells = re.findall(r'<tr data-group="([^"]+)"(?: class="few")?>(.*?)</tr>', page)
     conversion = {html.unescape(name): row for name, row in cells if 'class="change"' in row}
     assert {"all pages", "product"} <= set(conversion)
     for name, row in conversion.items():

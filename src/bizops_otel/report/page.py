@@ -48,19 +48,20 @@ border-bottom:1px solid #d9dce0;padding-bottom:4px}h3{font-size:16px;margin:0 0 
 table{border-collapse:collapse;font-size:13.5px;margin:6px 0}
 th,td{padding:4px 8px;text-align:right;border-bottom:1px solid #eceef0;vertical-align:middle}
 th{font-weight:600;color:#3b434c;background:#f2f3f4}
-td.name,th.name{text-align:left;font-weight:600}td{white-space:nowrap}td .note{display:block}td.why{text-align:left;color:#5b6470;white-space:normal}
+td{white-space:nowrap}td .note{display:block}
+td.name,th.name{text-align:left;font-weight:600}
+td.why{text-align:left;color:#5b6470;white-space:normal;min-width:9em}
 tr.few td{color:#9aa1a9}
 .cards{display:flex;flex-wrap:wrap;gap:14px}
-td.why{min-width:9em}
 .card{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:10px 12px}
-.optimal{margin:2px 0 4px}.optimal b{color:#6a1b9a}
+p.optimal{margin:2px 0 4px}p.optimal b{color:#6a1b9a}
 svg text{font:11px system-ui,sans-serif;fill:#5b6470}
 .axis,.zero{stroke:#8a939c;stroke-width:1}.grid{stroke:#eceef0}
 .bar{fill:#90a4c8}.bar.sparse{fill:#d6d9dd}
 .band{fill:#e65100;fill-opacity:.16;stroke:none}
 .rate{fill:none;stroke:#e65100;stroke-width:2}
 .sparse-point{fill:#b0b6bc}
-.optimal-line,.optimal{stroke:#6a1b9a}line.optimal{stroke-width:1.5;stroke-dasharray:4 3}
+line.optimal{stroke:#6a1b9a;stroke-width:1.5;stroke-dasharray:4 3}
 text.optimal-label{fill:#6a1b9a;font-weight:600}
 .cost{fill:#c62828}.gain{fill:#1565c0}.track{fill:#eceef0}.share{fill:#78909c}
 .whisker{stroke:#5b6470;stroke-width:1.5}
@@ -223,7 +224,9 @@ def _whatif_rows(groups: Sequence[Group], revenue: bool) -> str:
                 cells.append(f'<td class="change" data-delta="{p.delta_s * 1e3:g}" '
                              f'data-change="{p.change!r}">{_points(p.change)} '
                              f'{_bracket(_points(p.low), _points(p.high))}</td>')
-        rows.append(f'<tr data-group="{name}"><td class="name">{name}</td>{"".join(cells)}</tr>')
+        few = "" if group.enough else ' class="few"'
+        rows.append(f'<tr data-group="{name}"{few}><td class="name">{name}</td>'
+                    f'{"".join(cells)}</tr>')
     return "".join(rows)
 
 
@@ -249,7 +252,7 @@ def _whatif(report: Report) -> str:
             'points, and of revenue, if load time on a page group moved by the given amount, '
             'with 95% intervals: a logistic model of conversion on load time fitted to the '
             'finished sessions. Revenue is over the sessions observed, at their average '
-            'order value.</p>'
+            'order value. Grey rows have fewer sessions than the ranking needs.</p>'
             '<h3>Conversion change</h3>'
             f'<table class="whatif conversion"><thead><tr><th class="name">page group</th>'
             f'{head}</tr></thead><tbody>{_whatif_rows(groups, False)}</tbody></table>'
