@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", help="write the report as one HTML file here")
     report.add_argument("--title", help="the report's title (default: from PATH)")
     report.add_argument("--from", dest="source", metavar="URL",
-                        help="a live /metrics endpoint: refused, see the message")
+                        help="a live /metrics endpoint: it carries too little for a "
+                             "report, and the command says why")
     return parser
 
 
@@ -112,7 +113,9 @@ def report(args: argparse.Namespace) -> int:
     from .report import html_report
 
     if args.source is not None:
-        print(SCRAPE_REFUSAL.format(url=args.source), file=sys.stderr)
+        import textwrap
+
+        print(textwrap.fill(SCRAPE_REFUSAL.format(url=args.source), 88), file=sys.stderr)
         return 2
     if args.path is None:
         print("bizops-otel report: give a PATH (a snapshot file, a multiproc_dir or "
