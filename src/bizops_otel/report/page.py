@@ -280,7 +280,7 @@ def _campaign_row(campaign: CampaignHealth, report: Report) -> str:
             f'<td>{recent.requests:,}</td><td>{_against(_ms(recent.p95_s), _ms(site.p95_s))}</td>'
             f'<td>{_against(_pct(recent.error_rate), _pct(site.error_rate))}</td>'
             f'<td>{_against(_pct(recent.conversion_rate), _pct(site.conversion_rate))}</td>'
-            f'<td>{strip}</td></tr>')
+            f'<td class="name">{strip or "-"}</td></tr>')
 
 
 def _campaigns(report: Report) -> str:
