@@ -36,10 +36,12 @@ demo: $(BIN)/python
 	$(BIN)/bizops-otel demo $(DEMO_ARGS)
 
 # Debian's prometheus package gives the tests a real Prometheus server and promtool;
-# valgrind counts the span path's instructions for its budget test.
+# valgrind counts the span path's instructions for its budget test; chromium opens the HTML
+# report headless, as a reader would.
 system-deps:
-	@{ command -v promtool && command -v valgrind; } >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus valgrind >/dev/null; }
+	@{ command -v promtool && command -v valgrind && command -v chromium; } >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		prometheus valgrind chromium >/dev/null; }
 
 # The whole suite runs twice: on the native twins, then on the pure ones alone (as msgpack
 # does), so the pure export and span paths are exercised end to end, not just compared.

@@ -57,10 +57,18 @@ def test_demo_runs_twenty_seconds_and_serves_the_business_metrics() -> None:
             failing = series(points, "bizops_campaign_health", bizops_campaign_id="flash_sale",
                              state="failing")
             failing_seen = failing_seen or any(v == 1.0 for v in failing.values())
+        # The report of the same state, live, as a reader's browser would fetch it.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/bizops/report",
+                                    timeout=30) as response:
+            report_type = response.headers["Content-Type"]
+            report = response.read().decode()
         output, errors = process.communicate(timeout=60)
     finally:
         reap(process)
     assert process.returncode == 0, errors
+    assert report_type == "text/html; charset=utf-8"
+    assert 'data-rank="1"' in report and 'data-campaign="flash_sale"' in report
+    assert f"report http://127.0.0.1:{port}/bizops/report" in output  # the view says where
     # The broken campaign (launched at 4 s, landing page 10× slower) was caught.
     assert failing_seen
     assert series(points, "bizops_campaign_health", bizops_campaign_id="spring_sale",

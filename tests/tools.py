@@ -1,6 +1,6 @@
-"""External programs the tests need (Debian's prometheus and valgrind packages provide them;
-.ci/run and ``make test`` install them). Missing locally, their tests skip; missing in CI,
-they fail."""
+"""External programs the tests need (Debian's prometheus, valgrind and chromium packages
+provide them; .ci/run and ``make test`` install them). Missing locally, their tests skip;
+missing in CI, they fail."""
 
 from __future__ import annotations
 

@@ -4,16 +4,19 @@
 OpenTelemetry's WSGI middleware, with bizops-otel installed), drives it with simulated
 visitors over HTTP, serves ``/metrics`` for Prometheus, pushes OTLP when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and shows a live view of what the metrics say.
-``bizops-otel report PATH`` prints the same view of saved state: a snapshot file, or a
-``multiproc_dir``.
+``bizops-otel report PATH`` prints the same view of saved state (a snapshot file, or a
+``multiproc_dir``) or of recorded spans (OTLP/JSON lines, CSV), and with ``-o`` writes it
+as one self-contained HTML page.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,9 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000,
                       help="port on 127.0.0.1 for the shop and /metrics; 0 picks a free one")
     report = commands.add_parser(
-        "report", help="print the analytics of saved state (a snapshot file, or a "
-                       "multiproc_dir whose workers' states are merged)")
-    report.add_argument("path", help="a .npz snapshot file or a multiproc_dir")
+        "report", help="the analytics of saved state (a snapshot file, or a multiproc_dir "
+                       "whose workers' states are merged) or of recorded spans (OTLP/JSON "
+                       "lines, CSV): printed, or written as an HTML page with -o")
+    report.add_argument("path", nargs="?",
+                        help="a .npz snapshot file, a multiproc_dir, OTLP/JSON lines "
+                             "(.json, .jsonl, .ndjson) or a CSV of requests (.csv)")
+    report.add_argument("-o", "--output", help="write the report as one HTML file here")
+    report.add_argument("--title", help="the report's title (default: from PATH)")
+    report.add_argument("--from", dest="source", metavar="URL",
+                        help="a live /metrics endpoint: it carries too little for a "
+                             "report, and the command says why")
     return parser
 
 
@@ -54,31 +65,86 @@ def demo(args: argparse.Namespace) -> int:
     return run.run(args.duration, args.rate, args.seed, args.port, args.history)
 
 
-def report(args: argparse.Namespace) -> int:
-    """The demo's view of saved state: page groups by impact, campaigns, A/B, what-if.
+#: Why ``--from URL`` is refused.
+SCRAPE_REFUSAL = (
+    "bizops-otel report: --from {url}: a /metrics endpoint does not carry enough for the "
+    "report. The exposition holds each page group's sessions and conversions in total, the "
+    "impact scores and the what-if at four fixed shifts, but not the sessions per latency "
+    "bucket that the conversion-by-load-time curve and its optimum are drawn from, nor the "
+    "latency histograms at the report's resolution (only the exported bounds). Report on "
+    "the service's state instead: a snapshot file (state_path), its multiproc_dir, or its "
+    "spans (OTLP/JSON lines from the Collector's file exporter); the demo serves the live "
+    "report at /bizops/report; Grafana shows the live series (deploy/grafana).")
+_REPLAYED = (".csv", ".tsv", ".json", ".jsonl", ".ndjson")
 
-    Campaigns are judged afresh from the saved recent window, so first-seen times are
-    those of the saved state.
+
+def _read(path: Any) -> tuple[Any, Any, float, Any]:
+    """(snapshot, campaign health or None, seconds covered, campaign timeline or None)."""
+    from .aggregate import persist
+    from .export.multiproc import merged_snapshot
+
+    if path.is_dir():
+        snapshot = merged_snapshot(path)
+    elif path.suffix.lower() in _REPLAYED:
+        from .report import replay
+        from .settings import load_config
+
+        config = replay.replay_config(load_config())
+        result = replay.replay_with_progress(path, config)
+        return result.snapshot, result.health, result.period_s, result.timeline.changes
+    else:
+        snapshot = persist.read(path)
+    if snapshot is None:
+        return None, None, math.nan, None
+    return snapshot, None, (snapshot.taken_ns - snapshot.started_ns) / 1e9, None
+
+
+def report(args: argparse.Namespace) -> int:
+    """The analytics of saved state or recorded spans: the demo's view printed, or with
+    ``-o`` an HTML page.
+
+    Campaigns of saved state are judged afresh from the saved recent window, so first-seen
+    times are those of the saved state; a replay judges them as the traffic goes.
     """
     from pathlib import Path
 
-    from .aggregate import persist
     from .analytics.health import assess
     from .demo import view
-    from .export.multiproc import merged_snapshot
+    from .report import html_report
 
+    if args.source is not None:
+        import textwrap
+
+        print(textwrap.fill(SCRAPE_REFUSAL.format(url=args.source), 88), file=sys.stderr)
+        return 2
+    if args.path is None:
+        print("bizops-otel report: give a PATH (a snapshot file, a multiproc_dir or "
+              "recorded spans)", file=sys.stderr)
+        return 2
     path = Path(args.path)
     try:
-        snapshot = merged_snapshot(path) if path.is_dir() else persist.read(path)
-    except (OSError, ValueError) as error:
+        snapshot, health, period_s, timeline = _read(path)
+    except (OSError, ValueError) as error:  # ReplayError and ConfigError among them
         print(f"bizops-otel report: {path}: {error}", file=sys.stderr)
         return 2
     if snapshot is None:
         print(f"bizops-otel report: {path}: no saved state", file=sys.stderr)
         return 2
+    if health is None:
+        health = assess(snapshot, {})
     taken = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(snapshot.taken_ns / 1e9))
-    header = f"bizops-otel report · {path.name} · taken {taken} UTC"
-    print(view.render(snapshot, assess(snapshot, {}), header))
+    if args.output is None:
+        header = f"bizops-otel report · {path.name} · taken {taken} UTC"
+        print(view.render(snapshot, health, header))
+        return 0
+    title = args.title or f"bizops-otel report · {path.name}"
+    page = html_report(snapshot, health, title, period_s, timeline)
+    try:
+        Path(args.output).write_text(page, encoding="utf-8")
+    except OSError as error:
+        print(f"bizops-otel report: {args.output}: {error}", file=sys.stderr)
+        return 2
+    print(f"bizops-otel report: wrote {args.output} ({len(page.encode()) / 1024:,.0f} KiB)")
     return 0
 
 

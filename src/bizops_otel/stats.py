@@ -160,6 +160,29 @@ def conversion_rate(conversions: float, trials: float) -> float:
     return conversions / trials if trials > 0 else math.nan
 
 
+def wilson_interval(successes: npt.ArrayLike, trials: npt.ArrayLike,
+                    confidence: float = 0.95) -> tuple[FloatArray, FloatArray]:
+    """Wilson score interval of a proportion, per element (Wilson 1927)::
+
+        centre = (p̂ + z²/2n) / (1 + z²/n)
+        half   = z·√(p̂(1 − p̂)/n + z²/4n²) / (1 + z²/n)
+
+    Unlike the normal approximation it stays inside [0, 1] and keeps a sensible width
+    for rates near 0 or 1 and for small n. nan where n is 0.
+    """
+    x = np.asarray(successes, np.float64)
+    n = np.asarray(trials, np.float64)
+    z = z_critical(confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = x / n
+        scale = 1.0 + z * z / n
+        centre = (p + z * z / (2.0 * n)) / scale
+        half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / scale
+    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    return low, high
+
+
 # Vectorised forms, one value per row, for exporters that read thousands of keys at once.
 # Each performs the same arithmetic as its scalar twin above.
 def pearson_many(m2_t: FloatArray, m2_v: FloatArray, c_tv: FloatArray) -> FloatArray:

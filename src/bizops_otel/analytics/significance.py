@@ -115,6 +115,44 @@ def correlation_difference(r_a: float, n_a: float, r_b: float, n_b: float) -> Te
     return TestResult(r_b - r_a, z, 2.0 * normal_sf(abs(z)))
 
 
+def t_critical(df: float, confidence: float = 0.95) -> float:
+    """Two-sided critical value of Student's t with ``df`` degrees of freedom (the normal
+    one for ``df = inf``): the t at which :func:`student_t_two_sided` equals
+    ``1 − confidence``, found by bisection (the p-value falls monotonically in |t|)."""
+    alpha = 1.0 - confidence
+    if not 0.0 < alpha < 1.0 or math.isnan(df) or df <= 0:
+        return math.nan
+    if math.isinf(df):
+        return NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    low, high = 0.0, 1.0
+    while student_t_two_sided(high, df) > alpha:
+        high *= 2.0
+    for _ in range(100):
+        middle = 0.5 * (low + high)
+        if student_t_two_sided(middle, df) > alpha:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def interval(result: TestResult, confidence: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of a test's difference, from its statistic::
+
+        SE = difference / statistic,   difference ± t_crit(ν) · SE
+
+    For Welch's test this is the Welch interval. For the pooled two-proportion test the
+    standard error is the pooled one (under no difference), so the interval is the one
+    that agrees with the test's p-value: it excludes 0 exactly when p < 1 − confidence.
+    nan when the statistic is undefined or 0.
+    """
+    difference, statistic = result.difference, result.statistic
+    if not (math.isfinite(difference) and math.isfinite(statistic)) or statistic == 0.0:
+        return math.nan, math.nan
+    half = t_critical(result.degrees_of_freedom, confidence) * abs(difference / statistic)
+    return difference - half, difference + half
+
+
 def trials_to_detect(rate: float, lift: float, alpha: float = 0.05,
                      power: float = 0.8) -> float:
     """Trials per arm a two-sided two-proportion z-test at level ``alpha`` needs to

@@ -15,7 +15,7 @@ from .. import attributes as attr
 from ..config import Config
 from ..implementation import NATIVE
 from ..install import BizOps, install
-from . import driver, history, shop, view
+from . import driver, history, live_report, shop, view
 from .simulate import Campaign, Scenario
 
 #: Seconds the view waits between two updates.
@@ -83,13 +83,16 @@ def run(duration: float, rate: float, seed: int, port: int,
     replayed = history.replay(provider, scenario, history_sessions, seed)
     print(f"bizops-otel demo: replayed the past hour, {history_sessions:,} sessions "
           f"({replayed:,} spans) in {time.monotonic() - began:.1f} s", flush=True)
-    server, _ = shop.serve(shop.create_app(scenario, handle, provider, seed), port)
+    report = live_report.LiveReport(
+        handle, history.HISTORY_SPAN_S if history_sessions > 0 else 0.0)
+    server, _ = shop.serve(shop.create_app(scenario, handle, provider, seed, report), port)
     port = server.server_port
     visitors = driver.Driver(scenario, "127.0.0.1", port, rate, seed)
     interactive = sys.stdout.isatty()
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     print(f"bizops-otel demo: the shop is at http://127.0.0.1:{port}/\n"
-          f"Prometheus metrics at http://127.0.0.1:{port}/metrics"
+          f"Prometheus metrics at http://127.0.0.1:{port}/metrics\n"
+          f"The report, live: http://127.0.0.1:{port}{live_report.ROUTE}"
           + (f"\nOTLP to {otlp}" if otlp else ""), flush=True)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     visitors.start()
@@ -101,6 +104,7 @@ def run(duration: float, rate: float, seed: int, port: int,
                 break
             # The last wait ends at the duration, so the run never overruns it.
             time.sleep(REFRESH_S if not duration else min(REFRESH_S, duration - elapsed))
+            report.observe()
             frame = _frame(handle, visitors, duration, port, history_sessions)
             if interactive:
                 sys.stdout.write("\x1b[H\x1b[2J" + frame + "\n")  # redraw in place
@@ -134,7 +138,8 @@ def _frame(handle: BizOps, visitors: driver.Driver, duration: float, port: int,
     limit = f" of {duration:.0f}" if duration else ""
     header = (f"bizops-otel demo · live {elapsed:.0f}{limit} s, "
               f"{visitors.tally.requests:,} requests · history {history_sessions:,} "
-              f"sessions\n:{port}/metrics · {'native' if NATIVE else 'pure'}")
+              f"sessions\n:{port}/metrics · report http://127.0.0.1:{port}"
+              f"{live_report.ROUTE} · {'native' if NATIVE else 'pure'}")
     snapshot = handle.snapshot()
     if snapshot is None:  # install() left disabled by configuration
         return header + "\nbizops-otel is disabled: nothing to show"

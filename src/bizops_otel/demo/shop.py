@@ -1,5 +1,5 @@
 """A small web shop: Flask behind OpenTelemetry's WSGI middleware, with bizops-otel
-installed, serving ``/metrics`` beside the shop.
+installed, serving ``/metrics`` and the live report (``/bizops/report``) beside the shop.
 
 The WSGI middleware (opentelemetry-instrumentation-wsgi) works with any WSGI framework and
 follows the newest OpenTelemetry releases; page groups come from path rules, since it
@@ -28,6 +28,7 @@ from ..export.exposition import make_wsgi_app
 from ..install import BizOps
 from ..span.context import business_context, record_conversion, record_order
 from ..span.wsgi import BusinessContextMiddleware
+from . import live_report
 from .simulate import Page, Scenario
 
 SESSION_COOKIE = "bizops_session"
@@ -53,8 +54,9 @@ class _Draws:
 
 
 def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
-               seed: int = 0) -> Any:
-    """The shop's WSGI application, ``/metrics`` included."""
+               seed: int = 0, report: Any = None) -> Any:
+    """The shop's WSGI application, ``/metrics`` included, and the live report at
+    ``/bizops/report`` (``report``: its WSGI application; a new one when None)."""
     app = Flask("bizops-demo-shop")
     draws = _Draws(scenario, seed)
     landing, *inner = scenario.pages
@@ -91,8 +93,9 @@ def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
     # The session cookie enters the business context before the request's span starts.
     traced = OpenTelemetryMiddleware(app.wsgi_app, tracer_provider=provider)
     shop = BusinessContextMiddleware(traced, session_cookie=SESSION_COOKIE)
-    return DispatcherMiddleware(shop, {"/metrics": make_wsgi_app(handle.snapshot,
-                                                                 handle.campaign_health)})
+    return DispatcherMiddleware(shop, {
+        "/metrics": make_wsgi_app(handle.snapshot, handle.campaign_health),
+        live_report.ROUTE: report if report is not None else live_report.LiveReport(handle)})
 
 
 class _Quiet(WSGIRequestHandler):
