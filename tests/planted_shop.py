@@ -24,7 +24,7 @@ SCENARIO = Scenario(
     variants={"A": 0.0, "B": 0.15})
 CONFIG = Config(dimensions=(attributes.PAGE_GROUP, attributes.CAMPAIGN_ID,
                             attributes.FEATURE_FLAG_KEY, attributes.FEATURE_FLAG_VARIANT),
-                page_groups=PAGE_RULES)
+                page_groups=PAGE_RULES, key_ttl=0)  # snapshots come a day after the traffic
 #: A day after the traffic every session has been idle past its timeout.
 LATER_NS = EPOCH + 86_400 * 10**9
 

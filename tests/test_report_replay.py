@@ -202,6 +202,7 @@ def test_replay_config_adds_variants_only_to_the_default_dimensions() -> None:
     from bizops_otel import Config
 
     assert replay.replay_config(Config()).dimensions == replay.REPLAY_DIMENSIONS
+    assert replay.replay_config(Config()).key_ttl == 0  # a replay's keys never expire
     assert replay.replay_config(CONFIG) is CONFIG
 
 

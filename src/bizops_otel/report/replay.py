@@ -103,7 +103,10 @@ class Replayer:
 
     def __init__(self, config: Config, aggregator: Any = None) -> None:
         self.config = config
-        self.aggregator = aggregator if aggregator is not None else Aggregator(config)
+        # A given aggregator keeps its own key_ttl; made here, keys never expire (as
+        # replay_config says why).
+        self.aggregator = (aggregator if aggregator is not None
+                           else Aggregator(dataclasses.replace(config, key_ttl=0)))
         self._record = self.aggregator.record_span
         self._enricher = Enricher(config)
         self._group_at = self._enricher.page_group_at
@@ -357,9 +360,13 @@ def _value(any_value: Mapping[str, Any]) -> Any:
 
 # Files --------------------------------------------------------------------------------
 def replay_config(config: Config) -> Config:
-    """``config`` with the replay's dimensions when it keeps only the default ones."""
+    """``config`` for a replay: the replay's dimensions when it keeps only the default ones,
+    and keys that never expire (``key_ttl=0``). A report covers the whole file, and its
+    final snapshot comes a session timeout after the last span, past any idle time."""
     if config.dimensions == Config().dimensions:
-        return dataclasses.replace(config, dimensions=REPLAY_DIMENSIONS)
+        config = dataclasses.replace(config, dimensions=REPLAY_DIMENSIONS)
+    if config.key_ttl != 0:
+        config = dataclasses.replace(config, key_ttl=0)
     return config
 
 
