@@ -10,8 +10,11 @@ prometheus_client registry is wanted.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -218,7 +221,50 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A thread per scrape, each named for this package, and none outliving
+    ``server_close()``: a client that connected and never sent its request (or stopped
+    reading the answer) would otherwise hold a thread, and its socket, forever. Closing
+    the server shuts those connections down, which wakes their threads, and joins them."""
+
     daemon_threads = True
+    #: Seconds to wait for the scrape threads at close (they end as soon as their socket
+    #: is shut down; this bounds a stuck collect).
+    close_timeout = 5.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections: dict[socket.socket, threading.Thread | None] = {}
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections[request] = None
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        thread = threading.current_thread()
+        thread.name = "bizops-otel-scrape"
+        with self._connections_lock:
+            if request in self._connections:
+                self._connections[request] = thread
+        super().process_request_thread(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.pop(request, None)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._connections_lock:
+            open_now = list(self._connections.items())
+        for connection, _ in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + self.close_timeout
+        for _, thread in open_now:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def start_http_server(port: int, source: Callable[[], Snapshot | None],
