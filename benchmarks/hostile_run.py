@@ -189,13 +189,15 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_shop(port: int, max_keys: int) -> subprocess.Popen[str]:
-    """The example shop under uvicorn on 127.0.0.1:``port``, SIGINT at its default."""
+def start_shop(port: int, max_keys: int,
+               more_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The example shop under uvicorn on 127.0.0.1:``port``, SIGINT at its default;
+    ``more_env`` adds variables (an OTLP endpoint, a multi-process directory)."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("OTEL_", "BIZOPS_OTEL_"))
            or key in ("BIZOPS_OTEL_NO_EXTENSIONS", "BIZOPS_OTEL_REQUIRE_EXTENSIONS")}
     env.update(BIZOPS_OTEL_MAX_KEYS=str(max_keys), BIZOPS_OTEL_QUIET="1",
-               OPENBLAS_NUM_THREADS="1")
+               OPENBLAS_NUM_THREADS="1", **(more_env or {}))
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(SHOP), "--host",
          "127.0.0.1", "--port", str(port), "--log-level", "error", "--no-access-log"],
