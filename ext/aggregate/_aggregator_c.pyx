@@ -865,6 +865,7 @@ cdef class Aggregator:
     cdef PyObject *_dim_attr[MAX_DIMS]
     cdef PyObject *_kpi_attr[MAX_KPIS]
     cdef uint64_t _dropped[MAX_REASONS]
+    cdef uint64_t _recorded      # observations committed, for ``changes()``
     cdef object __weakref__
 
     def __cinit__(self):
@@ -953,6 +954,7 @@ cdef class Aggregator:
         self._newest_epoch = -1
         self._hot = NULL
         memset(self._dropped, 0, sizeof(self._dropped))
+        self._recorded = 0
         self._started_ns = time.time_ns()
         cfg = self.config
         self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
@@ -1255,6 +1257,7 @@ cdef class Aggregator:
         cdef int i
         cdef double revenue = 0.0
         cdef Py_hash_t session_hash
+        self._recorded += 1
         if self._outcome >= 0 and (mask >> self._outcome) & 1:
             outcome = 2 if values[self._outcome] == 1.0 else 1
         if self._revenue >= 0 and (mask >> self._revenue) & 1:
@@ -1463,6 +1466,7 @@ cdef class Aggregator:
             self._dropped[i] += batch.drops[i]
         if batch.count == 0:
             return
+        self._recorded += batch.count
         key = self._touch(<int32_t>key, when)
         if state_add_batch(self._target(when), <int32_t>key, batch, self._m) < 0:
             self._dropped[R_MEMORY] += batch.count
@@ -1564,6 +1568,14 @@ cdef class Aggregator:
     def snapshot(self, now_ns=None):
         """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
         return self._snapshot(now_ns, False)[0]
+
+    def changes(self):
+        """As ``_aggregator_py.Aggregator.changes``."""
+        cdef uint64_t total = self._recorded
+        cdef int i
+        for i in range(MAX_REASONS):
+            total += self._dropped[i]
+        return total
 
     def snapshot_and_expired(self, now_ns=None):
         """As ``_aggregator_py.Aggregator.snapshot_and_expired``."""

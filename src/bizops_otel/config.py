@@ -163,8 +163,13 @@ class Config:
     #: Directory where each process writes its state for others to merge (pre-fork
     #: servers, and any process whose state should outlive it).
     multiproc_dir: str | None = None
-    #: Seconds between two writes of this process's state to ``multiproc_dir``.
+    #: Seconds between two writes of this process's state to ``multiproc_dir``, at most.
     multiproc_interval: float = 1.0
+    #: Seconds within which a state that changed is written (write on dirty; never sooner
+    #: than keeps the writes within 3% of a core, nor later than ``multiproc_interval``): a
+    #: worker killed with SIGKILL loses what it recorded since. An unchanged state is not
+    #: written. 0 writes every ``multiproc_interval`` only.
+    multiproc_flush_interval: float = 0.1
 
     # Sessions ------------------------------------------------------------------------------
     #: Open sessions tracked at once (0 turns sessions off). Each costs about 150 bytes.
@@ -373,6 +378,9 @@ def _validate_processing(config: Config) -> None:
     interval = config.multiproc_interval
     _require(_is_number(interval) and 0.05 <= interval <= 3600, "multiproc_interval",
              f"must be seconds in [0.05, 3600], got {interval!r}")
+    flush = config.multiproc_flush_interval
+    _require(_is_number(flush) and (flush == 0 or 0.01 <= flush <= 3600),
+             "multiproc_flush_interval", f"must be 0 or seconds in [0.01, 3600], got {flush!r}")
 
 
 def _is_int(value: Any) -> bool:

@@ -76,6 +76,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "RECORD_UNSAMPLED": _bool,
     "MULTIPROC_DIR": _optional_text,
     "MULTIPROC_INTERVAL": float,
+    "MULTIPROC_FLUSH_INTERVAL": float,
     "MAX_SESSIONS": int,
     "SESSION_TIMEOUT": float,
     "CAMPAIGN_INTERVAL": float,

@@ -284,6 +284,7 @@ class Aggregator:
         self._ring_epoch = [-1] * self._config.window_slots
         self._newest_epoch = -1
         self._dropped = [0] * len(DROP_REASONS)
+        self._recorded = 0  # observations committed, for ``changes()``
         # Cumulative exports start here: backends compute rates from it across restarts.
         self._started_ns = time.time_ns()
         self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
@@ -450,6 +451,7 @@ class Aggregator:
 
     def _commit(self, key_id: int, t: float, values: list[tuple[int, float]],
                 drops: list[int], error: bool, end_ns: int, session: object = None) -> None:
+        self._recorded += 1
         outcome = OUTCOME_NONE
         revenue = 0.0
         for j, v in values:
@@ -564,6 +566,7 @@ class Aggregator:
             for reason, hits in drops.items():
                 self._dropped[reason] += hits
             if batch.count:
+                self._recorded += batch.count
                 key_id = self._touch(key_id, when)
                 self._target(when).add_batch(key_id, batch)
 
@@ -598,6 +601,12 @@ class Aggregator:
     def snapshot(self, now_ns: int | None = None) -> Snapshot:
         """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
         return self._snapshot(now_ns, False)[0]
+
+    def changes(self) -> int:
+        """Observations recorded plus drops counted since the aggregator started (or was
+        reset, or forked): it grows whenever the state changes, and reading it costs no
+        snapshot. The state writer reads it to write only a state that changed."""
+        return self._recorded + sum(self._dropped)
 
     def snapshot_and_expired(self, now_ns: int | None = None) -> tuple[Snapshot, list[Expired]]:
         """A snapshot, and the final cumulative rows of the keys that expired since the

@@ -1,10 +1,12 @@
 """Per-process state in a shared directory, merged exactly at scrape time.
 
 Pre-fork servers (gunicorn, uwsgi) run one aggregator per worker. Each worker writes its
-snapshot to ``multiproc_dir`` every ``multiproc_interval`` seconds and at shutdown (a
-periodic task started by ``install()``); whoever serves the scrape merges all of them
-(:func:`merged_snapshot`). prometheus_client's own multi-process mode cannot do this for
-a custom collector; bizops-otel's statistics are mergeable, so it can.
+snapshot to ``multiproc_dir`` within ``multiproc_flush_interval`` of a change, at least every
+``multiproc_interval`` seconds, and at shutdown (a periodic task started by ``install()``;
+a worker killed with SIGKILL loses what it recorded since its last write); whoever serves
+the scrape merges all of them (:func:`merged_snapshot`). prometheus_client's own
+multi-process mode cannot do this for a custom collector; bizops-otel's statistics are
+mergeable, so it can.
 
 A dead worker's last state keeps counting, so totals never go backwards: at the next
 merge its file is folded into ``bizops-archive.npz`` (cumulative state only: its recent
