@@ -183,12 +183,18 @@ def main() -> None:
                              "negative value leaves the variable unset)")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'run':>3} {'completed':>9} {'req/s':>6} {'merged':>7} {'lost':>5}")
+    print(f"{'run':>3} {'completed':>9} {'req/s':>6} {'merged':>7} {'lost':>5} "
+          f"{'lost, s of traffic':>18}")
+    lost_seconds = []
     for run in range(1, args.runs + 1):
         flush = None if args.flush < 0 else args.flush
         result = measure(args.workers, args.clients, args.burst, args.interval, flush)
-        print(f"{run:3d} {result.completed:9d} {result.completed / args.burst:6.0f} "
-              f"{result.merged:7d} {result.lost:5d}", flush=True)
+        rate = result.completed / args.burst
+        lost_seconds.append(result.lost / rate if rate else 0.0)
+        print(f"{run:3d} {result.completed:9d} {rate:6.0f} {result.merged:7d} "
+              f"{result.lost:5d} {lost_seconds[-1]:18.3f}", flush=True)
+    print(f"lost, in seconds of the burst's traffic: min {min(lost_seconds):.3f}, median "
+          f"{sorted(lost_seconds)[len(lost_seconds) // 2]:.3f}, max {max(lost_seconds):.3f}")
     print(f"{args.workers} workers, {args.clients} clients, burst {args.burst} s, "
           f"multiproc_interval {args.interval} s, multiproc_flush_interval "
           + ("unset" if args.flush < 0 else f"{args.flush} s"))

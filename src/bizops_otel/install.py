@@ -153,8 +153,11 @@ class BizOps:
         if config.multiproc_dir is None or self.aggregator is None or self._shut_down:
             return
         self._written = (-1, 0.0, 0.0)
-        tick = min(config.multiproc_flush_interval or config.multiproc_interval,
-                   config.multiproc_interval)
+        # A look costs about a microsecond: look four times per flush interval, so that a
+        # write comes within the interval of a change, not up to two intervals after.
+        flush = config.multiproc_flush_interval
+        tick = min(max(0.01, flush / 4), config.multiproc_interval) if flush else (
+            config.multiproc_interval)
         self._writer = Periodic("bizops-otel-state", tick, self._write_if_due,
                                 "could not write this process's state")
         self._writer.start()
@@ -166,16 +169,19 @@ class BizOps:
         return int(self.aggregator.changes()) + sum(drops.counts().values())
 
     def _write_if_due(self) -> None:
-        # Write on dirty: a changed state within one tick, an unchanged one only every
-        # multiproc_interval (windows rotate and keys expire with time alone). A SIGKILL
-        # loses what was recorded since the last write. Under continuous traffic every
-        # tick finds a change, so the writes are spaced to keep their CPU time within
-        # _WRITE_CPU_SHARE of a core: a large state is written less often.
+        # Write on dirty: a changed state as soon as multiproc_flush_interval has passed
+        # since the last write, an unchanged one only every multiproc_interval (windows
+        # rotate and keys expire with time alone). A SIGKILL loses what was recorded since
+        # the last write. Under continuous traffic every look finds a change, so writes are
+        # also spaced to keep their CPU time within _WRITE_CPU_SHARE of a core: a large
+        # state is written less often.
         changes, written_at, pause = self._written
         now = time.monotonic()
         current = self._changes()
-        due = now - written_at >= self.config.multiproc_interval
-        if not due and (current == changes or now - written_at < pause):
+        config = self.config
+        due = now - written_at >= config.multiproc_interval
+        if not due and (current == changes or not config.multiproc_flush_interval
+                        or now - written_at < max(config.multiproc_flush_interval, pause)):
             return
         cpu = time.thread_time()
         self.write_state()
