@@ -113,7 +113,7 @@ def ab_line(snapshot: Snapshot) -> str:
     conversion, latency = result.conversion, result.latency
     line = (f"A/B {variants[1]} vs {variants[0]}: conversion "
             f"{_points(conversion.difference)} (p={conversion.p_value:.3f}), "
-            f"latency {latency.difference * 1e3:+.0f} ms (p={latency.p_value:.2f})")
+            f"page latency {latency.difference * 1e3:+.0f} ms (p={latency.p_value:.2f})")
     if conversion.p_value < 0.05:
         return line
     # Not significant: say whether that means "no effect" or "too few trials yet".
