@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -95,15 +95,14 @@ class VariantAlert:
     kind = "variant"
 
 
-class _Test:
-    """One metric of one comparison at one look: the harm estimate and its variance."""
+class _Test(NamedTuple):
+    """One metric of one comparison at one look."""
 
-    __slots__ = ("estimate", "harm", "samples", "scale", "variance")
-
-    def __init__(self, estimate: float, harm: float, variance: float, scale: float,
-                 samples: tuple[int, int]) -> None:
-        self.estimate, self.harm, self.variance = estimate, harm, variance
-        self.scale, self.samples = scale, samples
+    estimate: float  # treatment − control
+    harm: float  # the estimate signed so that positive hurts
+    variance: float
+    scale: float  # the mixture's τ
+    samples: tuple[int, int]
 
 
 def _conversion(control: Arm, treatment: Arm, settings: GuardrailSettings) -> _Test:

@@ -141,4 +141,4 @@ def _frame(handle: BizOps, visitors: driver.Driver, duration: float, port: int,
     snapshot = handle.snapshot()
     if snapshot is None:  # install() left disabled by configuration
         return header + "\nbizops-otel is disabled: nothing to show"
-    return str(view.render(snapshot, handle.campaign_health(), header))
+    return str(view.render(snapshot, handle.campaign_health(), header, handle.variants))
