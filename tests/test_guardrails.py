@@ -308,3 +308,26 @@ def test_guardrail_settings_load_from_variables_and_a_file(tmp_path: Path) -> No
         load_config(environ={"BIZOPS_OTEL_CONFIG": str(file)})
     assert Config().guardrail_control is None and Config().guardrail_metrics == (
         CONVERSION, LATENCY)
+
+
+def test_the_demo_view_shows_the_guardrails_in_80_columns(Aggregator: Any) -> None:
+    from bizops_otel.demo import view
+
+    config = Config(dimensions=(attributes.PAGE_GROUP, attributes.FEATURE_FLAG_VARIANT),
+                    kpis=("conversion", "order_value"))
+    aggregator = Aggregator(config)
+    by_key = traffic.batches(Simulator(Scenario(variant_delay_s={"B": 0.2}), 6).sessions(800))
+    for (page, _, variant), batch in by_key.items():
+        latency, conversion, _ = batch.arrays()
+        aggregator.record_many((page, variant), latency, {"conversion": conversion})
+    snapshot = aggregator.snapshot()
+    monitor = VariantMonitor(lambda: None)
+    assert view.guardrail_line(snapshot, monitor).startswith(
+        "Guardrails B vs A: no alert (always-valid p: conversion 1.00, latency 1.00)")
+    (alert,) = monitor.check(snapshot)
+    line = view.guardrail_line(snapshot, monitor)
+    assert line == (f"GUARDRAIL B vs A: worse on latency, {alert.estimate * 1e3:+,.0f} ms "
+                    f"[{alert.interval[0] * 1e3:+,.0f}, {alert.interval[1] * 1e3:+,.0f}], "
+                    f"p={alert.p_value:.4f}")
+    assert len(line) <= view.WIDTH and line in view.render(snapshot, [], "h", monitor)
+    assert view.guardrail_line(snapshot, None) == ""
