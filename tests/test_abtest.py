@@ -253,7 +253,8 @@ def test_one_page_group_is_welchs_test_exactly(Aggregator: Any) -> None:
     """Without page groups among the dimensions, each arm is one stratum: the combination
     reduces to Welch's test on the arm's requests."""
     aggregator = Aggregator(Config(dimensions=(attributes.FEATURE_FLAG_VARIANT,),
-                                   kpis=("conversion", "order_value")))
+                                   kpis=("conversion", "order_value"),
+                                   **traffic.FIRST_SIGHTING))
     rng = np.random.default_rng(3)
     x = {"A": rng.lognormal(-1.0, 0.5, 3000), "B": rng.lognormal(-0.97, 0.6, 2500)}
     for variant, values in x.items():

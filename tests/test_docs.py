@@ -230,9 +230,10 @@ import numpy
 rng = numpy.random.default_rng(1)
 for variant, delay in (("A", 0.0), ("B", 0.2)):
     for page, median in (("product", 0.4), ("checkout", 0.7)):
-        bizops.aggregator.record_many((page, "new-checkout", variant),
-                                      rng.lognormal(numpy.log(median), 0.5, 600) + delay,
-                                      {"conversion": rng.random(600) < 0.4})
+        for _ in range(2):  # a key is admitted once its values recur
+            bizops.aggregator.record_many((page, "new-checkout", variant),
+                                          rng.lognormal(numpy.log(median), 0.5, 300) + delay,
+                                          {"conversion": rng.random(300) < 0.4})
 bizops.variants.check()  # what the monitor's thread does every few seconds
 (alert,) = bizops.variant_alerts()
 assert alert.metric == "latency" and alert.interval[0] > 0, alert

@@ -238,7 +238,8 @@ def test_install_runs_guardrails_in_their_thread_and_routes_every_kind_through_o
     config = Config(dimensions=(attributes.PAGE_GROUP, attributes.CAMPAIGN_ID,
                                 attributes.FEATURE_FLAG_KEY, attributes.FEATURE_FLAG_VARIANT),
                     kpis=("conversion", "order_value"), campaign_interval=0.05,
-                    guardrail_interval=0.05, guardrail_metrics=(LATENCY,))
+                    guardrail_interval=0.05, guardrail_metrics=(LATENCY,),
+                    **traffic.FIRST_SIGHTING)
     handle = bizops_otel.install(TracerProvider(), config=config)
     everything: list[Any] = []
     variants: list[VariantAlert] = []
@@ -314,7 +315,7 @@ def test_the_demo_view_shows_the_guardrails_in_80_columns(Aggregator: Any) -> No
     from bizops_otel.demo import view
 
     config = Config(dimensions=(attributes.PAGE_GROUP, attributes.FEATURE_FLAG_VARIANT),
-                    kpis=("conversion", "order_value"))
+                    kpis=("conversion", "order_value"), **traffic.FIRST_SIGHTING)
     aggregator = Aggregator(config)
     by_key = traffic.batches(Simulator(Scenario(variant_delay_s={"B": 0.2}), 6).sessions(800))
     for (page, _, variant), batch in by_key.items():

@@ -116,6 +116,7 @@ def _conversion(control: Arm, treatment: Arm, settings: GuardrailSettings) -> _T
 
 
 def _enough(moments: Moments, keep: set[str]) -> Moments:
+    """The rows of the page groups in ``keep``."""
     chosen = [i for i, group in enumerate(moments.groups) if group in keep]
     pick = np.array(chosen, np.int64)
     return Moments(tuple(moments.groups[i] for i in chosen), moments.n[pick],
