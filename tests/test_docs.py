@@ -215,6 +215,33 @@ requests = {s.labels["bizops_page_group"]: s.value
             if s.name == "bizops_requests_total"}
 assert requests == {"/cart": 1.0}, requests
 """),
+    "guardrails": (_SPAN_SETUP + """
+import logging
+
+class Flags:
+    disabled = []
+
+    def disable(self, flag, variant):
+        self.disabled.append((flag, variant))
+
+flags, log = Flags(), logging.getLogger("shop")
+provider = TracerProvider()
+""", """
+import numpy
+rng = numpy.random.default_rng(1)
+for variant, delay in (("A", 0.0), ("B", 0.2)):
+    for page, median in (("product", 0.4), ("checkout", 0.7)):
+        for _ in range(2):  # a key is admitted once its values recur
+            bizops.aggregator.record_many((page, "new-checkout", variant),
+                                          rng.lognormal(numpy.log(median), 0.5, 300) + delay,
+                                          {"conversion": rng.random(300) < 0.4})
+bizops.variants.check()  # what the monitor's thread does every few seconds
+(alert,) = bizops.variant_alerts()
+assert alert.metric == "latency" and alert.interval[0] > 0, alert
+assert flags.disabled == [("new-checkout", "B")]
+assert bizops.alerts.errors == {"campaign": 0, "variant": 0}
+bizops.shutdown()
+"""),
 }
 
 

@@ -106,6 +106,9 @@ def _normalise_kpis(kpis: Iterable[Kpi | str]) -> tuple[Kpi, ...]:
 #: recent statistics for four windows, and its campaign has long since left the monitor.
 KEY_TTL_WINDOWS = 5
 
+#: What variant guardrails can judge.
+GUARDRAIL_METRICS = ("conversion", "latency")
+
 #: The default outcome: resolved from the KPIs when the Config is made.
 OUTCOME_AUTO = "auto"
 
@@ -176,6 +179,22 @@ class Config:
     #: Campaigns one health check judges at most: those with recent traffic and those
     #: degraded or failing, the most recent requests first; the rest wait their turn.
     campaign_limit: int = 500
+    #: Seconds between two variant guardrail checks by install() (0: no checks). They run
+    #: when ``feature_flag.result.variant`` is a dimension and there is an outcome KPI.
+    guardrail_interval: float = 5.0
+    #: Chance that a variant no worse than its control ever alerts, per variant and
+    #: metric, over every check however many (a sequential test; see docs/analytics.md).
+    guardrail_alpha: float = 0.05
+    #: Observations each arm needs before it is judged: outcomes for conversion, requests
+    #: for latency.
+    guardrail_min_samples: int = 200
+    #: The relative harm the sequential test is tuned to catch fastest, as a fraction of
+    #: the control's conversion rate or mean latency.
+    guardrail_effect: float = 0.10
+    #: What variants are judged on: "conversion" and/or "latency".
+    guardrail_metrics: tuple[str, ...] = GUARDRAIL_METRICS
+    #: The control variant of every flag (None: each flag's alphabetically first variant).
+    guardrail_control: str | None = None
     #: Export the per-key derived gauges (correlation, slope, conversion rate, latency
     #: quantiles, for both windows). Fleet rules need only the raw sums and buckets; turning
     #: these off cuts a key's series by about a third at high key counts.
@@ -255,6 +274,7 @@ class Config:
         _require(isinstance(self.prometheus_addr, str) and bool(self.prometheus_addr),
                  "prometheus_addr", f"must be an address to bind, got {self.prometheus_addr!r}")
         _validate_processing(self)
+        _validate_guardrails(self)
 
     @property
     def window_slot_ns(self) -> int:
@@ -373,6 +393,29 @@ def _validate_processing(config: Config) -> None:
     interval = config.multiproc_interval
     _require(_is_number(interval) and 0.05 <= interval <= 3600, "multiproc_interval",
              f"must be seconds in [0.05, 3600], got {interval!r}")
+
+
+def _validate_guardrails(config: Config) -> None:
+    interval = config.guardrail_interval
+    _require(_is_number(interval) and (interval == 0 or 0.05 <= interval <= 3600),
+             "guardrail_interval", f"must be 0 or seconds in [0.05, 3600], got {interval!r}")
+    alpha = config.guardrail_alpha
+    _require(_is_number(alpha) and 0 < alpha <= 0.5, "guardrail_alpha",
+             f"must be a probability in (0, 0.5], got {alpha!r}")
+    samples = config.guardrail_min_samples
+    _require(_is_int(samples) and 2 <= samples <= 1_000_000_000, "guardrail_min_samples",
+             f"must be an integer in [2, 1000000000], got {samples!r}")
+    effect = config.guardrail_effect
+    _require(_is_number(effect) and 0 < effect <= 10, "guardrail_effect",
+             f"must be a relative effect in (0, 10], e.g. 0.1 for 10%, got {effect!r}")
+    metrics = _string_tuple(config, "guardrail_metrics")
+    unknown = [m for m in metrics if m not in GUARDRAIL_METRICS]
+    _require(bool(metrics) and not unknown and len(set(metrics)) == len(metrics),
+             "guardrail_metrics", f"must name some of {list(GUARDRAIL_METRICS)} once each, "
+             f"got {list(metrics)}")
+    control = config.guardrail_control
+    _require(control is None or (isinstance(control, str) and bool(control)),
+             "guardrail_control", f"must be a variant name or None, got {control!r}")
 
 
 def _is_int(value: Any) -> bool:

@@ -28,12 +28,15 @@ HISTORY_SESSIONS = 20_000
 def demo_scenario(duration: float) -> Scenario:
     """The shop's traffic: a healthy campaign from the start, a second one launching a
     fifth of the way in (20 s without a duration) with a landing page ten times slower,
-    and a variant B that converts 15% better."""
+    and a variant B that converts 15% better and draws visitors deeper into the shop (10%
+    likelier to go on after each page), so more of its sessions reach the slow checkout:
+    the A/B view compares latency within page groups, where B is no slower."""
     launch = duration / 5 if duration > 0 else 20.0
     return Scenario(
         campaigns=(Campaign("spring_sale", 0.2),
                    Campaign("flash_sale", 0.3, launch_s=launch, latency_factor=10.0)),
         variants={"A": 0.0, "B": 0.15},
+        variant_depth={"B": 0.10},
         think_time_s=0.5,
     )
 
@@ -143,4 +146,4 @@ def _frame(handle: BizOps, visitors: driver.Driver, duration: float, port: int,
     snapshot = handle.snapshot()
     if snapshot is None:  # install() left disabled by configuration
         return header + "\nbizops-otel is disabled: nothing to show"
-    return str(view.render(snapshot, handle.campaign_health(), header))
+    return str(view.render(snapshot, handle.campaign_health(), header, handle.variants))
