@@ -241,6 +241,37 @@ def compare(snapshot: Snapshot, control: str, treatment: str,
                       order_value, correlation, _strata(both))
 
 
+class Pairing(NamedTuple):
+    """A treatment variant and the control it is compared with, within ``flag``."""
+
+    flag: str | None
+    control: str
+    treatment: str
+
+
+def pairings(snapshot: Snapshot) -> list[Pairing]:
+    """Each variant against its flag's control, the alphabetically first variant, per
+    flag when ``feature_flag.key`` is a dimension (flags in name order; ``None`` without
+    it). Empty without ``feature_flag.result.variant`` among the dimensions or without an
+    outcome KPI. The exported A/B families and the report pair variants this way."""
+    config = snapshot.config
+    if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
+        return []
+    at = config.dimensions.index(FEATURE_FLAG_VARIANT)
+    flag_at = (config.dimensions.index(FEATURE_FLAG_KEY)
+               if FEATURE_FLAG_KEY in config.dimensions else None)
+    variants_of: dict[str | None, set[str]] = {}
+    for key in snapshot:
+        if key[at]:
+            variants_of.setdefault(key[flag_at] if flag_at is not None else None,
+                                   set()).add(key[at])
+    found: list[Pairing] = []
+    for flag, names in sorted(variants_of.items(), key=lambda item: item[0] or ""):
+        control, *treatments = sorted(names)
+        found.extend(Pairing(flag, control, treatment) for treatment in treatments)
+    return found
+
+
 def _strata(both: Arms) -> tuple[Stratum, ...]:
     lat_a, lat_b = both.latency
     requests = [dict(zip(m.groups, m.n.astype(np.int64).tolist(), strict=True))
