@@ -289,9 +289,18 @@ cdef class SpanHooks:
     cdef bint _rules_only
     cdef object _rules
     cdef dict _groups
+    cdef object _operations          # the operation matcher, or None: none configured
+    cdef dict _operation_cache
+    cdef object _record_operations
 
-    def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher):
+    def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher,
+                 operations=None, record_operations=None):
         self.active = True
+        # Configured operations (objectives): None when there are none, so that a service
+        # without them pays one pointer test per request span.
+        self._operations = operations if record_operations is not None else None
+        self._operation_cache = operations.cache if self._operations is not None else None
+        self._record_operations = record_operations
         self._record = record
         self._record_c = native_record_span(record)
         self._owner = record.__self__ if self._record_c != NULL else None
@@ -461,8 +470,31 @@ cdef class SpanHooks:
             if fallback is None:
                 fallback = self._name_fallback(attributes, route, span._name)
         if self._record_c != NULL:
-            return self._record_c(self._owner, attributes, start, end, failed, fallback)
-        self._record(attributes, start, end, failed, fallback)
+            self._record_c(self._owner, attributes, start, end, failed, fallback)
+        else:
+            self._record(attributes, start, end, failed, fallback)
+        if self._operations is not None:
+            self._count_operations(span._kind, span._name, attributes, fallback, start, end,
+                                   failed)
+        return 0
+
+    cdef int _count_operations(self, object kind, object name, object attributes,
+                               object fallback, object start, object end,
+                               bint failed) except -1:
+        """Count the span in the operations it belongs to, if any (as the pure twin)."""
+        cdef object route = lookup(attributes, S_HTTP_ROUTE)
+        cdef object entry, matched
+        if not isinstance(route, str):
+            route = None
+        entry = lookup(self._operation_cache, (kind, name, route))
+        if entry is None:
+            entry = self._operations.entry(kind, name, route)
+        if (<tuple>entry)[1]:
+            matched = self._operations.resolve(entry, attributes, fallback)
+        else:
+            matched = (<tuple>entry)[0]
+        if matched:
+            self._record_operations(matched, start, end, failed)
         return 0
 
     cdef object _name_fallback(self, object attributes, object route, object name):
@@ -474,6 +506,7 @@ cdef class SpanHooks:
     cdef int _end_public(self, object span) except -1:
         """on_end through the public API, for spans not laid out as this SDK's are."""
         cdef object kind, parent, span_id, attributes, fallback
+        cdef bint failed
         kind, parent, span_id, attributes = public_fields(span)
         self._live.pop(span_id, None)
         if not self._is_request_kind(kind) and (
@@ -482,6 +515,9 @@ cdef class SpanHooks:
         fallback = None
         if self._page_group_at >= 0 and S_PAGE_GROUP not in attributes:
             fallback = self._name_fallback(attributes, route_of(attributes), span.name)
-        self._record(attributes, span.start_time, span.end_time,
-                     span.status.status_code is ERROR, fallback)
+        failed = span.status.status_code is ERROR
+        self._record(attributes, span.start_time, span.end_time, failed, fallback)
+        if self._operations is not None:
+            self._count_operations(kind, span.name, attributes, fallback, span.start_time,
+                                   span.end_time, failed)
         return 0
