@@ -36,6 +36,9 @@ class _Text:
 
     __slots__ = ("exact", "regex")
 
+    exact: str | None
+    regex: re.Pattern[str] | None
+
     def __init__(self, pattern: str) -> None:
         if pattern.startswith("re:"):
             self.exact, self.regex = None, re.compile(pattern[3:])

@@ -50,7 +50,7 @@ class BizOpsSpanProcessor(SpanProcessor):
         self._config = config
         hooks_cls = SpanHooks if hooks is None else hooks
         enricher = Enricher(config)
-        operations = ()
+        operations: tuple[Any, ...] = ()
         counted = getattr(aggregator, "config", config)  # the aggregator counts them
         if counted.operations:
             # Configured operations (objectives): the hooks resolve each request span's
