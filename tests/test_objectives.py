@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,57 @@ def test_spans_inside_a_request_and_other_kinds_are_not_counted(Aggregator: Any)
             "shop.tier": "gold"})
     counts = pipe.aggregator.snapshot().operation_counts
     assert counts.tolist() == [[1, 1], [0, 0], [0, 0], [0, 0]]
+
+
+# Export ------------------------------------------------------------------------------------
+def _exported(Aggregator: Any) -> Any:
+    aggregator = Aggregator(_config())
+    for i in range(40):
+        latency = (i % 5) * 6 * 10**8  # 0, 0.6, 1.2, 1.8, 2.4 s
+        aggregator.record_operations((0, 1), EPOCH - latency, EPOCH, error=i == 0)
+    return aggregator.snapshot(now_ns=EPOCH)
+
+
+def test_the_scrape_carries_counts_and_objectives(Aggregator: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bizops_otel.export.exposition import render
+
+    snapshot = _exported(Aggregator)
+    text = render(snapshot).decode()
+    samples = {(s.name, s.labels.get("bizops_operation")): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name.startswith("bizops_operation")}
+    assert samples == {
+        ("bizops_operation_requests_total", "authorise_order"): 40,
+        ("bizops_operation_good_total", "authorise_order"): 31,  # 32 within 2 s, 1 error
+        ("bizops_operation_requests_total", "checkout"): 40,
+        ("bizops_operation_good_total", "checkout"): 16,  # within 1 s; errors do not count
+        ("bizops_operation_requests_total", "search"): 0,
+        ("bizops_operation_good_total", "search"): 0,
+        ("bizops_operation_requests_total", "gold_pages"): 0,
+        ("bizops_operation_good_total", "gold_pages"): 0,
+        **{("bizops_operation_target", o.name): o.target for o in OPERATIONS},
+        **{("bizops_operation_threshold_seconds", o.name): o.threshold for o in OPERATIONS},
+    }
+    assert "# TYPE bizops_operation_requests_total counter" in text
+    assert "# TYPE bizops_operation_target gauge" in text
+
+
+def test_the_otlp_push_carries_counts_and_objectives(Aggregator: Any) -> None:
+    from bizops_otel.export.otlp import encode
+    from tests.otlp_decode import decode, value
+
+    snapshot = _exported(Aggregator)
+    when = time.time_ns() + SECOND  # the export's time, after the aggregator started
+    metrics, _ = decode(encode(snapshot, resource_attributes={"service.name": "shop"},
+                               time_ns=when))
+    of = frozenset({("bizops.operation", "authorise_order")})
+    requests, good = metrics["bizops.operation.requests"], metrics["bizops.operation.good"]
+    assert (requests.kind, requests.monotonic, requests.temporality) == ("sum", True, 2)
+    assert value(requests.points[of]) == 40 and value(good.points[of]) == 31
+    assert requests.points[of].start_time_unix_nano == snapshot.started_ns < when
+    assert value(metrics["bizops.operation.target"].points[of]) == 0.99
+    threshold = metrics["bizops.operation.threshold"]
+    assert threshold.kind == "gauge" and threshold.unit == "s"
+    assert value(threshold.points[of]) == 2.0
