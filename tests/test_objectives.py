@@ -138,10 +138,11 @@ def test_the_matcher_applies_every_rule_and_caches_by_endpoint() -> None:
     assert matcher.match(SERVER, "p", {attributes.PAGE_GROUP: "checkout"}) == (1,)
     assert matcher.match(SERVER, "p", {attributes.HTTP_ROUTE: "/x"}, ("checkout", "")) == (1,)
     assert matcher.match(SERVER, "p", {attributes.HTTP_ROUTE: "checkout"}) == (1,)
-    assert (SERVER, f"POST {AUTHORISE}", AUTHORISE) in matcher.cache
+    assert (f"POST {AUTHORISE}", AUTHORISE) in matcher.caches[0]  # SERVER's
+    assert ("job", None) in matcher.caches[4]  # INTERNAL's
     for i in range(CACHE_LIMIT + 10):
         matcher.match(SERVER, f"GET /{i}", {})
-    assert len(matcher.cache) == CACHE_LIMIT
+    assert sum(len(cache) for cache in matcher.caches) == CACHE_LIMIT
 
 
 def test_attribute_conditions_compare_values_and_the_text_of_numbers() -> None:

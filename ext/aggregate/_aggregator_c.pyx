@@ -20,6 +20,7 @@ cimport cython
 
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches, PyErr_Occurred
@@ -1630,6 +1631,8 @@ cdef class Aggregator:
         cdef uint64_t *counts
         cdef Py_ssize_t k
         cdef long i
+        cdef int overflow
+        cdef PyObject *item
         cdef bint failed
         cdef tuple chosen
         if not int64_of(start_ns, &start) or not int64_of(end_ns, &end) or end < start:
@@ -1642,10 +1645,12 @@ cdef class Aggregator:
         latency = <uint64_t>end - <uint64_t>start
         counts = self._op_target(end)
         for k in range(len(chosen)):
-            item = <object>PyTuple_GET_ITEM(chosen, k)
-            if type(item) is not int or not 0 <= item < self._n_ops:
+            item = PyTuple_GET_ITEM(chosen, k)
+            if type(<object>item) is not int:
                 continue
-            i = item
+            i = PyLong_AsLongAndOverflow(<object>item, &overflow)  # an exact int: no error
+            if overflow or i < 0 or i >= self._n_ops:
+                continue
             counts[2 * i] += 1
             if latency <= <uint64_t>self._op_threshold[i] and not (failed and self._op_errors[i]):
                 counts[2 * i + 1] += 1

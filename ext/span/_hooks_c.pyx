@@ -42,6 +42,7 @@ from bizops_otel.attributes import (
     URL_QUERY,
 )
 from bizops_otel.span.context import AROUND, CONTEXT_KEY
+from bizops_otel.span.operations import KINDS
 from bizops_otel.span.enrich import (
     MAX_QUERY_LENGTH,
     MAX_URL_LENGTH,
@@ -51,6 +52,7 @@ from bizops_otel.span.enrich import (
 )
 
 cdef object ERROR = StatusCode.ERROR
+cdef tuple OPERATION_KINDS = KINDS
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT
 cdef str S_HTTP_ROUTE = HTTP_ROUTE
 cdef str S_HTTP_TARGET = HTTP_TARGET
@@ -290,7 +292,7 @@ cdef class SpanHooks:
     cdef object _rules
     cdef dict _groups
     cdef object _operations          # the operation matcher, or None: none configured
-    cdef dict _operation_cache
+    cdef tuple _operation_caches
     cdef object _record_operations
 
     def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher,
@@ -299,7 +301,7 @@ cdef class SpanHooks:
         # Configured operations (objectives): None when there are none, so that a service
         # without them pays one pointer test per request span.
         self._operations = operations if record_operations is not None else None
-        self._operation_cache = operations.cache if self._operations is not None else None
+        self._operation_caches = operations.caches if self._operations is not None else None
         self._record_operations = record_operations
         self._record = record
         self._record_c = native_record_span(record)
@@ -484,11 +486,14 @@ cdef class SpanHooks:
         """Count the span in the operations it belongs to, if any (as the pure twin)."""
         cdef object route = lookup(attributes, S_HTTP_ROUTE)
         cdef object entry, matched
+        cdef Py_ssize_t code = 0
         if not isinstance(route, str):
             route = None
-        entry = lookup(self._operation_cache, (kind, name, route))
+        while code < len(OPERATION_KINDS) and <object>PyTuple_GET_ITEM(OPERATION_KINDS, code) is not kind:
+            code += 1  # by identity: SpanKind's hash is Python code
+        entry = lookup(<dict>PyTuple_GET_ITEM(self._operation_caches, code), (name, route))
         if entry is None:
-            entry = self._operations.entry(kind, name, route)
+            entry = self._operations.entry(code, name, route)
         if (<tuple>entry)[1]:
             matched = self._operations.resolve(entry, attributes, fallback)
         else:

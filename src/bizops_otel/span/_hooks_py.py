@@ -22,6 +22,7 @@ from .. import drops
 from ..attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
 from .context import AROUND, CONTEXT_KEY
 from .enrich import full_url_of, query_of, route_of, utm_parameters
+from .operations import KINDS
 
 #: Live spans remembered for record_order(); past this, new ones are not (and counted).
 LIVE_SPAN_LIMIT = 100_000
@@ -48,9 +49,9 @@ class Enrichment(Protocol):
 class Operations(Protocol):
     """The operation matcher the hooks ask (``operations.OperationMatcher``)."""
 
-    cache: dict[tuple[Any, Any, Any], tuple[tuple[int, ...], tuple[int, ...]]]
+    caches: tuple[dict[tuple[Any, Any], tuple[tuple[int, ...], tuple[int, ...]]], ...]
 
-    def entry(self, kind: Any, name: Any, route: Any
+    def entry(self, code: int, name: Any, route: Any
               ) -> tuple[tuple[int, ...], tuple[int, ...]]: ...
 
     def resolve(self, entry: tuple[tuple[int, ...], tuple[int, ...]],
@@ -206,9 +207,14 @@ class SpanHooks:
         route = attributes.get(HTTP_ROUTE)
         if type(route) is not str:
             route = None
-        entry = operations.cache.get((kind, name, route))
+        code = 0
+        for known in KINDS:  # by identity: SpanKind's hash is Python code
+            if known is kind:
+                break
+            code += 1
+        entry = operations.caches[code].get((name, route))
         if entry is None:
-            entry = operations.entry(kind, name, route)
+            entry = operations.entry(code, name, route)
         matched = operations.resolve(entry, attributes, fallback)
         if matched:
             self._record_operations(matched, start, end, failed)

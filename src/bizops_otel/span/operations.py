@@ -22,9 +22,19 @@ from ..config import Config, Operation
 #: (kind, name, route) entries cached; past this, new ones are decided on every span.
 CACHE_LIMIT = 4096
 
-_KIND_NAMES = {SpanKind.SERVER: "server", SpanKind.CONSUMER: "consumer",
-               SpanKind.CLIENT: "client", SpanKind.PRODUCER: "producer",
-               SpanKind.INTERNAL: "internal"}
+#: Span kinds by code: the caches are per code, because SpanKind is an Enum whose hash is
+#: Python code (a kind is found by identity here, as the hooks find it).
+KINDS = (SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.CLIENT, SpanKind.PRODUCER,
+         SpanKind.INTERNAL)
+_KIND_NAMES = ("server", "consumer", "client", "producer", "internal", None)
+
+
+def kind_code(kind: Any) -> int:
+    """The position of ``kind`` in :data:`KINDS`, or ``len(KINDS)`` for anything else."""
+    for code, known in enumerate(KINDS):
+        if known is kind:
+            return code
+    return len(KINDS)
 
 #: A cache entry: the operations every span of the entry belongs to, and those whose
 #: per-span rules are still to be checked.
@@ -106,7 +116,7 @@ class _Rule:
 class OperationMatcher:
     """Resolves a request span to the indices of the operations it belongs to.
 
-    ``cache`` maps (SpanKind, span name, route) to an :data:`Entry`; the native hooks read
+    ``caches[kind_code(kind)]`` maps (span name, route) to an :data:`Entry`; the hooks read
     it directly and call :meth:`entry` on a miss and :meth:`resolve` for the per-span rules.
 
     >>> from bizops_otel import Config, Operation
@@ -121,23 +131,27 @@ class OperationMatcher:
     def __init__(self, config: Config, page_group_at: int = -1) -> None:
         self._rules = [_Rule(o) for o in config.operations]
         self.page_group_at = page_group_at
-        self.cache: dict[tuple[Any, Any, Any], Entry] = {}
+        self.caches: tuple[dict[tuple[Any, Any], Entry], ...] = tuple(
+            {} for _ in _KIND_NAMES)
+        self._cached = 0
 
-    def entry(self, kind: Any, name: Any, route: Any) -> Entry:
-        """The cache entry of (kind, name, route), computed and cached on a miss."""
-        key = (kind, name, route)
-        found = self.cache.get(key)
+    def entry(self, code: int, name: Any, route: Any) -> Entry:
+        """The entry of (span kind code, name, route), computed and cached on a miss."""
+        cache = self.caches[code]
+        key = (name, route)
+        found = cache.get(key)
         if found is not None:
             return found
-        kind_name = _KIND_NAMES.get(kind)
+        kind_name = _KIND_NAMES[code]
         static: list[int] = []
         dynamic: list[int] = []
         for index, rule in enumerate(self._rules):
             if rule.static_match(kind_name, name, route):
                 (dynamic if rule.dynamic else static).append(index)
         entry = (tuple(static), tuple(dynamic))
-        if len(self.cache) < CACHE_LIMIT:
-            self.cache[key] = entry
+        if self._cached < CACHE_LIMIT:
+            self._cached += 1
+            cache[key] = entry
         return entry
 
     def resolve(self, entry: Entry, attributes: Mapping[str, Any],
@@ -162,4 +176,4 @@ class OperationMatcher:
         route = attributes.get(HTTP_ROUTE)
         if type(route) is not str:
             route = None
-        return self.resolve(self.entry(kind, name, route), attributes, fallback)
+        return self.resolve(self.entry(kind_code(kind), name, route), attributes, fallback)
