@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from bizops_otel import Config, ConfigError, Operation, attributes
+from bizops_otel import BizOpsSpanProcessor, Config, ConfigError, Operation, attributes
 from bizops_otel.aggregate import persist
 from bizops_otel.export.multiproc import merged_snapshot, state_file
 from bizops_otel.settings import load_config
 from bizops_otel.span.operations import CACHE_LIMIT, OperationMatcher
-from tests.conftest import load
+from tests.conftest import load, load_hooks
 from tests.keys import EVERY_KEY
 from tests.spans import pipeline
 from tests.twins import assert_twins_agree
@@ -367,3 +368,27 @@ def test_the_otlp_push_carries_counts_and_objectives(Aggregator: Any) -> None:
     threshold = metrics["bizops.operation.threshold"]
     assert threshold.kind == "gauge" and threshold.unit == "s"
     assert value(threshold.points[of]) == 2.0
+
+
+def test_spans_laid_out_otherwise_count_the_same(Aggregator: Any) -> None:
+    """Through the public API (a span not laid out as this SDK's are), the operations
+    count exactly as through the direct reads."""
+    from tests.test_span_hooks import PublicOnlySpan
+
+    def run(wrap: bool) -> list[list[int]]:
+        config = _config()
+        aggregator = Aggregator(config)
+        processor = BizOpsSpanProcessor(aggregator, config, hooks=load_hooks(Aggregator))
+        tracer = TracerProvider().get_tracer("t")  # no processor: the test drives the hooks
+        for i in range(30):
+            span = tracer.start_span("GET /checkout", kind=SERVER, start_time=EPOCH,
+                                     attributes={attributes.HTTP_ROUTE: "/checkout"})
+            seen = PublicOnlySpan(span) if wrap else span
+            processor.on_start(seen)
+            if i % 3 == 0:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end(end_time=EPOCH + i * 10**8)  # 0 to 2.9 s
+            processor.on_end(seen)
+        return aggregator.snapshot(now_ns=EPOCH).operation_counts.tolist()
+
+    assert run(False) == run(True) == [[0, 0], [30, 11], [0, 0], [0, 0]]
