@@ -392,3 +392,25 @@ def test_spans_laid_out_otherwise_count_the_same(Aggregator: Any) -> None:
         return aggregator.snapshot(now_ns=EPOCH).operation_counts.tolist()
 
     assert run(False) == run(True) == [[0, 0], [30, 11], [0, 0], [0, 0]]
+
+
+def test_your_own_meter_provider_observes_counts_and_objectives(Aggregator: Any) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from bizops_otel.export.otel import OTelMetrics
+
+    snapshot = _exported(Aggregator)
+    reader = InMemoryMetricReader()
+    OTelMetrics(MeterProvider(metric_readers=[reader]), lambda: snapshot, snapshot.config)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {(metric.name, point.attributes.get("bizops.operation")): point.value
+              for resource in data.resource_metrics for scope in resource.scope_metrics
+              for metric in scope.metrics if metric.name.startswith("bizops.operation")
+              for point in metric.data.data_points}
+    assert points[("bizops.operation.requests", "authorise_order")] == 40
+    assert points[("bizops.operation.good", "authorise_order")] == 31
+    assert points[("bizops.operation.good", "checkout")] == 16
+    assert points[("bizops.operation.target", "gold_pages")] == 0.999
+    assert points[("bizops.operation.threshold", "search")] == 0.3
