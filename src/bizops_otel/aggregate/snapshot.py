@@ -412,7 +412,7 @@ class Snapshot(Mapping[Key, KeyStats]):
     def merge(self, other: Snapshot) -> Snapshot:
         """Combine two snapshots (other processes, shards) as if one aggregator saw both."""
         if not self.config.same_shape(other.config):
-            raise ValueError("cannot merge snapshots with different KPIs or dimensions")
+            raise ValueError("cannot merge snapshots with different KPIs, dimensions or operations")
         table: dict[Key, int] = {}
         for key in (*self._keys, *other._keys):
             table.setdefault(key, len(table))
