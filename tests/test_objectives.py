@@ -414,3 +414,21 @@ def test_your_own_meter_provider_observes_counts_and_objectives(Aggregator: Any)
     assert points[("bizops.operation.good", "checkout")] == 16
     assert points[("bizops.operation.target", "gold_pages")] == 0.999
     assert points[("bizops.operation.threshold", "search")] == 0.3
+
+
+def test_native_hooks_count_operations_in_the_native_aggregator_directly() -> None:
+    """The native hooks call a native aggregator's record_operations as a C function, and
+    any other aggregator's through Python; both count the same."""
+    hooks = load_hooks(load("native"))
+    counts = []
+    for Aggregator, direct in ((load("native"), True), (load("pure"), False)):
+        config = _config()
+        aggregator = Aggregator(config)
+        processor = BizOpsSpanProcessor(aggregator, config, hooks=hooks)
+        assert processor._hooks.records_operations_directly is direct
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        for i in range(20):
+            _span(provider.get_tracer("t"), "GET /search", i * 3 * 10**7, error=i == 3)
+        counts.append(aggregator.snapshot(now_ns=EPOCH).operation_counts.tolist())
+    assert counts[0] == counts[1] == [[0, 0], [0, 0], [20, 10], [0, 0]]

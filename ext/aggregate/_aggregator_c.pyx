@@ -1626,6 +1626,12 @@ cdef class Aggregator:
     def record_operations(self, operations, start_ns, end_ns, error=False):
         """As ``_aggregator_py.Aggregator.record_operations``: count one request span in
         the operations it belongs to. Never raises."""
+        self._record_operations(operations, start_ns, end_ns,
+                                error is True or (error is not False and _truthy(error)))
+
+    @cython.final
+    cdef int _record_operations(self, object operations, object start_ns, object end_ns,
+                                bint failed) except -1:
         cdef int64_t start, end
         cdef uint64_t latency
         cdef uint64_t *counts
@@ -1633,15 +1639,16 @@ cdef class Aggregator:
         cdef long i
         cdef int overflow
         cdef PyObject *item
-        cdef bint failed
         cdef tuple chosen
         if not int64_of(start_ns, &start) or not int64_of(end_ns, &end) or end < start:
-            return
-        try:
-            chosen = operations if type(operations) is tuple else tuple(operations)
-        except Exception:
-            return
-        failed = error is True or (error is not False and _truthy(error))
+            return 0
+        if type(operations) is tuple:
+            chosen = operations
+        else:
+            try:
+                chosen = tuple(operations)
+            except Exception:
+                return 0
         latency = <uint64_t>end - <uint64_t>start
         counts = self._op_target(end)
         for k in range(len(chosen)):
@@ -1654,6 +1661,7 @@ cdef class Aggregator:
             counts[2 * i] += 1
             if latency <= <uint64_t>self._op_threshold[i] and not (failed and self._op_errors[i]):
                 counts[2 * i + 1] += 1
+        return 0
 
     # Reading ----------------------------------------------------------------------------
     def snapshot(self, now_ns=None):
@@ -1742,6 +1750,17 @@ cdef int _record_span_entry(object aggregator, object attributes, object start_n
 
 RECORD_SPAN_CAPSULE = PyCapsule_New(<void *>_record_span_entry,
                                     b"bizops_otel.aggregate.record_span", NULL)
+
+
+# The same for record_operations, which the hooks call for request spans of configured
+# operations, with the error flag already a C truth value.
+cdef int _record_operations_entry(object aggregator, object operations, object start_ns,
+                                  object end_ns, bint failed) except -1:
+    return (<Aggregator>aggregator)._record_operations(operations, start_ns, end_ns, failed)
+
+
+RECORD_OPERATIONS_CAPSULE = PyCapsule_New(<void *>_record_operations_entry,
+                                          b"bizops_otel.aggregate.record_operations", NULL)
 
 
 # record_span's entry for Python calls. Cython's wrapper of a method with defaults takes a

@@ -136,6 +136,23 @@ ctypedef int (*RecordSpan)(object, object, object, object, object, object) excep
 cdef const char *RECORD_SPAN_NAME = b"bizops_otel.aggregate.record_span"
 
 
+ctypedef int (*RecordOperations)(object, object, object, object, bint) except -1
+cdef const char *RECORD_OPERATIONS_NAME = b"bizops_otel.aggregate.record_operations"
+
+
+cdef RecordOperations native_record_operations(object record, object owner):
+    """The native aggregator's record_operations as a C function, when ``record`` is the
+    bound record_operations of ``owner``, whose record_span the hooks call natively."""
+    if (owner is None or getattr(record, "__self__", None) is not owner
+            or getattr(record, "__name__", None) != "record_operations"):
+        return NULL
+    module = sys.modules.get(type(owner).__module__)
+    capsule = getattr(module, "RECORD_OPERATIONS_CAPSULE", None)
+    if capsule is None or not PyCapsule_IsValid(capsule, RECORD_OPERATIONS_NAME):
+        return NULL
+    return <RecordOperations>PyCapsule_GetPointer(capsule, RECORD_OPERATIONS_NAME)
+
+
 cdef RecordSpan native_record_span(object record):
     """The native aggregator's record_span as a C function, when ``record`` is the bound
     record_span of an Aggregator of exactly the native type; else NULL."""
@@ -294,6 +311,7 @@ cdef class SpanHooks:
     cdef object _operations          # the operation matcher, or None: none configured
     cdef tuple _operation_caches
     cdef object _record_operations
+    cdef RecordOperations _record_operations_c
 
     def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher,
                  operations=None, record_operations=None):
@@ -306,6 +324,7 @@ cdef class SpanHooks:
         self._record = record
         self._record_c = native_record_span(record)
         self._owner = record.__self__ if self._record_c != NULL else None
+        self._record_operations_c = native_record_operations(record_operations, self._owner)
         self._live = live
         self._kinds = kinds
         self._local_roots = local_roots
@@ -325,6 +344,11 @@ cdef class SpanHooks:
     def records_directly(self):
         """Whether request spans reach the native aggregator as a C call."""
         return self._record_c != NULL
+
+    @property
+    def records_operations_directly(self):
+        """Whether configured operations reach the native aggregator as a C call."""
+        return self._record_operations_c != NULL
 
     cdef inline bint _is_request_kind(self, object kind):
         cdef Py_ssize_t i
@@ -498,8 +522,11 @@ cdef class SpanHooks:
             matched = self._operations.resolve(entry, attributes, fallback)
         else:
             matched = (<tuple>entry)[0]
-        if matched:
-            self._record_operations(matched, start, end, failed)
+        if not matched:
+            return 0
+        if self._record_operations_c != NULL:
+            return self._record_operations_c(self._owner, matched, start, end, failed)
+        self._record_operations(matched, start, end, failed)
         return 0
 
     cdef object _name_fallback(self, object attributes, object route, object name):
