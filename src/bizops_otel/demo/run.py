@@ -25,8 +25,9 @@ REFRESH_S = 1.0
 HISTORY_SESSIONS = 20_000
 
 
-#: The shop's objectives: its checkout page and its order confirmation, by page group.
-#: The planted slow checkout keeps the first (about 94% within 1.5 s), and overspends the
+#: The shop's objectives: its checkout page and its order confirmation, by page group (the
+#: live shop's spans carry a path, not a route, and the page-group rules name them). The
+#: planted slow checkout keeps the first (about 94% within 1.5 s), and overspends the
 #: second's budget (about 98.3% within 1 s).
 DEMO_OPERATIONS = (
     Operation("checkout", threshold=1.5, target=0.9, page_group="checkout"),
