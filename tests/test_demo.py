@@ -117,6 +117,12 @@ def check_final_view(output: str, duration: float) -> None:
     assert ab and float(ab.group(1)) > 0 and float(ab.group(2)) < 0.05
     assert re.search(r"flash_sale\s+FAILING", final), final
     assert re.search(r"spring_sale\s+OK", final), final
+    # The shop's objectives, counted over the history and the live requests.
+    for name, threshold in (("checkout", "1.5"), ("place_order", "1")):
+        objective = re.search(rf"objective {name}: ([\d.]+)% ≤ {threshold} s "
+                              r"\(target [\d.]+%\), budget [+-]\d+%, burn ([\d.]+|-)$", final,
+                              re.M)
+        assert objective and 50 < float(objective.group(1)) <= 100, final
 
 
 def test_demo_stops_cleanly_on_ctrl_c() -> None:

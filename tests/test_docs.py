@@ -189,6 +189,12 @@ assert abs(snapshot["checkout", ""].pearson("order_value").r) <= 1
 assert snapshot.total().count == 6
 assert snapshot.merge(other_snapshot)["checkout", ""].count == 5
 """),
+    "objectives": ("", """
+assert (objective.total, objective.good) == (4, 3)
+assert objective.compliance == 0.75
+assert abs(objective.budget_left + 24) < 1e-9 and abs(objective.burn_rate - 25) < 1e-9
+assert (objective.recent_total, objective.recent_good) == (4, 3)
+"""),
     "cardinality-limits": ("""
 import io
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
@@ -394,6 +400,8 @@ def test_toml_blocks_load(block: Block, tmp_path: Path) -> None:
     from bizops_otel.span.enrich import PageGroups
 
     assert PageGroups(loaded.page_groups).match("/api/v1/cart", None, "") == "cart"
+    assert loaded.operation_names == ("authorise_order", "checkout")
+    assert loaded.operations[0].method == "POST" and not loaded.operations[1].errors
 
 
 @pytest.mark.parametrize("block", of_kind("promql"))

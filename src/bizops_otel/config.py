@@ -102,6 +102,105 @@ def _normalise_kpis(kpis: Iterable[Kpi | str]) -> tuple[Kpi, ...]:
     return tuple(result)
 
 
+#: Operations (objectives) a Config holds at most.
+MAX_OPERATIONS = 64
+#: Longest latency threshold of an objective, in seconds (a day).
+MAX_THRESHOLD = 86400.0
+_OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A named business operation with an objective: the share of its requests that must
+    be good, a request being good when its latency is at most ``threshold`` seconds (and,
+    with ``errors``, when its span did not end in error).
+
+    A request span is the operation's when every rule given matches: ``span_name``,
+    ``route`` (``http.route``) and ``page_group`` are exact strings, globs (``*``) or, after
+    ``re:``, regular expressions; ``method`` is the HTTP method; ``kind`` the span kind
+    (None: any); ``attributes`` maps attribute keys to the values they must hold. One span
+    may belong to several operations.
+
+    >>> Operation("authorise_order", threshold=2.0, target=0.99,
+    ...           span_name="POST /api/orders/{id}/authorise").threshold_ns
+    2000000000
+    """
+
+    name: str
+    threshold: float
+    target: float
+    span_name: str | None = None
+    route: str | None = None
+    page_group: str | None = None
+    method: str | None = None
+    kind: str | None = "server"
+    attributes: tuple[tuple[str, Any], ...] = ()
+    errors: bool = True
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.name, str) and bool(_OPERATION_NAME.match(self.name)),
+                 "operations", f"operation name {self.name!r} must start with a letter or _ "
+                 "and hold at most 64 letters, digits, _, . or -")
+        what = f"operation {self.name!r}"
+        _require(_is_number(self.threshold) and 0 < self.threshold <= MAX_THRESHOLD,
+                 "operations", f"{what}: threshold must be seconds in (0, {MAX_THRESHOLD:g}], "
+                 f"got {self.threshold!r}")
+        _require(_is_number(self.target) and 0 < self.target < 1, "operations",
+                 f"{what}: target must be a ratio in (0, 1) such as 0.99, got {self.target!r}")
+        for rule in ("span_name", "route", "page_group", "method"):
+            value = getattr(self, rule)
+            _require(value is None or (isinstance(value, str) and bool(value)), "operations",
+                     f"{what}: {rule} must be a non-empty string or None, got {value!r}")
+            if isinstance(value, str) and value.startswith("re:"):
+                try:
+                    re.compile(value[3:])
+                except (re.error, OverflowError, RecursionError) as error:
+                    _require(False, "operations",
+                             f"{what}: {rule}: bad regular expression {value!r}: {error}")
+        if self.method is not None:
+            object.__setattr__(self, "method", self.method.upper())
+        _require(self.kind is None or self.kind in SPAN_KINDS, "operations",
+                 f"{what}: kind must be one of {SPAN_KINDS} or None, got {self.kind!r}")
+        conditions = self.attributes
+        if isinstance(conditions, Mapping):
+            conditions = tuple(conditions.items())
+        pairs = []
+        for pair in _sequence(conditions, "operations", "(attribute, value) pairs"):
+            _require(isinstance(pair, tuple | list) and len(pair) == 2
+                     and isinstance(pair[0], str) and bool(pair[0])
+                     and isinstance(pair[1], str | int | float | bool), "operations",
+                     f"{what}: attributes must map attribute keys to strings, numbers or "
+                     f"booleans, got {pair!r}")
+            pairs.append((pair[0], pair[1]))
+        object.__setattr__(self, "attributes", tuple(pairs))
+        _require(isinstance(self.errors, bool), "operations",
+                 f"{what}: errors must be true or false, got {self.errors!r}")
+
+    @property
+    def threshold_ns(self) -> int:
+        """The threshold in integer nanoseconds: a request is fast enough when its span's
+        end minus start, in the SDK's nanoseconds, is at most this."""
+        return round(self.threshold * 1e9)
+
+
+def _normalise_operations(config: Config) -> None:
+    items = config.operations
+    result: list[Operation] = []
+    for item in _sequence(items, "operations", "Operation"):
+        _require(isinstance(item, Operation), "operations",
+                 f"expected an Operation, got {type(item).__name__}")
+        result.append(item)
+    names = [o.name for o in result]
+    _require(len(set(names)) == len(names), "operations", f"duplicate operation names in {names}")
+    _require(len(result) <= MAX_OPERATIONS, "operations", f"at most {MAX_OPERATIONS} operations")
+    for operation in result:
+        _require(operation.kind is None or operation.kind in config.record_kinds
+                 or config.record_local_roots, "operations",
+                 f"operation {operation.name!r}: kind {operation.kind!r} is not recorded "
+                 f"(record_kinds={config.record_kinds}, record_local_roots=false)")
+    object.__setattr__(config, "operations", tuple(result))
+
+
 #: The default key_ttl, in recent windows: a key idle this long has had no span in its
 #: recent statistics for four windows, and its campaign has long since left the monitor.
 KEY_TTL_WINDOWS = 5
@@ -208,6 +307,11 @@ class Config:
     #: The address that server binds.
     prometheus_addr: str = "0.0.0.0"
 
+    # Objectives ----------------------------------------------------------------------------
+    #: Named operations with a latency objective: good and total requests are counted
+    #: exactly per operation (see ``Operation``).
+    operations: tuple[Operation, ...] = ()
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
         dims = _sequence(self.dimensions, "dimensions", "attribute keys")
@@ -275,6 +379,7 @@ class Config:
                  "prometheus_addr", f"must be an address to bind, got {self.prometheus_addr!r}")
         _validate_processing(self)
         _validate_guardrails(self)
+        _normalise_operations(self)
 
     @property
     def window_slot_ns(self) -> int:
@@ -326,7 +431,12 @@ class Config:
 
     def same_shape(self, other: Config) -> bool:
         """Whether snapshots of the two configs can be merged."""
-        return self.kpis == other.kpis and self.dimensions == other.dimensions
+        return (self.kpis == other.kpis and self.dimensions == other.dimensions
+                and self.operation_names == other.operation_names)
+
+    @property
+    def operation_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.operations)
 
 
 SPAN_KINDS = ("server", "consumer", "client", "producer", "internal")

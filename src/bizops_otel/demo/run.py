@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 from .. import attributes as attr
-from ..config import Config
+from ..config import Config, Operation
 from ..implementation import NATIVE
 from ..install import BizOps, install
 from . import driver, history, live_report, shop, view
@@ -23,6 +23,16 @@ REFRESH_S = 1.0
 #: Sessions of the shop's past hour replayed before the live part: enough for the impact
 #: scores, the what-if and the A/B test to have converged when the view first shows.
 HISTORY_SESSIONS = 20_000
+
+
+#: The shop's objectives: its checkout page and its order confirmation, by page group (the
+#: live shop's spans carry a path, not a route, and the page-group rules name them). The
+#: planted slow checkout keeps the first (about 94% within 1.5 s), and overspends the
+#: second's budget (about 98.3% within 1 s).
+DEMO_OPERATIONS = (
+    Operation("checkout", threshold=1.5, target=0.9, page_group="checkout"),
+    Operation("place_order", threshold=1.0, target=0.99, page_group="order"),
+)
 
 
 def demo_scenario(duration: float) -> Scenario:
@@ -80,7 +90,8 @@ def run(duration: float, rate: float, seed: int, port: int,
         dimensions=(attr.PAGE_GROUP, attr.CAMPAIGN_ID, attr.FEATURE_FLAG_VARIANT),
         page_groups=tuple((page.route.replace("<id>", "*"), page.group)
                           for page in (*scenario.pages, scenario.confirm)),
-        window=60.0, session_timeout=5.0, campaign_interval=2.0)
+        window=60.0, session_timeout=5.0, campaign_interval=2.0,
+        operations=DEMO_OPERATIONS)
     handle = install(provider, config=config)
     began = time.monotonic()
     replayed = history.replay(provider, scenario, history_sessions, seed)

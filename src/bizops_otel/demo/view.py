@@ -176,10 +176,26 @@ def whatif_line(snapshot: Snapshot) -> str:
             f"{projection.high * 100:+.1f}], {projection.revenue_change:+,.0f} EUR")
 
 
+def objective_lines(snapshot: Snapshot) -> list[str]:
+    """One line per configured operation: compliance against its objective, the error
+    budget left, and how fast the recent window burns it."""
+    lines = []
+    for objective in snapshot.objectives().values():
+        if not objective.total:
+            lines.append(f"objective {objective.name}: no requests yet")
+            continue
+        burn = objective.burn_rate
+        lines.append(
+            f"objective {objective.name}: {objective.compliance:.2%} ≤ "
+            f"{objective.threshold:g} s (target {objective.target:.1%}), budget "
+            f"{objective.budget_left:+.0%}, burn {'-' if math.isnan(burn) else f'{burn:.1f}'}")
+    return lines
+
+
 def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str,
            guardrails: VariantMonitor | None = None) -> str:
     """The whole view as text no wider than 80 columns."""
     lines = [*header.splitlines(), "", *page_table(snapshot), "", *campaign_table(health), "",
              *ab_line(snapshot).splitlines(), *guardrail_line(snapshot, guardrails).splitlines(),
-             whatif_line(snapshot)]
+             whatif_line(snapshot), *objective_lines(snapshot)]
     return "\n".join(line[:WIDTH] for line in lines)
