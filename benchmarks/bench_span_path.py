@@ -14,6 +14,8 @@ counts do not. For each span mix and each of four TracerProviders
    otherwise the defaults (the targets are set on this one);
 4. ``rules``: install() with one page-group rule, ``page_groups=(("/product/*",
    "product"),)``, so every span is given its group at start, as a service with rules has;
+5. ``objectives``: install() with the four operations of ``OPERATIONS`` (objectives), two
+   of which every span belongs to: the cost of counting good and total per operation;
 
 a child process (``--child VARIANT MIX N``, under valgrind) builds the provider, runs
 300 warm-up spans (caches, key creation, first-seen paths), then N spans with
@@ -65,9 +67,9 @@ import bizops_otel
 from bizops_otel import attributes as attr
 from bizops_otel._twins import no_extensions
 
-VARIANTS = ("bare", "noop", "install", "rules")
+VARIANTS = ("bare", "noop", "install", "rules", "objectives")
 #: The variants that install bizops-otel, compared with bare.
-INSTALLED = ("install", "rules")
+INSTALLED = ("install", "rules", "objectives")
 MIXES = ("reference", "route-only", "landing")
 #: Spans run before counting starts: every target, campaign and session is seen by then.
 WARMUP = 300
@@ -75,6 +77,15 @@ PAGE_GROUPS = (("/product/*", "product"),)
 NAME = "GET /product/{id}"
 ROUTE = "/product/{id}"
 SESSIONS = 50
+#: The ``objectives`` variant's operations: every span of the mixes is a product page
+#: (route) and a server span (all pages); it is neither checkout nor an authorisation.
+OPERATIONS = (
+    bizops_otel.Operation("product", 0.5, 0.99, route=ROUTE),
+    bizops_otel.Operation("pages", 1.0, 0.95),
+    bizops_otel.Operation("checkout", 1.0, 0.99, route="/checkout"),
+    bizops_otel.Operation("authorise_order", 2.0, 0.999,
+                          span_name="POST /api/orders/{id}/authorise"),
+)
 
 #: (span name, attributes at start, order value set before the span ends or None)
 Spec = tuple[str, dict[str, Any], float | None]
@@ -130,6 +141,9 @@ def tracer_provider(variant: str) -> tuple[TracerProvider, bizops_otel.BizOps | 
     if variant == "rules":
         return provider, bizops_otel.install(provider, campaign_interval=0,
                                              page_groups=PAGE_GROUPS)
+    if variant == "objectives":
+        return provider, bizops_otel.install(provider, campaign_interval=0,
+                                             operations=OPERATIONS)
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
@@ -145,7 +159,12 @@ def run_spans(tracer: Tracer, specs: Sequence[Spec]) -> None:
 
 def recorded(handle: bizops_otel.BizOps | None) -> int | None:
     snapshot = None if handle is None else handle.snapshot()
-    return None if snapshot is None else snapshot.total().count
+    if snapshot is None:
+        return None
+    count = snapshot.total().count
+    # With operations, every request counts in "product" and "pages" and in no other.
+    totals = snapshot.operation_counts[:, 0].tolist()
+    return count if totals in ([], [count, count, 0, 0]) else -1
 
 
 def child(variant: str, mix: str, spans: int) -> int:
@@ -239,8 +258,9 @@ def print_counts(counts: Mapping[str, Mapping[str, list[float]]]) -> None:
             row += (" / ".join(f"{max(per[v]) - min(per[v]):.1f}" for v in VARIANTS),)
         rows.append(row)
     header: tuple[str, ...] = ("mix", *(f"{v} instr/span" for v in VARIANTS),
-                               "noop over bare (floor)", "install over bare",
-                               "rules over bare", "install extra instr/span")
+                               "noop over bare (floor)",
+                               *(f"{v} over bare" for v in VARIANTS[2:]),
+                               "install extra instr/span")
     if repeated:
         header += (f"spread instr/span ({' / '.join(VARIANTS)})",)
     print(table(rows, header))

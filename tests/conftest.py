@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import bizops_otel
-from bizops_otel._twins import extensions_required
+from bizops_otel._twins import extensions_required, no_extensions
 from bizops_otel.aggregate import _aggregator_py
 
 IMPLEMENTATIONS = ("native", "pure")
@@ -40,6 +40,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--oldest", action="store_true",
                      help="the environment holds the oldest releases pyproject.toml declares "
                           "(constraints/oldest.txt, make test-oldest), not the newest")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the pure-only pass (``BIZOPS_OTEL_NO_EXTENSIONS=1``), leave out the tests that
+    name the native twin through the ``Aggregator`` fixture: they ran in the native pass,
+    and this pass is for the pure twins, which it runs in full."""
+    if not no_extensions():
+        return
+    kept, native = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        pinned = callspec is not None and callspec.params.get("Aggregator") == "native"
+        (native if pinned else kept).append(item)
+    if native:
+        config.hook.pytest_deselected(items=native)
+        items[:] = kept
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -189,6 +189,12 @@ assert abs(snapshot["checkout", ""].pearson("order_value").r) <= 1
 assert snapshot.total().count == 6
 assert snapshot.merge(other_snapshot)["checkout", ""].count == 5
 """),
+    "objectives": ("", """
+assert (objective.total, objective.good) == (4, 3)
+assert objective.compliance == 0.75
+assert abs(objective.budget_left + 24) < 1e-9 and abs(objective.burn_rate - 25) < 1e-9
+assert (objective.recent_total, objective.recent_good) == (4, 3)
+"""),
     "cardinality-limits": ("""
 import io
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
@@ -214,6 +220,33 @@ requests = {s.labels["bizops_page_group"]: s.value
             for f in text_string_to_metric_families(body) for s in f.samples
             if s.name == "bizops_requests_total"}
 assert requests == {"/cart": 1.0}, requests
+"""),
+    "guardrails": (_SPAN_SETUP + """
+import logging
+
+class Flags:
+    disabled = []
+
+    def disable(self, flag, variant):
+        self.disabled.append((flag, variant))
+
+flags, log = Flags(), logging.getLogger("shop")
+provider = TracerProvider()
+""", """
+import numpy
+rng = numpy.random.default_rng(1)
+for variant, delay in (("A", 0.0), ("B", 0.2)):
+    for page, median in (("product", 0.4), ("checkout", 0.7)):
+        for _ in range(2):  # a key is admitted once its values recur
+            bizops.aggregator.record_many((page, "new-checkout", variant),
+                                          rng.lognormal(numpy.log(median), 0.5, 300) + delay,
+                                          {"conversion": rng.random(300) < 0.4})
+bizops.variants.check()  # what the monitor's thread does every few seconds
+(alert,) = bizops.variant_alerts()
+assert alert.metric == "latency" and alert.interval[0] > 0, alert
+assert flags.disabled == [("new-checkout", "B")]
+assert bizops.alerts.errors == {"campaign": 0, "variant": 0}
+bizops.shutdown()
 """),
 }
 
@@ -367,6 +400,8 @@ def test_toml_blocks_load(block: Block, tmp_path: Path) -> None:
     from bizops_otel.span.enrich import PageGroups
 
     assert PageGroups(loaded.page_groups).match("/api/v1/cart", None, "") == "cart"
+    assert loaded.operation_names == ("authorise_order", "checkout")
+    assert loaded.operations[0].method == "POST" and not loaded.operations[1].errors
 
 
 @pytest.mark.parametrize("block", of_kind("promql"))

@@ -182,7 +182,7 @@ def test_every_panel_has_a_place_an_id_and_the_selected_datasource() -> None:
             assert target["datasource"] == DATASOURCE, panel["title"]
             assert target["expr"].strip(), panel["title"]
     rows = [panel["title"] for panel in everything if panel["type"] == "row"]
-    assert len(rows) == 7 and len(everything) - len(rows) >= 30
+    assert len(rows) == 8 and len(everything) - len(rows) >= 33
 
 
 def test_every_variable_is_defined_and_used() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.tools import require
 
 RULES = Path(__file__).parent.parent / "deploy" / "prometheus"
@@ -17,8 +19,11 @@ def test_promtool_check_rules() -> None:
     assert "SUCCESS" in result.stdout
 
 
-def test_promtool_unit_tests() -> None:
-    result = subprocess.run([require("promtool"), "test", "rules", "bizops-rules.test.yml"],
+@pytest.mark.parametrize("tests", ["bizops-rules.test.yml", "bizops-objectives.test.yml"])
+def test_promtool_unit_tests(tests: str) -> None:
+    """The fleet analytics, and the operation objectives: compliance, burn rates, the
+    remaining budget, and the burn-rate alerts firing and not firing when they should."""
+    result = subprocess.run([require("promtool"), "test", "rules", tests],
                             cwd=RULES, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout

@@ -20,6 +20,7 @@ cimport cython
 
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches, PyErr_Occurred
@@ -866,6 +867,16 @@ cdef class Aggregator:
     cdef PyObject *_kpi_attr[MAX_KPIS]
     cdef uint64_t _dropped[MAX_REASONS]
     cdef uint64_t _recorded      # observations committed, for ``changes()``
+    # Operations (objectives): thresholds, whether errors are bad, and per operation the
+    # requests and good ones (2i, 2i + 1) in a ring of sub-windows of their own and the
+    # retired sum (see ``_aggregator_py``).
+    cdef int _n_ops
+    cdef int64_t *_op_threshold
+    cdef char *_op_errors
+    cdef uint64_t *_op_retired
+    cdef uint64_t *_op_ring
+    cdef int64_t *_op_epoch
+    cdef int64_t _op_newest
     cdef object __weakref__
 
     def __cinit__(self):
@@ -874,6 +885,11 @@ cdef class Aggregator:
         self._hot = NULL
         self._key_group = NULL
         self._last_seen = NULL
+        self._op_threshold = NULL
+        self._op_errors = NULL
+        self._op_retired = NULL
+        self._op_ring = NULL
+        self._op_epoch = NULL
         memset(&self._sketch, 0, sizeof(Sketch))
         memset(&self._retired, 0, sizeof(State))
         memset(&self._raw, 0, sizeof(KeyTable))
@@ -915,6 +931,19 @@ cdef class Aggregator:
         if self._key_group == NULL or self._last_seen == NULL:
             raise MemoryError()
         self._ttl_ns = cfg.key_ttl_ns
+        self._n_ops = len(cfg.operations)
+        self._op_threshold = <int64_t *>PyMem_RawMalloc((self._n_ops + 1) * sizeof(int64_t))
+        self._op_errors = <char *>PyMem_RawMalloc(self._n_ops + 1)
+        self._op_retired = <uint64_t *>PyMem_RawMalloc((2 * self._n_ops + 1) * sizeof(uint64_t))
+        self._op_ring = <uint64_t *>PyMem_RawMalloc(
+            (2 * self._n_ops * self._slots + 1) * sizeof(uint64_t))
+        self._op_epoch = <int64_t *>PyMem_RawMalloc(self._slots * sizeof(int64_t))
+        if (self._op_threshold == NULL or self._op_errors == NULL or self._op_retired == NULL
+                or self._op_ring == NULL or self._op_epoch == NULL):
+            raise MemoryError()
+        for j, operation in enumerate(cfg.operations):
+            self._op_threshold[j] = operation.threshold_ns
+            self._op_errors[j] = 1 if operation.errors else 0
         self._clear()
         _fork.track(self)
 
@@ -929,6 +958,11 @@ cdef class Aggregator:
         PyMem_RawFree(self._ring_epoch)
         PyMem_RawFree(self._key_group)
         PyMem_RawFree(self._last_seen)
+        PyMem_RawFree(self._op_threshold)
+        PyMem_RawFree(self._op_errors)
+        PyMem_RawFree(self._op_retired)
+        PyMem_RawFree(self._op_ring)
+        PyMem_RawFree(self._op_epoch)
         sketch_free(&self._sketch)
 
     # Life cycle -------------------------------------------------------------------------
@@ -955,6 +989,11 @@ cdef class Aggregator:
         self._hot = NULL
         memset(self._dropped, 0, sizeof(self._dropped))
         self._recorded = 0
+        memset(self._op_retired, 0, 2 * self._n_ops * sizeof(uint64_t))
+        memset(self._op_ring, 0, 2 * self._n_ops * self._slots * sizeof(uint64_t))
+        for i in range(self._slots):
+            self._op_epoch[i] = -1
+        self._op_newest = -1
         self._started_ns = time.time_ns()
         cfg = self.config
         self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
@@ -1564,6 +1603,70 @@ cdef class Aggregator:
         b.kpi_f[j * F + 8] = svv
         b.kpi_f[j * F + 9] = stv
 
+    # Operations -------------------------------------------------------------------------
+    cdef uint64_t *_op_target(self, int64_t end_ns) noexcept:
+        """The operation counts a span ending at ``end_ns`` goes to (as in the pure twin)."""
+        cdef int64_t epoch = floor_div(end_ns, self._slot_ns)
+        cdef int64_t index = epoch % self._slots
+        cdef int width = 2 * self._n_ops
+        cdef uint64_t *counts
+        cdef int i
+        if index < 0:
+            index += self._slots
+        if epoch <= self._op_newest - self._slots:
+            return self._op_retired
+        if epoch > self._op_newest:
+            self._op_newest = epoch
+        counts = self._op_ring + index * width
+        if self._op_epoch[index] != epoch:
+            if epoch < self._op_epoch[index]:
+                return self._op_retired
+            for i in range(width):
+                self._op_retired[i] += counts[i]
+                counts[i] = 0
+            self._op_epoch[index] = epoch
+        return counts
+
+    def record_operations(self, operations, start_ns, end_ns, error=False):
+        """As ``_aggregator_py.Aggregator.record_operations``: count one request span in
+        the operations it belongs to. Never raises."""
+        self._record_operations(operations, start_ns, end_ns,
+                                error is True or (error is not False and _truthy(error)))
+
+    @cython.final
+    cdef int _record_operations(self, object operations, object start_ns, object end_ns,
+                                bint failed) except -1:
+        cdef int64_t start, end
+        cdef uint64_t latency
+        cdef uint64_t *counts
+        cdef Py_ssize_t k
+        cdef long i
+        cdef int overflow
+        cdef PyObject *item
+        cdef tuple chosen
+        if not int64_of(start_ns, &start) or not int64_of(end_ns, &end) or end < start:
+            return 0
+        if type(operations) is tuple:
+            chosen = operations
+        else:
+            try:
+                chosen = tuple(operations)
+            except Exception:
+                return 0
+        latency = <uint64_t>end - <uint64_t>start
+        counts = self._op_target(end)
+        for k in range(len(chosen)):
+            item = PyTuple_GET_ITEM(chosen, k)
+            if type(<object>item) is not int:
+                continue
+            i = PyLong_AsLongAndOverflow(<object>item, &overflow)  # an exact int: no error
+            if overflow or i < 0 or i >= self._n_ops:
+                continue
+            counts[2 * i] += 1
+            if latency <= <uint64_t>self._op_threshold[i] and not (failed and self._op_errors[i]):
+                counts[2 * i + 1] += 1
+        return 0
+
     # Reading ----------------------------------------------------------------------------
     def snapshot(self, now_ns=None):
         """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
@@ -1589,6 +1692,10 @@ cdef class Aggregator:
         cdef uint64_t dropped[MAX_REASONS]
         cdef State cumulative
         cdef State recent
+        cdef int width = 2 * self._n_ops
+        cdef int k
+        cdef uint64_t *ops_cumulative = NULL
+        cdef uint64_t *ops_recent = NULL
         memset(&cumulative, 0, sizeof(State))
         memset(&recent, 0, sizeof(State))
         taken = []
@@ -1613,16 +1720,36 @@ cdef class Aggregator:
             failed |= state_merge(&cumulative, &recent, self._m)
             if failed:
                 raise MemoryError("bizops-otel: no memory for a snapshot")
+            ops_cumulative = <uint64_t *>PyMem_RawMalloc((width + 1) * sizeof(uint64_t))
+            ops_recent = <uint64_t *>PyMem_RawMalloc((width + 1) * sizeof(uint64_t))
+            if ops_cumulative == NULL or ops_recent == NULL:
+                raise MemoryError("bizops-otel: no memory for a snapshot")
+            memset(ops_recent, 0, (width + 1) * sizeof(uint64_t))
+            for k in range(width):
+                ops_cumulative[k] = self._op_retired[k]
+            for i in range(self._slots):
+                for k in range(width):
+                    ops_cumulative[k] += self._op_ring[i * width + k]
+                    if current - self._slots < self._op_epoch[i] <= current:
+                        ops_recent[k] += self._op_ring[i * width + k]
             keys = self._keys[:n_keys]
+            operations = np.array([ops_cumulative[k] for k in range(width)],
+                                  np.uint64).reshape(self._n_ops, 2)
+            recent_operations = np.array([ops_recent[k] for k in range(width)],
+                                         np.uint64).reshape(self._n_ops, 2)
             sessions = self._sessions.dump(now) if self._sessions is not None else None
             cumulative_arrays = sort_rows(state_dump(&cumulative, self._m))
             recent_arrays = sort_rows(state_dump(&recent, self._m))
         finally:
             state_free(&cumulative)
             state_free(&recent)
+            PyMem_RawFree(ops_cumulative)
+            PyMem_RawFree(ops_recent)
         return Snapshot.from_state(self.config, keys, cumulative_arrays,
                                    [dropped[i] for i in range(N_REASONS)], recent_arrays, now,
-                                   sessions, started_ns=self._started_ns), taken
+                                   sessions, started_ns=self._started_ns,
+                                   operations=operations,
+                                   recent_operations=recent_operations), taken
 
 
 # The span hooks (ext/span/_hooks_c.pyx) call record_span for every request span. Through
@@ -1635,6 +1762,17 @@ cdef int _record_span_entry(object aggregator, object attributes, object start_n
 
 RECORD_SPAN_CAPSULE = PyCapsule_New(<void *>_record_span_entry,
                                     b"bizops_otel.aggregate.record_span", NULL)
+
+
+# The same for record_operations, which the hooks call for request spans of configured
+# operations, with the error flag already a C truth value.
+cdef int _record_operations_entry(object aggregator, object operations, object start_ns,
+                                  object end_ns, bint failed) except -1:
+    return (<Aggregator>aggregator)._record_operations(operations, start_ns, end_ns, failed)
+
+
+RECORD_OPERATIONS_CAPSULE = PyCapsule_New(<void *>_record_operations_entry,
+                                          b"bizops_otel.aggregate.record_operations", NULL)
 
 
 # record_span's entry for Python calls. Cython's wrapper of a method with defaults takes a

@@ -42,6 +42,7 @@ from bizops_otel.attributes import (
     URL_QUERY,
 )
 from bizops_otel.span.context import AROUND, CONTEXT_KEY
+from bizops_otel.span.operations import KINDS
 from bizops_otel.span.enrich import (
     MAX_QUERY_LENGTH,
     MAX_URL_LENGTH,
@@ -51,6 +52,7 @@ from bizops_otel.span.enrich import (
 )
 
 cdef object ERROR = StatusCode.ERROR
+cdef tuple OPERATION_KINDS = KINDS
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT
 cdef str S_HTTP_ROUTE = HTTP_ROUTE
 cdef str S_HTTP_TARGET = HTTP_TARGET
@@ -132,6 +134,23 @@ cdef inline bint same_span(object started, object context, object span_id):
 
 ctypedef int (*RecordSpan)(object, object, object, object, object, object) except -1
 cdef const char *RECORD_SPAN_NAME = b"bizops_otel.aggregate.record_span"
+
+
+ctypedef int (*RecordOperations)(object, object, object, object, bint) except -1
+cdef const char *RECORD_OPERATIONS_NAME = b"bizops_otel.aggregate.record_operations"
+
+
+cdef RecordOperations native_record_operations(object record, object owner):
+    """The native aggregator's record_operations as a C function, when ``record`` is the
+    bound record_operations of ``owner``, whose record_span the hooks call natively."""
+    if (owner is None or getattr(record, "__self__", None) is not owner
+            or getattr(record, "__name__", None) != "record_operations"):
+        return NULL
+    module = sys.modules.get(type(owner).__module__)
+    capsule = getattr(module, "RECORD_OPERATIONS_CAPSULE", None)
+    if capsule is None or not PyCapsule_IsValid(capsule, RECORD_OPERATIONS_NAME):
+        return NULL
+    return <RecordOperations>PyCapsule_GetPointer(capsule, RECORD_OPERATIONS_NAME)
 
 
 cdef RecordSpan native_record_span(object record):
@@ -289,12 +308,23 @@ cdef class SpanHooks:
     cdef bint _rules_only
     cdef object _rules
     cdef dict _groups
+    cdef object _operations          # the operation matcher, or None: none configured
+    cdef tuple _operation_caches
+    cdef object _record_operations
+    cdef RecordOperations _record_operations_c
 
-    def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher):
+    def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher,
+                 operations=None, record_operations=None):
         self.active = True
+        # Configured operations (objectives): None when there are none, so that a service
+        # without them pays one pointer test per request span.
+        self._operations = operations if record_operations is not None else None
+        self._operation_caches = operations.caches if self._operations is not None else None
+        self._record_operations = record_operations
         self._record = record
         self._record_c = native_record_span(record)
         self._owner = record.__self__ if self._record_c != NULL else None
+        self._record_operations_c = native_record_operations(record_operations, self._owner)
         self._live = live
         self._kinds = kinds
         self._local_roots = local_roots
@@ -314,6 +344,11 @@ cdef class SpanHooks:
     def records_directly(self):
         """Whether request spans reach the native aggregator as a C call."""
         return self._record_c != NULL
+
+    @property
+    def records_operations_directly(self):
+        """Whether configured operations reach the native aggregator as a C call."""
+        return self._record_operations_c != NULL
 
     cdef inline bint _is_request_kind(self, object kind):
         cdef Py_ssize_t i
@@ -461,8 +496,37 @@ cdef class SpanHooks:
             if fallback is None:
                 fallback = self._name_fallback(attributes, route, span._name)
         if self._record_c != NULL:
-            return self._record_c(self._owner, attributes, start, end, failed, fallback)
-        self._record(attributes, start, end, failed, fallback)
+            self._record_c(self._owner, attributes, start, end, failed, fallback)
+        else:
+            self._record(attributes, start, end, failed, fallback)
+        if self._operations is not None:
+            self._count_operations(span._kind, span._name, attributes, fallback, start, end,
+                                   failed)
+        return 0
+
+    cdef int _count_operations(self, object kind, object name, object attributes,
+                               object fallback, object start, object end,
+                               bint failed) except -1:
+        """Count the span in the operations it belongs to, if any (as the pure twin)."""
+        cdef object route = lookup(attributes, S_HTTP_ROUTE)
+        cdef object entry, matched
+        cdef Py_ssize_t code = 0
+        if not isinstance(route, str):
+            route = None
+        while code < len(OPERATION_KINDS) and <object>PyTuple_GET_ITEM(OPERATION_KINDS, code) is not kind:
+            code += 1  # by identity: SpanKind's hash is Python code
+        entry = lookup(<dict>PyTuple_GET_ITEM(self._operation_caches, code), (name, route))
+        if entry is None:
+            entry = self._operations.entry(code, name, route)
+        if (<tuple>entry)[1]:
+            matched = self._operations.resolve(entry, attributes, fallback)
+        else:
+            matched = (<tuple>entry)[0]
+        if not matched:
+            return 0
+        if self._record_operations_c != NULL:
+            return self._record_operations_c(self._owner, matched, start, end, failed)
+        self._record_operations(matched, start, end, failed)
         return 0
 
     cdef object _name_fallback(self, object attributes, object route, object name):
@@ -474,6 +538,7 @@ cdef class SpanHooks:
     cdef int _end_public(self, object span) except -1:
         """on_end through the public API, for spans not laid out as this SDK's are."""
         cdef object kind, parent, span_id, attributes, fallback
+        cdef bint failed
         kind, parent, span_id, attributes = public_fields(span)
         self._live.pop(span_id, None)
         if not self._is_request_kind(kind) and (
@@ -482,6 +547,9 @@ cdef class SpanHooks:
         fallback = None
         if self._page_group_at >= 0 and S_PAGE_GROUP not in attributes:
             fallback = self._name_fallback(attributes, route_of(attributes), span.name)
-        self._record(attributes, span.start_time, span.end_time,
-                     span.status.status_code is ERROR, fallback)
+        failed = span.status.status_code is ERROR
+        self._record(attributes, span.start_time, span.end_time, failed, fallback)
+        if self._operations is not None:
+            self._count_operations(kind, span.name, attributes, fallback, span.start_time,
+                                   span.end_time, failed)
         return 0

@@ -8,8 +8,8 @@ from __future__ import annotations
 from . import attributes, drops, stats
 from ._version import __version__
 from .aggregate.aggregator import Aggregator
-from .aggregate.snapshot import ConversionCurve, Key, KeyStats, RawSums, Snapshot
-from .config import BUILTIN_KPIS, Config, Kpi
+from .aggregate.snapshot import ConversionCurve, Key, KeyStats, Objective, RawSums, Snapshot
+from .config import BUILTIN_KPIS, Config, Kpi, Operation
 from .implementation import NATIVE
 from .install import BizOps, install, installed
 from .settings import ConfigError, load_config
@@ -31,6 +31,8 @@ __all__ = [
     "Key",
     "KeyStats",
     "Kpi",
+    "Objective",
+    "Operation",
     "RawSums",
     "RecordUnsampled",
     "Snapshot",

@@ -102,9 +102,111 @@ def _normalise_kpis(kpis: Iterable[Kpi | str]) -> tuple[Kpi, ...]:
     return tuple(result)
 
 
+#: Operations (objectives) a Config holds at most.
+MAX_OPERATIONS = 64
+#: Longest latency threshold of an objective, in seconds (a day).
+MAX_THRESHOLD = 86400.0
+_OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A named business operation with an objective: the share of its requests that must
+    be good, a request being good when its latency is at most ``threshold`` seconds (and,
+    with ``errors``, when its span did not end in error).
+
+    A request span is the operation's when every rule given matches: ``span_name``,
+    ``route`` (``http.route``) and ``page_group`` are exact strings, globs (``*``) or, after
+    ``re:``, regular expressions; ``method`` is the HTTP method; ``kind`` the span kind
+    (None: any); ``attributes`` maps attribute keys to the values they must hold. One span
+    may belong to several operations.
+
+    >>> Operation("authorise_order", threshold=2.0, target=0.99,
+    ...           span_name="POST /api/orders/{id}/authorise").threshold_ns
+    2000000000
+    """
+
+    name: str
+    threshold: float
+    target: float
+    span_name: str | None = None
+    route: str | None = None
+    page_group: str | None = None
+    method: str | None = None
+    kind: str | None = "server"
+    attributes: tuple[tuple[str, Any], ...] = ()
+    errors: bool = True
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.name, str) and bool(_OPERATION_NAME.match(self.name)),
+                 "operations", f"operation name {self.name!r} must start with a letter or _ "
+                 "and hold at most 64 letters, digits, _, . or -")
+        what = f"operation {self.name!r}"
+        _require(_is_number(self.threshold) and 0 < self.threshold <= MAX_THRESHOLD,
+                 "operations", f"{what}: threshold must be seconds in (0, {MAX_THRESHOLD:g}], "
+                 f"got {self.threshold!r}")
+        _require(_is_number(self.target) and 0 < self.target < 1, "operations",
+                 f"{what}: target must be a ratio in (0, 1) such as 0.99, got {self.target!r}")
+        for rule in ("span_name", "route", "page_group", "method"):
+            value = getattr(self, rule)
+            _require(value is None or (isinstance(value, str) and bool(value)), "operations",
+                     f"{what}: {rule} must be a non-empty string or None, got {value!r}")
+            if isinstance(value, str) and value.startswith("re:"):
+                try:
+                    re.compile(value[3:])
+                except (re.error, OverflowError, RecursionError) as error:
+                    _require(False, "operations",
+                             f"{what}: {rule}: bad regular expression {value!r}: {error}")
+        if self.method is not None:
+            object.__setattr__(self, "method", self.method.upper())
+        _require(self.kind is None or self.kind in SPAN_KINDS, "operations",
+                 f"{what}: kind must be one of {SPAN_KINDS} or None, got {self.kind!r}")
+        conditions = self.attributes
+        if isinstance(conditions, Mapping):
+            conditions = tuple(conditions.items())
+        pairs = []
+        for pair in _sequence(conditions, "operations", "(attribute, value) pairs"):
+            _require(isinstance(pair, tuple | list) and len(pair) == 2
+                     and isinstance(pair[0], str) and bool(pair[0])
+                     and isinstance(pair[1], str | int | float | bool), "operations",
+                     f"{what}: attributes must map attribute keys to strings, numbers or "
+                     f"booleans, got {pair!r}")
+            pairs.append((pair[0], pair[1]))
+        object.__setattr__(self, "attributes", tuple(pairs))
+        _require(isinstance(self.errors, bool), "operations",
+                 f"{what}: errors must be true or false, got {self.errors!r}")
+
+    @property
+    def threshold_ns(self) -> int:
+        """The threshold in integer nanoseconds: a request is fast enough when its span's
+        end minus start, in the SDK's nanoseconds, is at most this."""
+        return round(self.threshold * 1e9)
+
+
+def _normalise_operations(config: Config) -> None:
+    items = config.operations
+    result: list[Operation] = []
+    for item in _sequence(items, "operations", "Operation"):
+        _require(isinstance(item, Operation), "operations",
+                 f"expected an Operation, got {type(item).__name__}")
+        result.append(item)
+    names = [o.name for o in result]
+    _require(len(set(names)) == len(names), "operations", f"duplicate operation names in {names}")
+    _require(len(result) <= MAX_OPERATIONS, "operations", f"at most {MAX_OPERATIONS} operations")
+    for operation in result:
+        _require(operation.kind is None or operation.kind in config.record_kinds
+                 or config.record_local_roots, "operations",
+                 f"operation {operation.name!r}: kind {operation.kind!r} is not recorded "
+                 f"(record_kinds={config.record_kinds}, record_local_roots=false)")
+    object.__setattr__(config, "operations", tuple(result))
+
+
 #: The default key_ttl, in recent windows: a key idle this long has had no span in its
 #: recent statistics for four windows, and its campaign has long since left the monitor.
 KEY_TTL_WINDOWS = 5
+
+#: What variant guardrails can judge.
+GUARDRAIL_METRICS = ("conversion", "latency")
 
 #: The default outcome: resolved from the KPIs when the Config is made.
 OUTCOME_AUTO = "auto"
@@ -181,6 +283,22 @@ class Config:
     #: Campaigns one health check judges at most: those with recent traffic and those
     #: degraded or failing, the most recent requests first; the rest wait their turn.
     campaign_limit: int = 500
+    #: Seconds between two variant guardrail checks by install() (0: no checks). They run
+    #: when ``feature_flag.result.variant`` is a dimension and there is an outcome KPI.
+    guardrail_interval: float = 5.0
+    #: Chance that a variant no worse than its control ever alerts, per variant and
+    #: metric, over every check however many (a sequential test; see docs/analytics.md).
+    guardrail_alpha: float = 0.05
+    #: Observations each arm needs before it is judged: outcomes for conversion, requests
+    #: for latency.
+    guardrail_min_samples: int = 200
+    #: The relative harm the sequential test is tuned to catch fastest, as a fraction of
+    #: the control's conversion rate or mean latency.
+    guardrail_effect: float = 0.10
+    #: What variants are judged on: "conversion" and/or "latency".
+    guardrail_metrics: tuple[str, ...] = GUARDRAIL_METRICS
+    #: The control variant of every flag (None: each flag's alphabetically first variant).
+    guardrail_control: str | None = None
     #: Export the per-key derived gauges (correlation, slope, conversion rate, latency
     #: quantiles, for both windows). Fleet rules need only the raw sums and buckets; turning
     #: these off cuts a key's series by about a third at high key counts.
@@ -193,6 +311,11 @@ class Config:
     prometheus_port: int | None = None
     #: The address that server binds.
     prometheus_addr: str = "0.0.0.0"
+
+    # Objectives ----------------------------------------------------------------------------
+    #: Named operations with a latency objective: good and total requests are counted
+    #: exactly per operation (see ``Operation``).
+    operations: tuple[Operation, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
@@ -260,6 +383,8 @@ class Config:
         _require(isinstance(self.prometheus_addr, str) and bool(self.prometheus_addr),
                  "prometheus_addr", f"must be an address to bind, got {self.prometheus_addr!r}")
         _validate_processing(self)
+        _validate_guardrails(self)
+        _normalise_operations(self)
 
     @property
     def window_slot_ns(self) -> int:
@@ -311,7 +436,12 @@ class Config:
 
     def same_shape(self, other: Config) -> bool:
         """Whether snapshots of the two configs can be merged."""
-        return self.kpis == other.kpis and self.dimensions == other.dimensions
+        return (self.kpis == other.kpis and self.dimensions == other.dimensions
+                and self.operation_names == other.operation_names)
+
+    @property
+    def operation_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.operations)
 
 
 SPAN_KINDS = ("server", "consumer", "client", "producer", "internal")
@@ -381,6 +511,29 @@ def _validate_processing(config: Config) -> None:
     flush = config.multiproc_flush_interval
     _require(_is_number(flush) and (flush == 0 or 0.01 <= flush <= 3600),
              "multiproc_flush_interval", f"must be 0 or seconds in [0.01, 3600], got {flush!r}")
+
+
+def _validate_guardrails(config: Config) -> None:
+    interval = config.guardrail_interval
+    _require(_is_number(interval) and (interval == 0 or 0.05 <= interval <= 3600),
+             "guardrail_interval", f"must be 0 or seconds in [0.05, 3600], got {interval!r}")
+    alpha = config.guardrail_alpha
+    _require(_is_number(alpha) and 0 < alpha <= 0.5, "guardrail_alpha",
+             f"must be a probability in (0, 0.5], got {alpha!r}")
+    samples = config.guardrail_min_samples
+    _require(_is_int(samples) and 2 <= samples <= 1_000_000_000, "guardrail_min_samples",
+             f"must be an integer in [2, 1000000000], got {samples!r}")
+    effect = config.guardrail_effect
+    _require(_is_number(effect) and 0 < effect <= 10, "guardrail_effect",
+             f"must be a relative effect in (0, 10], e.g. 0.1 for 10%, got {effect!r}")
+    metrics = _string_tuple(config, "guardrail_metrics")
+    unknown = [m for m in metrics if m not in GUARDRAIL_METRICS]
+    _require(bool(metrics) and not unknown and len(set(metrics)) == len(metrics),
+             "guardrail_metrics", f"must name some of {list(GUARDRAIL_METRICS)} once each, "
+             f"got {list(metrics)}")
+    control = config.guardrail_control
+    _require(control is None or (isinstance(control, str) and bool(control)),
+             "guardrail_control", f"must be a variant name or None, got {control!r}")
 
 
 def _is_int(value: Any) -> bool:

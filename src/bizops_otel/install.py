@@ -19,8 +19,16 @@ from ._periodic import Periodic
 from .aggregate import persist
 from .aggregate.aggregator import Aggregator
 from .aggregate.snapshot import Snapshot
+from .alerts import CAMPAIGN, VARIANT, AlertBus
+from .alerts import AlertCallback as AnyAlertCallback
+from .analytics.guardrails import (
+    GuardrailSettings,
+    VariantAlert,
+    VariantCallback,
+    VariantMonitor,
+)
 from .analytics.health import AlertCallback, CampaignHealth, CampaignMonitor
-from .attributes import CAMPAIGN_ID
+from .attributes import CAMPAIGN_ID, FEATURE_FLAG_VARIANT
 from .config import Config
 from .export.exposition import start_http_server
 from .export.multiproc import Retirements, state_file
@@ -56,6 +64,9 @@ class BizOps:
         self._retirements: Retirements | None = None
         self.metrics: OTelMetrics | None = None
         self.campaigns: CampaignMonitor | None = None
+        self.variants: VariantMonitor | None = None
+        #: Where every monitor's alerts go, and the application's callbacks wait.
+        self.alerts = AlertBus()
         self.pusher: Pusher | None = None
         self.metrics_server: Any = None
         self._owns_meter_provider = False
@@ -102,7 +113,23 @@ class BizOps:
             return
         self.campaigns = CampaignMonitor(self.snapshot, config.campaign_interval,
                                          limit=config.campaign_limit)
+        self.campaigns.on_campaign_alert(self.alerts.publish)
         self.campaigns.start()
+
+    def start_guardrails(self) -> None:
+        """Judge feature-flag variants every ``guardrail_interval`` seconds, off the
+        request path."""
+        config = self.config
+        if (self.aggregator is None or FEATURE_FLAG_VARIANT not in config.dimensions
+                or config.outcome is None or config.guardrail_interval == 0
+                or self._shut_down):
+            return
+        settings = GuardrailSettings(config.guardrail_alpha, config.guardrail_min_samples,
+                                     config.guardrail_effect, config.guardrail_metrics,
+                                     config.guardrail_control)
+        self.variants = VariantMonitor(self.snapshot, config.guardrail_interval, settings)
+        self.variants.on_variant_alert(self.alerts.publish)
+        self.variants.start()
 
     def on_campaign_alert(self, callback: AlertCallback) -> AlertCallback:
         """Call ``callback(health)`` whenever a campaign changes health state, from the
@@ -110,7 +137,29 @@ class BizOps:
         if self.campaigns is None:
             raise ValueError("bizops-otel: campaign health needs bizops.campaign.id among "
                              "the dimensions and campaign_interval > 0")
-        return self.campaigns.on_campaign_alert(callback)
+        self.alerts.on_alert(callback, (CAMPAIGN,))
+        return callback
+
+    def on_variant_alert(self, callback: VariantCallback) -> VariantCallback:
+        """Call ``callback(alert)`` with the evidence (:class:`VariantAlert`) when a
+        feature-flag variant is significantly worse than its control on conversion or
+        latency, from the monitor's thread; usable as a decorator."""
+        if self.variants is None:
+            raise ValueError("bizops-otel: variant guardrails need feature_flag.result.variant "
+                             "among the dimensions, an outcome KPI and guardrail_interval > 0")
+        self.alerts.on_alert(callback, (VARIANT,))
+        return callback
+
+    def on_alert(self, callback: AnyAlertCallback) -> AnyAlertCallback:
+        """Call ``callback(alert)`` for every alert of every kind: a
+        :class:`CampaignHealth` on a change of state, a :class:`VariantAlert` (tell them
+        apart with ``bizops_otel.alerts.kind_of``). From the monitors' threads; usable as
+        a decorator."""
+        return self.alerts.on_alert(callback)
+
+    def variant_alerts(self) -> list[VariantAlert]:
+        """The variant alerts raised so far, oldest first."""
+        return [] if self.variants is None else list(self.variants.alerts)
 
     def campaign_health(self) -> list[CampaignHealth]:
         """The campaigns' health at the last check."""
@@ -196,6 +245,8 @@ class BizOps:
         self.start_writer()
         if self.campaigns is not None:
             self.campaigns.restart_after_fork()
+        if self.variants is not None:
+            self.variants.restart_after_fork()
         if self.pusher is not None:
             self.pusher.after_fork_in_child()
         if self.metrics_server is not None:
@@ -231,6 +282,8 @@ class BizOps:
             self._writer.stop()
         if self.campaigns is not None:
             self.campaigns.stop()
+        if self.variants is not None:
+            self.variants.stop()
         try:
             self.write_state()
         except Exception:
@@ -311,6 +364,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
         handle = BizOps(resolved, aggregator, processor, provider)
         _installed[provider] = handle
     handle.start_campaign_monitor()
+    handle.start_guardrails()
     _wire_metrics(handle, meter_provider, push)
     handle.start_metrics_server()
     handle.start_writer()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import Config, Kpi
+from .config import Config, Kpi, Operation
 from .config import ConfigError as ConfigError  # defined beside the checks that raise it
 
 PREFIX = "BIZOPS_OTEL_"
@@ -50,6 +50,52 @@ def _pairs(text: str, separator: str, value: Callable[[str], Any]) -> tuple[tupl
     return tuple(pairs)
 
 
+_OPERATION_NUMBERS = {"threshold", "target"}
+_OPERATION_TEXTS = {"span_name", "route", "page_group", "method"}
+
+
+def _operations(text: str) -> tuple[Operation, ...]:
+    """``name: field=value, field=value; name: ...`` into Operations: ``threshold`` and
+    ``target`` are numbers, ``kind`` a span kind or ``any``, ``errors`` true or false,
+    ``attributes.KEY=VALUE`` a condition on an attribute; values hold no ``,`` or ``;``."""
+    operations = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, colon, rest = part.partition(":")
+        if not colon:
+            raise ValueError(f"expected 'name: field=value, ...', got {part.strip()!r}")
+        fields: dict[str, Any] = {}
+        conditions: list[tuple[str, str]] = []
+        for item in rest.split(","):
+            if not item.strip():
+                continue
+            key, equals, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not equals:
+                raise ValueError(f"operation {name.strip()!r}: expected field=value, "
+                                 f"got {item.strip()!r}")
+            if key in _OPERATION_NUMBERS:
+                fields[key] = float(value)
+            elif key in _OPERATION_TEXTS:
+                fields[key] = value
+            elif key == "kind":
+                fields[key] = None if value.lower() == "any" else value.lower()
+            elif key == "errors":
+                fields[key] = _bool(value)
+            elif key.startswith("attributes.") and len(key) > len("attributes."):
+                conditions.append((key[len("attributes."):], value))
+            else:
+                raise ValueError(f"operation {name.strip()!r}: unknown field {key!r}; known: "
+                                 "threshold, target, span_name, route, page_group, method, "
+                                 "kind, errors, attributes.KEY")
+        missing = sorted(_OPERATION_NUMBERS - set(fields))
+        if missing:
+            raise ValueError(f"operation {name.strip()!r}: needs {', '.join(missing)}")
+        operations.append(Operation(name.strip(), attributes=tuple(conditions), **fields))
+    return tuple(operations)
+
+
 def _optional_text(text: str) -> str | None:
     return text.strip() or None
 
@@ -81,10 +127,17 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "SESSION_TIMEOUT": float,
     "CAMPAIGN_INTERVAL": float,
     "CAMPAIGN_LIMIT": int,
+    "GUARDRAIL_INTERVAL": float,
+    "GUARDRAIL_ALPHA": float,
+    "GUARDRAIL_MIN_SAMPLES": int,
+    "GUARDRAIL_EFFECT": float,
+    "GUARDRAIL_METRICS": _list,
+    "GUARDRAIL_CONTROL": _optional_text,
     "EXPORT_BUCKETS": lambda text: tuple(float(part) for part in _list(text)),
     "EXPORT_DERIVED": _bool,
     "PROMETHEUS_PORT": lambda text: None if not text.strip() else int(text),
     "PROMETHEUS_ADDR": str.strip,
+    "OPERATIONS": _operations,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
@@ -143,6 +196,22 @@ def _kpi_from_file(item: Any, location: Path) -> Kpi | str:
                       f"got {item!r}", "kpis")
 
 
+def _operation_from_file(item: Any, location: Path) -> Operation:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"bizops-otel config: {location}: operations: expected a table, "
+                          f"got {item!r}", "operations")
+    fields = dict(item)
+    if fields.get("kind") == "any":
+        fields["kind"] = None
+    try:
+        return Operation(**fields)
+    except TypeError as error:
+        raise ConfigError(f"bizops-otel config: {location}: operations: {error}",
+                          "operations") from None
+    except ConfigError as error:
+        raise ConfigError(f"{error} (from {location})", "operations") from None
+
+
 def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Config fields from a TOML file: top-level keys, or a ``[bizops_otel]`` table."""
     location = Path(path)
@@ -168,6 +237,12 @@ def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"bizops-otel config: {location}: kpis: expected an array of "
                               f"names and tables, got {values['kpis']!r}", "kpis")
         values["kpis"] = tuple(_kpi_from_file(k, location) for k in values["kpis"])
+    if "operations" in values:
+        if not isinstance(values["operations"], list):
+            raise ConfigError(f"bizops-otel config: {location}: operations: expected an "
+                              f"array of tables, got {values['operations']!r}", "operations")
+        values["operations"] = tuple(_operation_from_file(o, location)
+                                     for o in values["operations"])
     if isinstance(values.get("page_groups"), list):
         # Config checks each rule; only arrays become pairs here.
         values["page_groups"] = tuple(tuple(rule) if isinstance(rule, list) else rule

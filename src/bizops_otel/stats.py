@@ -183,6 +183,32 @@ def wilson_interval(successes: npt.ArrayLike, trials: npt.ArrayLike,
     return low, high
 
 
+def histogram_variances(counts: FloatArray, edges: FloatArray, means: FloatArray) -> FloatArray:
+    """Unbiased variance of each row's values, from its bucketed counts (rows, buckets) and
+    its exact mean ``x̄`` (a sum over a count)::
+
+        s² = (Σ_b n_b (m_b − x̄)² + Σ_b n_b w_b² / 12) / (n − 1)
+
+    with ``m_b`` the midpoint and ``w_b`` the width of bucket b, ``edges`` (buckets + 1
+    values) its bounds. The second sum is Sheppard's correction: values spread across
+    their bucket add about ``w²/12`` each to what midpoints show. A bucket without a
+    finite upper edge holds values clamped to its lower one (width 0). Each value lies
+    within half a bucket of its midpoint, 5% of it for 10%-wide buckets, so the standard
+    deviation of log-normal latencies comes out within about 1% (tests check it against
+    numpy on the raw values). nan for rows with fewer than two values.
+    """
+    counts = np.asarray(counts, np.float64)
+    low, high = edges[:-1], edges[1:]
+    finite = np.isfinite(high)
+    middle = np.where(finite, (low + high) / 2.0, low)
+    width = np.where(finite, high - low, 0.0)
+    n = counts.sum(axis=1)
+    spread = counts * ((middle[None, :] - np.asarray(means, np.float64)[:, None]) ** 2
+                       + width[None, :] ** 2 / 12.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= 2, spread.sum(axis=1) / (n - 1.0), np.nan)
+
+
 # Vectorised forms, one value per row, for exporters that read thousands of keys at once.
 # Each performs the same arithmetic as its scalar twin above.
 def pearson_many(m2_t: FloatArray, m2_v: FloatArray, c_tv: FloatArray) -> FloatArray:

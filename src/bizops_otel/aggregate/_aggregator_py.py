@@ -46,7 +46,7 @@ from ._layout import (
     bucket_of,
 )
 from ._sessions_py import SessionTable
-from ._state import Expired, StateArrays, expired_rows, merge_states
+from ._state import Expired, StateArrays, expired_rows, merge_states, operation_counts
 from .snapshot import Snapshot
 
 _F = KPI_FIELD_COUNT
@@ -251,6 +251,8 @@ class Aggregator:
         self._revenue = cfg.revenue_index
         self._page_at = cfg.dimensions.index(PAGE_GROUP) if PAGE_GROUP in cfg.dimensions else -1
         self._slot_ns = cfg.window_slot_ns
+        self._op_threshold = [o.threshold_ns for o in cfg.operations]
+        self._op_errors = [o.errors for o in cfg.operations]
         self._lock = threading.Lock()
         self._clear()
         _fork.track(self)
@@ -285,6 +287,14 @@ class Aggregator:
         self._newest_epoch = -1
         self._dropped = [0] * len(DROP_REASONS)
         self._recorded = 0  # observations committed, for ``changes()``
+        # Per operation, requests and good ones (interleaved: 2i, 2i + 1): a ring of
+        # sub-windows of its own, on the same slots as the keys' ring, and the retired sum.
+        # The operations are configured, so these never expire.
+        width = 2 * len(cfg.operations)
+        self._op_retired = [0] * width
+        self._op_ring = [[0] * width for _ in range(cfg.window_slots)]
+        self._op_epoch = [-1] * cfg.window_slots
+        self._op_newest = -1
         # Cumulative exports start here: backends compute rates from it across restarts.
         self._started_ns = time.time_ns()
         self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
@@ -597,6 +607,64 @@ class Aggregator:
                            for c, h in zip(codes, hits, strict=True)}
         return batch, drops
 
+    # Operations --------------------------------------------------------------------------
+    def _op_target(self, end_ns: int) -> list[int]:
+        """The operation counts a span ending at ``end_ns`` goes to; as ``_target``."""
+        slots = len(self._op_ring)
+        epoch = end_ns // self._slot_ns
+        index = epoch % slots
+        if epoch <= self._op_newest - slots:
+            return self._op_retired
+        self._op_newest = max(self._op_newest, epoch)
+        if self._op_epoch[index] != epoch:
+            if epoch < self._op_epoch[index]:
+                return self._op_retired
+            retired, counts = self._op_retired, self._op_ring[index]
+            for i, hits in enumerate(counts):
+                retired[i] += hits
+                counts[i] = 0
+            self._op_epoch[index] = epoch
+        return self._op_ring[index]
+
+    def record_operations(self, operations: tuple[int, ...], start_ns: int, end_ns: int,
+                          error: bool = False) -> None:
+        """Count one request span in the operations it belongs to (indices into
+        ``config.operations``): in each, a request, and a good one when its latency
+        ``end_ns - start_ns`` is at most the threshold in nanoseconds and, for an operation
+        that counts errors, ``error`` is false. Never raises; a span with bad timestamps
+        is not counted (``record_span`` counts its drop), nor an unknown index."""
+        if (type(start_ns) is not int or type(end_ns) is not int or end_ns < start_ns
+                or start_ns < _INT64_MIN or end_ns > _INT64_MAX):
+            return
+        latency = end_ns - start_ns
+        failed = _truthy(error)
+        thresholds, errors = self._op_threshold, self._op_errors
+        try:
+            chosen = [i for i in operations if type(i) is int and 0 <= i < len(thresholds)]
+        except Exception:
+            return
+        with self._lock:
+            counts = self._op_target(end_ns)
+            for i in chosen:
+                counts[2 * i] += 1
+                if latency <= thresholds[i] and not (failed and errors[i]):
+                    counts[2 * i + 1] += 1
+
+    def _op_counts(self, now_ns: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        """(cumulative, recent) operation counts; called with the lock."""
+        n = len(self._op_threshold)
+        current = now_ns // self._slot_ns
+        slots = len(self._op_ring)
+        cumulative = operation_counts(n)
+        recent = operation_counts(n)
+        cumulative += np.array(self._op_retired, np.uint64).reshape(n, 2)
+        for counts, epoch in zip(self._op_ring, self._op_epoch, strict=True):
+            block = np.array(counts, np.uint64).reshape(n, 2)
+            cumulative += block
+            if current - slots < epoch <= current:
+                recent += block
+        return cumulative, recent
+
     # Reading -------------------------------------------------------------------------------
     def snapshot(self, now_ns: int | None = None) -> Snapshot:
         """An immutable copy of the state; ``recent()`` covers the last ``window`` seconds."""
@@ -631,12 +699,14 @@ class Aggregator:
             dropped = list(self._dropped)
             sessions = self._sessions.dump(now) if self._sessions is not None else None
             started = self._started_ns
+            operations, recent_operations = self._op_counts(now)
         kpis = len(self._config.kpis)
         cumulative = merge_states([retired, *(state for state, _ in ring)], kpis)
         recent = merge_states([state for state, epoch in ring
                                if current - slots < epoch <= current], kpis)
         return Snapshot.from_state(self._config, keys, cumulative, dropped, recent, now,
-                                   sessions, started_ns=started), taken
+                                   sessions, started_ns=started, operations=operations,
+                                   recent_operations=recent_operations), taken
 
 
 def _truthy(flag: object) -> bool:

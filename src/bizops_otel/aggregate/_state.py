@@ -69,6 +69,18 @@ class StateArrays:
                            self.kpi_f, self.block_row, self.block_code, self.block_counts)
 
 
+#: Columns of the per-operation counts (``Config.operations``): requests, and good ones.
+OPERATION_TOTAL = 0
+OPERATION_GOOD = 1
+
+
+def operation_counts(operations: int) -> U64:
+    """Zero counts for ``operations`` operations: shape (operations, 2), columns
+    ``OPERATION_TOTAL`` and ``OPERATION_GOOD``. Operations are configured, so their
+    counts are never per key and never expire; processes and windows merge by addition."""
+    return np.zeros((operations, 2), np.uint64)
+
+
 @dataclass(frozen=True)
 class Expired:
     """The final cumulative rows of keys that expired, kept for the multi-process merge

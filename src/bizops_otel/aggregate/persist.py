@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, Kpi
+from ..config import Config, Kpi, Operation
 from ._session_state import SessionArrays
 from ._state import StateArrays
 from .snapshot import Key, Snapshot
@@ -59,6 +59,7 @@ def dumps(snapshot: Snapshot, retired: Retired | None = None) -> bytes:
         "dropped": dict(snapshot.dropped),
         "taken_ns": snapshot.taken_ns,
         "started_ns": snapshot.started_ns,
+        "operations": [dataclasses.asdict(o) for o in config.operations],
     }
     sessions = snapshot.session_arrays
     arrays: dict[str, Any] = {}
@@ -72,6 +73,8 @@ def dumps(snapshot: Snapshot, retired: Retired | None = None) -> bytes:
         header["retired_keys"] = [list(k) for k in retired.keys]
         states.append(("retired", retired.state))
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    arrays["cumulative.operations"] = snapshot.operation_counts
+    arrays["recent.operations"] = snapshot.recent().operation_counts
     for prefix, state in states:
         for name in _FIELDS:
             arrays[f"{prefix}.{name}"] = getattr(state, name)
@@ -100,7 +103,13 @@ def _loads(data: bytes) -> tuple[Snapshot, Retired]:
             raise ValueError(f"unsupported snapshot format {header.get('format')!r}")
         config = Config(kpis=tuple(Kpi(**k) for k in header["kpis"]),
                         dimensions=tuple(header["dimensions"]), outcome=header["outcome"],
-                        export_derived=bool(header.get("export_derived", True)))
+                        export_derived=bool(header.get("export_derived", True)),
+                        operations=tuple(Operation(**o)
+                                         for o in header.get("operations", ())))
+        # Files of earlier releases hold no operation counts: none were configured.
+        operations = {prefix: np.array(archive[f"{prefix}.operations"])
+                      if f"{prefix}.operations" in archive.files else None
+                      for prefix in ("cumulative", "recent")}
         prefixes = ("cumulative", "recent", "retired") if "retired_ids" in header else (
             "cumulative", "recent")
         states = {prefix: StateArrays(*(np.array(archive[f"{prefix}.{name}"])
@@ -114,13 +123,14 @@ def _loads(data: bytes) -> tuple[Snapshot, Retired]:
     keys = [tuple(k) for k in header["keys"]]
     started = header.get("started_ns")  # absent from files of earlier releases
     recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"],
-                      started_ns=started)
+                      started_ns=started, operations=operations["recent"])
     retired = Retired.empty(len(config.kpis))
     if "retired_ids" in header:
         retired = Retired(tuple(header["retired_ids"]),
                           tuple(tuple(k) for k in header["retired_keys"]), states["retired"])
     return Snapshot(config, keys, states["cumulative"], header["dropped"], recent,
-                    header["taken_ns"], sessions, started_ns=started), retired
+                    header["taken_ns"], sessions, started_ns=started,
+                    operations=operations["cumulative"]), retired
 
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str],

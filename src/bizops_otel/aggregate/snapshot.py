@@ -9,6 +9,7 @@ stage's, which reads snapshots (``bizops_otel.analytics``) and is never imported
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
@@ -30,7 +31,15 @@ from ._layout import (
     bucket_edges,
 )
 from ._session_state import SessionArrays, merge_sessions
-from ._state import StateArrays, group_rows, merge_states, rows_of
+from ._state import (
+    OPERATION_GOOD,
+    OPERATION_TOTAL,
+    StateArrays,
+    group_rows,
+    merge_states,
+    operation_counts,
+    rows_of,
+)
 
 Key = tuple[str, ...]
 
@@ -80,6 +89,54 @@ class ConversionCurve(NamedTuple):
     def rate(self) -> npt.NDArray[np.float64]:
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.conversions / self.trials.astype(np.float64)
+
+
+class Objective(NamedTuple):
+    """An operation's objective and how it is kept (``Snapshot.objectives``).
+
+    - ``compliance``: good / total over everything counted (NaN without requests);
+    - ``budget_left``: the share of the error budget not spent, ``1 − (bad / total) /
+      (1 − target)``: 1 untouched, 0 spent, negative overspent (1 without requests);
+    - ``burn_rate``: how fast the recent window spends the budget, ``(recent bad / recent
+      total) / (1 − target)``: 1 spends exactly the budget over any period at that pace,
+      14.4 spends a 30-day budget in about two days (NaN without recent requests);
+      ``cumulative_burn_rate`` is the same over everything, ``1 − budget_left``.
+    """
+
+    name: str
+    threshold: float
+    target: float
+    total: int
+    good: int
+    recent_total: int
+    recent_good: int
+
+    @property
+    def bad(self) -> int:
+        return self.total - self.good
+
+    @property
+    def compliance(self) -> float:
+        return self.good / self.total if self.total else math.nan
+
+    @property
+    def recent_compliance(self) -> float:
+        return self.recent_good / self.recent_total if self.recent_total else math.nan
+
+    @property
+    def cumulative_burn_rate(self) -> float:
+        return (self.bad / self.total) / (1.0 - self.target) if self.total else 0.0
+
+    @property
+    def budget_left(self) -> float:
+        return 1.0 - self.cumulative_burn_rate
+
+    @property
+    def burn_rate(self) -> float:
+        if not self.recent_total:
+            return math.nan
+        bad = self.recent_total - self.recent_good
+        return (bad / self.recent_total) / (1.0 - self.target)
 
 
 class KeyStats:
@@ -202,8 +259,14 @@ class Snapshot(Mapping[Key, KeyStats]):
     def __init__(self, config: Config, keys: Sequence[Key], state: StateArrays,
                  dropped: Mapping[str, int], recent: Snapshot | None = None,
                  taken_ns: int = 0, sessions: SessionArrays | None = None, *,
-                 started_ns: int | None = None) -> None:
+                 started_ns: int | None = None,
+                 operations: npt.NDArray[np.uint64] | None = None) -> None:
         self.config = config
+        counts = operation_counts(len(config.operations))
+        if operations is not None:
+            counts += np.asarray(operations, np.uint64).reshape(counts.shape)
+        counts.setflags(write=False)
+        self._operations = counts
         #: When the state began counting (the aggregator's construction, reset or fork);
         #: the start of every cumulative point exported from it. Unknown: the taken time.
         self.started_ns = taken_ns if started_ns is None else started_ns
@@ -224,7 +287,9 @@ class Snapshot(Mapping[Key, KeyStats]):
     def from_state(cls, config: Config, keys: Sequence[Key | None], state: StateArrays,
                    dropped_counts: Sequence[int], recent_state: StateArrays | None,
                    taken_ns: int, sessions: SessionArrays | None = None, *,
-                   started_ns: int | None = None) -> Snapshot:
+                   started_ns: int | None = None,
+                   operations: npt.NDArray[np.uint64] | None = None,
+                   recent_operations: npt.NDArray[np.uint64] | None = None) -> Snapshot:
         """Build from a twin's dump; key id ``config.max_keys`` is the overflow key, and
         None in ``keys`` marks a free id (a key that expired), which holds no rows."""
         live = [key_id for key_id, key in enumerate(keys) if key is not None]
@@ -240,9 +305,9 @@ class Snapshot(Mapping[Key, KeyStats]):
         recent = None
         if recent_state is not None:
             recent = cls(config, table, relabel(recent_state), {}, None, taken_ns,
-                         started_ns=started_ns)
+                         started_ns=started_ns, operations=recent_operations)
         return cls(config, table, relabel(state), dropped, recent, taken_ns, sessions,
-                   started_ns=started_ns)
+                   started_ns=started_ns, operations=operations)
 
     # Mapping protocol ------------------------------------------------------------------
     def __getitem__(self, key: Key) -> KeyStats:
@@ -347,7 +412,7 @@ class Snapshot(Mapping[Key, KeyStats]):
     def merge(self, other: Snapshot) -> Snapshot:
         """Combine two snapshots (other processes, shards) as if one aggregator saw both."""
         if not self.config.same_shape(other.config):
-            raise ValueError("cannot merge snapshots with different KPIs or dimensions")
+            raise ValueError("cannot merge snapshots with different KPIs, dimensions or operations")
         table: dict[Key, int] = {}
         for key in (*self._keys, *other._keys):
             table.setdefault(key, len(table))
@@ -369,7 +434,27 @@ class Snapshot(Mapping[Key, KeyStats]):
                                        if s is not None])
         return Snapshot(self.config, list(table), merged, dropped, recent,
                         max(self.taken_ns, other.taken_ns), sessions,
-                        started_ns=min(self.started_ns, other.started_ns))
+                        started_ns=min(self.started_ns, other.started_ns),
+                        operations=self._operations + other._operations)
+
+    @property
+    def operation_counts(self) -> npt.NDArray[np.uint64]:
+        """Requests and good requests per configured operation, read-only: row i is
+        ``config.operations[i]``, columns ``(total, good)``."""
+        return self._operations
+
+    def objectives(self) -> dict[str, Objective]:
+        """Each configured operation's objective and how it is kept, by operation name:
+        compliance and budget left over everything counted, burn rate over the recent
+        window (see :class:`Objective`)."""
+        recent = self.recent()._operations
+        if recent.shape != self._operations.shape:
+            recent = operation_counts(len(self.config.operations))
+        return {o.name: Objective(o.name, o.threshold, o.target,
+                                  int(self._operations[i, OPERATION_TOTAL]),
+                                  int(self._operations[i, OPERATION_GOOD]),
+                                  int(recent[i, OPERATION_TOTAL]), int(recent[i, OPERATION_GOOD]))
+                for i, o in enumerate(self.config.operations)}
 
     @property
     def session_arrays(self) -> SessionArrays | None:
@@ -398,5 +483,5 @@ def _empty_row(kpis: int) -> StateArrays:
     )
 
 
-__all__ = ["BLOCK_CODES", "ConversionCurve", "Key", "KeyStats", "Moments", "RawSums",
-           "Snapshot"]
+__all__ = ["BLOCK_CODES", "ConversionCurve", "Key", "KeyStats", "Moments", "Objective",
+           "RawSums", "Snapshot"]

@@ -1,6 +1,7 @@
 """Analytics: from a snapshot to answers. Which pages cost conversions when slow (session
 impact scores and conversion curves), what latency changes would earn (what-if), whether a
-variant changed conversion or latency (A/B), and whether a campaign is healthy.
+variant changed conversion or latency (A/B), whether one hurts enough to act on (guardrails),
+and whether a campaign is healthy.
 
 Everything here reads snapshots and never touches live state, so the same answers come
 from a running service, a saved state file or a merged fleet of processes.
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 from .abtest import Comparison
 from .abtest import compare as compare_variants
+from .guardrails import GuardrailSettings, VariantAlert
 from .health import CampaignHealth
 from .sessions import Projection, SessionStats, session_stats, whatif_projection
 
 __all__ = [
     "CampaignHealth",
     "Comparison",
+    "GuardrailSettings",
     "Projection",
     "SessionStats",
+    "VariantAlert",
     "compare_variants",
     "session_stats",
     "whatif_projection",

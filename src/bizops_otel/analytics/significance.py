@@ -171,3 +171,45 @@ def trials_to_detect(rate: float, lift: float, alpha: float = 0.05,
     root = (z_alpha * math.sqrt(2.0 * mean * (1.0 - mean))
             + z_power * math.sqrt(p1 * (1.0 - p1) + p2 * (1.0 - p2)))
     return root * root / (p2 - p1) ** 2
+
+
+def harm_e_value(harm: float, variance: float, scale: float) -> float:
+    """The one-sided mixture sequential probability ratio test (mSPRT) of "no harm": the
+    likelihood ratio of a normal estimate ``harm`` (variance ``V``) under effects θ > 0,
+    mixed over a half-normal of scale ``τ``, against θ = 0::
+
+        Λ⁺ = 2 · √(V / (V + τ²)) · exp(θ̂² τ² / (2 V (V + τ²))) · Φ(θ̂ τ / √(V (V + τ²)))
+
+    Under θ ≤ 0 it is a nonnegative supermartingale as the data accumulate, so by Ville's
+    inequality the chance that it *ever* reaches 1/α, however often it is looked at, is at
+    most α (Robbins 1970; Johari, Pekelis and Walsh, "Always valid inference", 2017, whose
+    two-sided normal mixture this restricts to the harmful half). It is an e-value: its
+    reciprocal, minimised over the looks so far, is an always-valid p-value. nan without a
+    positive variance and scale.
+    """
+    if not (variance > 0.0 and scale > 0.0) or math.isnan(harm):
+        return math.nan
+    total = variance + scale * scale
+    x = harm * scale / math.sqrt(variance * total)
+    tail = 0.5 * math.erfc(-x / math.sqrt(2.0))  # Φ(x)
+    if tail <= 0.0:
+        return 0.0
+    log_e = (math.log(2.0) + 0.5 * math.log(variance / total) + 0.5 * x * x + math.log(tail))
+    return math.exp(min(log_e, 700.0))
+
+
+def confidence_sequence(estimate: float, variance: float, scale: float,
+                        alpha: float) -> tuple[float, float]:
+    """The always-valid (1 − α) interval of the two-sided normal mixture of scale ``τ``:
+    the effects θ₀ its likelihood ratio does not reject at 1/α::
+
+        θ̂ ± √(V (V + τ²) / τ² · (2 ln(1/α) + ln((V + τ²) / V)))
+
+    It covers the true effect at every look at once with probability 1 − α. (nan, nan)
+    without a positive variance and scale."""
+    if not (variance > 0.0 and scale > 0.0) or math.isnan(estimate):
+        return math.nan, math.nan
+    total = variance + scale * scale
+    half = math.sqrt(variance * total / (scale * scale)
+                     * (2.0 * math.log(1.0 / alpha) + math.log(total / variance)))
+    return estimate - half, estimate + half

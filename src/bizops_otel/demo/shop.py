@@ -44,11 +44,11 @@ class _Draws:
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
 
-    def serve(self, page: Page, landing: bool) -> bool:
+    def serve(self, page: Page, landing: bool, variant: str) -> bool:
         """Sleep as long as the page takes; whether the request fails."""
         campaign = request.args.get("utm_campaign") if landing else None
         with self._lock:
-            latency, error = self._scenario.draw(page, campaign, landing, self._rng)
+            latency, error = self._scenario.draw(page, campaign, landing, self._rng, variant)
         time.sleep(latency)
         return error
 
@@ -64,7 +64,7 @@ def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
     def page_view(page: Page, is_landing: bool) -> Response:
         variant = request.cookies.get(VARIANT_COOKIE, "A")
         with business_context(feature_flag=FLAG, variant=variant):
-            if draws.serve(page, is_landing):
+            if draws.serve(page, is_landing, variant):
                 return Response("the page failed to render", status=503)
         return Response(f"{page.group}\n", mimetype="text/plain")
 
@@ -82,7 +82,7 @@ def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
     def confirm_order() -> Response:
         variant = request.cookies.get(VARIANT_COOKIE, "A")
         with business_context(feature_flag=FLAG, variant=variant):
-            draws.serve(confirm, False)
+            draws.serve(confirm, False, variant)
             if request.form.get("buy") == "1":
                 record_order(float(request.form.get("value", "0")), "EUR")
                 record_conversion(True)

@@ -73,6 +73,13 @@ class Scenario:
     phone_share: float = 0.55
     #: Variant name -> relative conversion lift (the planted A/B effect).
     variants: dict[str, float] = field(default_factory=lambda: {"A": 0.0, "B": 0.0})
+    #: Variant name -> relative lift of the probability of going on after each page: a
+    #: variant that draws visitors deeper into the shop, so that more of its sessions
+    #: reach the slow checkout page with no page any slower (the A/B confounder).
+    variant_depth: dict[str, float] = field(default_factory=dict)
+    #: Variant name -> seconds added to every one of its requests (a planted latency
+    #: effect, the same on every page).
+    variant_delay_s: dict[str, float] = field(default_factory=dict)
     order_value_mean: float = 80.0
     #: Mean pause between two pages of a session, in seconds (exponential).
     think_time_s: float = 8.0
@@ -84,13 +91,14 @@ class Scenario:
         return next((c for c in self.campaigns if c.name == name), None)
 
     def draw(self, page: Page, campaign: str | None, landing: bool,
-             rng: np.random.Generator) -> tuple[float, bool]:
+             rng: np.random.Generator, variant: str | None = None) -> tuple[float, bool]:
         """Latency and error of one request: the page's log-normal latency, made slower
-        or failing on the landing request of a broken campaign. The demo shop serves
-        requests with this same function."""
+        or failing on the landing request of a broken campaign, plus the variant's
+        planted delay. The demo shop serves requests with this same function."""
         broken = self.campaign(campaign) if landing else None
         factor = broken.latency_factor if broken else 1.0
         latency = float(rng.lognormal(math.log(page.median_s * factor), page.sigma))
+        latency += self.variant_delay_s.get(variant, 0.0) if variant is not None else 0.0
         error = bool(broken and rng.random() < broken.error_rate)
         return latency, error
 
@@ -154,7 +162,8 @@ class Simulator:
 
     def _draw(self, session: Session, request: Request) -> tuple[float, bool]:
         landing = not session.requests
-        return self.scenario.draw(request.page, session.campaign, landing, self._rng)
+        return self.scenario.draw(request.page, session.campaign, landing, self._rng,
+                                  session.variant)
 
     def session(self, start_s: float, visit: Visit | None = None,
                 session_id: str | None = None) -> Session:
@@ -182,7 +191,8 @@ class Simulator:
             clock += request.latency_s + float(rng.exponential(s.think_time_s))
             if page.sensitive:
                 logit += slope * (request.latency_s - page.median_s)
-            if request.error or rng.random() >= s.continue_probability[index]:
+            going_on = s.continue_probability[index] * (1.0 + s.variant_depth.get(variant, 0.0))
+            if request.error or rng.random() >= going_on:
                 break
         last = session.requests[-1]
         session.reached_checkout = (len(session.requests) == len(s.pages)

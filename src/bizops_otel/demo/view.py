@@ -1,4 +1,5 @@
-"""The demo's live view: page groups, campaigns, the A/B test and what-if, in 80 columns."""
+"""The demo's live view: page groups, campaigns, the A/B test, its guardrails and what-if,
+in 80 columns."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import numpy as np
 
 from ..aggregate.snapshot import Snapshot
 from ..analytics.abtest import Comparison, compare
+from ..analytics.guardrails import CONVERSION, LATENCY, VariantAlert, VariantMonitor
 from ..analytics.health import CampaignHealth
 from ..analytics.sessions import GroupSessions, session_stats
 from ..analytics.significance import trials_to_detect
-from ..attributes import FEATURE_FLAG_VARIANT, PAGE_GROUP
+from ..attributes import FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT, PAGE_GROUP
 
 WIDTH = 80
 #: Finished sessions a page group needs before its impact score is shown.
@@ -113,7 +115,7 @@ def ab_line(snapshot: Snapshot) -> str:
     conversion, latency = result.conversion, result.latency
     line = (f"A/B {variants[1]} vs {variants[0]}: conversion "
             f"{_points(conversion.difference)} (p={conversion.p_value:.3f}), "
-            f"latency {latency.difference * 1e3:+.0f} ms (p={latency.p_value:.2f})")
+            f"page latency {latency.difference * 1e3:+.0f} ms (p={latency.p_value:.2f})")
     if conversion.p_value < 0.05:
         return line
     # Not significant: say whether that means "no effect" or "too few trials yet".
@@ -125,6 +127,35 @@ def ab_line(snapshot: Snapshot) -> str:
         return (line + f"\n  underpowered: {trials:,.0f} trials per variant of the "
                 f"{needed:,.0f} needed to detect a {AB_LIFT:.0%} lift")
     return line
+
+
+def _evidence(alert: VariantAlert) -> str:
+    low, high = alert.interval
+    if alert.metric == CONVERSION:
+        return (f"{_points(alert.estimate)} [{low * 100:+.1f}, {high * 100:+.1f}]")
+    return f"{alert.estimate * 1e3:+,.0f} ms [{low * 1e3:+,.0f}, {high * 1e3:+,.0f}]"
+
+
+def guardrail_line(snapshot: Snapshot, monitor: VariantMonitor | None) -> str:
+    """The variant guardrails: each alert with its evidence, or the always-valid p-values
+    of the first two variants so far."""
+    if monitor is None:
+        return ""
+    if monitor.alerts:
+        return "\n".join(
+            f"GUARDRAIL {a.treatment} vs {a.control}: worse on {a.metric}, {_evidence(a)}, "
+            f"p={a.p_value:.4f}" for a in monitor.alerts[-2:])
+    dimensions = snapshot.config.dimensions
+    at = dimensions.index(FEATURE_FLAG_VARIANT)
+    flag_at = dimensions.index(FEATURE_FLAG_KEY) if FEATURE_FLAG_KEY in dimensions else None
+    arms = sorted({(None if flag_at is None else key[flag_at], key[at]) for key in snapshot
+                   if key[at]}, key=lambda arm: (arm[0] or "", arm[1]))
+    if len(arms) < 2 or arms[0][0] != arms[1][0]:
+        return ""
+    (flag, control), (_, treatment) = arms[0], arms[1]
+    p = {m: monitor.guard.p_value(flag, control, treatment, m) for m in (CONVERSION, LATENCY)}
+    return (f"Guardrails {treatment} vs {control}: no alert (always-valid p: conversion "
+            f"{p[CONVERSION]:.2f}, latency {p[LATENCY]:.2f})")
 
 
 def whatif_line(snapshot: Snapshot) -> str:
@@ -145,8 +176,26 @@ def whatif_line(snapshot: Snapshot) -> str:
             f"{projection.high * 100:+.1f}], {projection.revenue_change:+,.0f} EUR")
 
 
-def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str) -> str:
+def objective_lines(snapshot: Snapshot) -> list[str]:
+    """One line per configured operation: compliance against its objective, the error
+    budget left, and how fast the recent window burns it."""
+    lines = []
+    for objective in snapshot.objectives().values():
+        if not objective.total:
+            lines.append(f"objective {objective.name}: no requests yet")
+            continue
+        burn = objective.burn_rate
+        lines.append(
+            f"objective {objective.name}: {objective.compliance:.2%} ≤ "
+            f"{objective.threshold:g} s (target {objective.target:.1%}), budget "
+            f"{objective.budget_left:+.0%}, burn {'-' if math.isnan(burn) else f'{burn:.1f}'}")
+    return lines
+
+
+def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str,
+           guardrails: VariantMonitor | None = None) -> str:
     """The whole view as text no wider than 80 columns."""
     lines = [*header.splitlines(), "", *page_table(snapshot), "", *campaign_table(health), "",
-             *ab_line(snapshot).splitlines(), whatif_line(snapshot)]
+             *ab_line(snapshot).splitlines(), *guardrail_line(snapshot, guardrails).splitlines(),
+             whatif_line(snapshot), *objective_lines(snapshot)]
     return "\n".join(line[:WIDTH] for line in lines)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..aggregate._session_state import OVERFLOW_GROUP
 from ..aggregate.snapshot import Snapshot
-from ..analytics.abtest import compare
+from ..analytics.abtest import compare, pairings
 from ..analytics.health import DEGRADED, FAILING, OK, WARMING_UP, CampaignHealth
 from ..analytics.sessions import DEFAULT_DELTAS_MS, GroupSessions, session_stats
 from ..attributes import CAMPAIGN_ID, FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT, PAGE_GROUP
@@ -138,28 +138,15 @@ def add_campaigns(families: dict[str, Family], health: Sequence[CampaignHealth])
 def add_variants(families: dict[str, Family], snapshot: Snapshot) -> None:
     """Each variant against the control, the alphabetically first variant; per flag when
     ``feature_flag.key`` is a dimension too."""
-    config = snapshot.config
-    if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
-        return
-    at = config.dimensions.index(FEATURE_FLAG_VARIANT)
-    flag_at = (config.dimensions.index(FEATURE_FLAG_KEY)
-               if FEATURE_FLAG_KEY in config.dimensions else None)
-    variants_of: dict[str | None, set[str]] = {}
-    for key in snapshot:
-        if key[at]:
-            flag = key[flag_at] if flag_at is not None else None
-            variants_of.setdefault(flag, set()).add(key[at])
-    for flag, found in sorted(variants_of.items(), key=lambda item: item[0] or ""):
-        variants = sorted(found)
+    for flag, control, treatment in pairings(snapshot):
+        result = compare(snapshot, control, treatment, flag=flag)
         flag_labels = ((FEATURE_FLAG_KEY, flag),) if flag is not None else ()
-        for treatment in variants[1:]:
-            result = compare(snapshot, variants[0], treatment, flag=flag)
-            tests = {"conversion": result.conversion, "latency": result.latency,
-                     "order_value": result.order_value,
-                     "correlation": result.latency_conversion_correlation}
-            for test, outcome in tests.items():
-                labels = (*flag_labels, (FEATURE_FLAG_VARIANT, treatment),
-                          ("bizops.ab.control", variants[0]), ("bizops.ab.test", test))
-                _point(families, "bizops.ab.difference", labels, outcome.difference)
-                _point(families, "bizops.ab.p_value", labels, outcome.p_value)
+        tests = {"conversion": result.conversion, "latency": result.latency,
+                 "order_value": result.order_value,
+                 "correlation": result.latency_conversion_correlation}
+        for test, outcome in tests.items():
+            labels = (*flag_labels, (FEATURE_FLAG_VARIANT, treatment),
+                      ("bizops.ab.control", control), ("bizops.ab.test", test))
+            _point(families, "bizops.ab.difference", labels, outcome.difference)
+            _point(families, "bizops.ab.p_value", labels, outcome.p_value)
 

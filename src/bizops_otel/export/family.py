@@ -27,6 +27,7 @@ SCOPE_LABEL = "bizops.session.scope"
 DELTA_LABEL = "bizops.delta_ms"
 BOUND_LABEL = "bizops.bound"
 BASELINE_LABEL = "bizops.baseline"
+OPERATION_LABEL = "bizops.operation"
 
 
 @dataclass

@@ -33,7 +33,7 @@ from ..aggregate._layout import (
     OUTCOMES,
     bucket_edges,
 )
-from ..aggregate._state import StateArrays
+from ..aggregate._state import OPERATION_GOOD, OPERATION_TOTAL, StateArrays
 from ..aggregate.snapshot import OVERFLOW_VALUE, Snapshot
 from ..analytics.health import CampaignHealth
 from ..config import Config
@@ -42,6 +42,7 @@ from . import analytics_families
 from .digest import digest
 from .family import (
     KPI_LABEL,
+    OPERATION_LABEL,
     OUTCOME_LABEL,
     OVERFLOW_LABEL,
     QUANTILE_LABEL,
@@ -105,6 +106,14 @@ def empty_families(config: Config) -> dict[str, Family]:
         ("bizops.internal.keys", "gauge", "{key}", "Keys held"),
         ("bizops.internal.overflow", "counter", "{request}",
          "Requests folded into the overflow key"),
+        ("bizops.operation.requests", "counter", "{request}", "Requests of the operation"),
+        ("bizops.operation.good", "counter", "{request}",
+         "Requests of the operation within its latency threshold (and without error, where "
+         "errors count)"),
+        ("bizops.operation.target", "gauge", "{ratio}",
+         "The operation's objective: the share of its requests that must be good"),
+        ("bizops.operation.threshold", "gauge", "s",
+         "The latency a good request of the operation stays within"),
         *analytics_families.SPECS,
     ]
     return {name: Family(name, kind, unit, text) for name, kind, unit, text in specs}
@@ -217,6 +226,19 @@ def _add_histograms(histogram: HistogramFamily, config: Config, rows: _Rows) -> 
             np.ascontiguousarray(sums[chosen, outcome])))
 
 
+def _add_operations(families: dict[str, Family], snapshot: Snapshot) -> None:
+    """Every configured operation's counts (zero ones too, so that rates start at once)
+    and its objective, which the recording rules and alerts read."""
+    counts = snapshot.operation_counts
+    for i, operation in enumerate(snapshot.config.operations):
+        labels = ((OPERATION_LABEL, operation.name),)
+        families["bizops.operation.requests"].loose.append(
+            (labels, float(counts[i, OPERATION_TOTAL])))
+        families["bizops.operation.good"].loose.append((labels, float(counts[i, OPERATION_GOOD])))
+        families["bizops.operation.target"].loose.append((labels, operation.target))
+        families["bizops.operation.threshold"].loose.append((labels, operation.threshold))
+
+
 def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
                     ) -> tuple[list[Family], HistogramFamily]:
     """Every family for one snapshot (and its recent window), with the campaigns'
@@ -241,6 +263,7 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     families["bizops.internal.keys"].loose.append(((), float(len(snapshot))))
     overflowed = snapshot.overflow.count if snapshot.overflow is not None else 0
     families["bizops.internal.overflow"].loose.append(((), float(overflowed)))
+    _add_operations(families, snapshot)
     analytics_families.add_sessions(families, snapshot)
     analytics_families.add_variants(families, snapshot)
     analytics_families.add_campaigns(families, health)

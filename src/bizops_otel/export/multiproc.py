@@ -77,7 +77,7 @@ def _without_recent(snapshot: Snapshot) -> Snapshot:
                       started_ns=snapshot.started_ns)
     return Snapshot(snapshot.config, snapshot.key_table, snapshot.state, snapshot.dropped,
                     recent, snapshot.taken_ns, snapshot.session_arrays,
-                    started_ns=snapshot.started_ns)
+                    started_ns=snapshot.started_ns, operations=snapshot.operation_counts)
 
 
 def read_void(directory: str | os.PathLike[str]) -> set[str]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from ..aggregate.snapshot import KeyStats, Snapshot
-from ..analytics.abtest import Comparison, compare
+from ..analytics.abtest import Comparison, compare, pairings
 from ..analytics.health import FAILING, CampaignHealth
 from ..analytics.sessions import (
     DEFAULT_DELTAS_MS,
@@ -21,7 +21,7 @@ from ..analytics.sessions import (
     SessionStats,
     session_stats,
 )
-from ..attributes import FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT, PAGE_GROUP
+from ..attributes import PAGE_GROUP
 
 #: Finished sessions a page group needs before its scores are ranked and its what-if told.
 MIN_SESSIONS = 200
@@ -85,23 +85,8 @@ def _group(snapshot: Snapshot, sessions: GroupSessions) -> Group:
 def variant_comparisons(snapshot: Snapshot) -> tuple[Variants, ...]:
     """Each variant against the control (the alphabetically first), per flag when
     ``feature_flag.key`` is a dimension, as the exported A/B families pair them."""
-    config = snapshot.config
-    if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
-        return ()
-    at = config.dimensions.index(FEATURE_FLAG_VARIANT)
-    flag_at = (config.dimensions.index(FEATURE_FLAG_KEY)
-               if FEATURE_FLAG_KEY in config.dimensions else None)
-    variants_of: dict[str | None, set[str]] = {}
-    for key in snapshot:
-        if key[at]:
-            variants_of.setdefault(key[flag_at] if flag_at is not None else None,
-                                   set()).add(key[at])
-    found: list[Variants] = []
-    for flag, names in sorted(variants_of.items(), key=lambda item: item[0] or ""):
-        variants = sorted(names)
-        found.extend(Variants(flag, compare(snapshot, variants[0], treatment, flag=flag))
-                     for treatment in variants[1:])
-    return tuple(found)
+    return tuple(Variants(p.flag, compare(snapshot, p.control, p.treatment, flag=p.flag))
+                 for p in pairings(snapshot))
 
 
 def build(snapshot: Snapshot, health: Sequence[CampaignHealth], title: str,

@@ -22,6 +22,7 @@ from .. import drops
 from ..attributes import HTTP_ROUTE, HTTP_TARGET, PAGE_GROUP, URL_QUERY
 from .context import AROUND, CONTEXT_KEY
 from .enrich import full_url_of, query_of, route_of, utm_parameters
+from .operations import KINDS
 
 #: Live spans remembered for record_order(); past this, new ones are not (and counted).
 LIVE_SPAN_LIMIT = 100_000
@@ -45,6 +46,19 @@ class Enrichment(Protocol):
     def fallback(self, attributes: Mapping[str, Any], name: str) -> tuple[str, ...]: ...
 
 
+class Operations(Protocol):
+    """The operation matcher the hooks ask (``operations.OperationMatcher``)."""
+
+    caches: tuple[dict[tuple[Any, Any], tuple[tuple[int, ...], tuple[int, ...]]], ...]
+
+    def entry(self, code: int, name: Any, route: Any
+              ) -> tuple[tuple[int, ...], tuple[int, ...]]: ...
+
+    def resolve(self, entry: tuple[tuple[int, ...], tuple[int, ...]],
+                attributes: Mapping[str, Any], fallback: tuple[str, ...] | None
+                ) -> tuple[int, ...]: ...
+
+
 def public_fields(span: Any) -> tuple[SpanKind, Any, int, Mapping[str, Any]]:
     """(kind, parent, span id, attributes) through the public API."""
     context = span.get_span_context() if hasattr(span, "get_span_context") else span.context
@@ -66,8 +80,14 @@ class SpanHooks:
     implementation = "pure"
 
     def __init__(self, record: Callable[..., None], live: dict[int, Any],
-                 kinds: tuple[SpanKind, ...], local_roots: bool, enricher: Enrichment) -> None:
+                 kinds: tuple[SpanKind, ...], local_roots: bool, enricher: Enrichment,
+                 operations: Operations | None = None,
+                 record_operations: Callable[..., None] | None = None) -> None:
         self.active = True
+        # Configured operations (objectives): None when there are none, so that a service
+        # without them pays one test per request span.
+        self._operations = operations if record_operations is not None else None
+        self._record_operations = record_operations
         self._record = record
         self._live = live
         self._kinds = kinds
@@ -172,8 +192,32 @@ class SpanHooks:
                 if fallback is None:
                     fallback = self._name_fallback(attributes, route, span._name)
             self._record(attributes, start, end, failed, fallback)
+            if self._operations is not None:
+                self._count_operations(span._kind, span._name, attributes, fallback, start,
+                                       end, failed)
         except Exception as error:
             drops.count(drops.PROCESSOR_ERROR, f"on_end: {error!r}")
+
+    def _count_operations(self, kind: Any, name: Any, attributes: Mapping[str, Any],
+                          fallback: tuple[str, ...] | None, start: int, end: int,
+                          failed: bool) -> None:
+        """Count the span in the operations it belongs to, if any."""
+        operations = self._operations
+        assert operations is not None and self._record_operations is not None
+        route = attributes.get(HTTP_ROUTE)
+        if type(route) is not str:
+            route = None
+        code = 0
+        for known in KINDS:  # by identity: SpanKind's hash is Python code
+            if known is kind:
+                break
+            code += 1
+        entry = operations.caches[code].get((name, route))
+        if entry is None:
+            entry = operations.entry(code, name, route)
+        matched = operations.resolve(entry, attributes, fallback)
+        if matched:
+            self._record_operations(matched, start, end, failed)
 
     def _name_fallback(self, attributes: Mapping[str, Any], route: Any,
                        name: str) -> tuple[str, ...]:
@@ -192,5 +236,8 @@ class SpanHooks:
         fallback = None
         if self._page_group_at >= 0 and PAGE_GROUP not in attributes:
             fallback = self._name_fallback(attributes, route_of(attributes), span.name)
-        self._record(attributes, span.start_time, span.end_time,
-                     span.status.status_code is StatusCode.ERROR, fallback)
+        failed = span.status.status_code is StatusCode.ERROR
+        self._record(attributes, span.start_time, span.end_time, failed, fallback)
+        if self._operations is not None:
+            self._count_operations(kind, span.name, attributes, fallback, span.start_time,
+                                   span.end_time, failed)

@@ -21,6 +21,7 @@ from ..config import Config
 from . import context as business
 from .enrich import Enricher
 from .hooks import SpanHooks
+from .operations import OperationMatcher
 
 _KINDS = {"server": SpanKind.SERVER, "consumer": SpanKind.CONSUMER,
           "client": SpanKind.CLIENT, "producer": SpanKind.PRODUCER,
@@ -48,9 +49,17 @@ class BizOpsSpanProcessor(SpanProcessor):
         config = config if config is not None else aggregator.config
         self._config = config
         hooks_cls = SpanHooks if hooks is None else hooks
+        enricher = Enricher(config)
+        operations: tuple[Any, ...] = ()
+        counted = getattr(aggregator, "config", config)  # the aggregator counts them
+        if counted.operations:
+            # Configured operations (objectives): the hooks resolve each request span's
+            # and count it with the aggregator's record_operations.
+            operations = (OperationMatcher(counted, enricher.page_group_at),
+                          aggregator.record_operations)
         self._hooks = hooks_cls(aggregator.record_span, business.requests.live,
                                 tuple(_KINDS[k] for k in config.record_kinds),
-                                config.record_local_roots, Enricher(config))
+                                config.record_local_roots, enricher, *operations)
         # The SDK calls these per span: bind the hooks' methods directly, with no Python
         # frame of ours in between.
         self.on_start = self._hooks.on_start  # type: ignore[method-assign]
