@@ -44,14 +44,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In the pure-only pass (``BIZOPS_OTEL_NO_EXTENSIONS=1``), leave out the tests that
-    name the native twin through the ``Aggregator`` fixture: they ran in the native pass,
-    and this pass is for the pure twins, which it runs in full."""
+    name the native twin through the ``Aggregator`` fixture, and those marked
+    ``native_pass_only``: they ran in the native pass, and this pass is for the pure twins,
+    which it runs in full."""
     if not no_extensions():
         return
     kept, native = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        pinned = callspec is not None and callspec.params.get("Aggregator") == "native"
+        pinned = ((callspec is not None and callspec.params.get("Aggregator") == "native")
+                  or item.get_closest_marker("native_pass_only") is not None)
         (native if pinned else kept).append(item)
     if native:
         config.hook.pytest_deselected(items=native)

@@ -49,6 +49,10 @@ from tests.processes import running
 from tests.real_prometheus import label_values, query, query_range, scraping
 from tests.tools import require
 
+#: The subject (the dashboard's queries against a real Prometheus) does not depend on the twin:
+#: the native pass runs it, the pure-only pass leaves it out.
+pytestmark = pytest.mark.native_pass_only
+
 ROOT = Path(__file__).parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "bizops-otel.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

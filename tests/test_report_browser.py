@@ -21,6 +21,10 @@ from tests.html_dom import Dom
 from tests.planted_shop import planted
 from tests.processes import spawn
 
+#: The subject (the page as a browser shows it) does not depend on the twin:
+#: the native pass runs it, the pure-only pass leaves it out.
+pytestmark = pytest.mark.native_pass_only
+
 
 def _chromium(tmp_path: Path, *arguments: str, timeout: float = 120.0) -> tuple[str, str]:
     """Run headless Chromium in a process group of its own, with a profile under

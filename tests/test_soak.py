@@ -8,8 +8,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import soak
+
+#: The subject (the process's resources over time) does not depend on the twin:
+#: the native pass runs it, the pure-only pass leaves it out.
+pytestmark = pytest.mark.native_pass_only
 
 
 def test_a_short_soak_stays_flat_with_scrapes_pushes_and_state_writes() -> None:
