@@ -26,7 +26,9 @@ def run_app(extra_env: dict[str, str], paths: list[str],
     port = free_port()
     env = {**os.environ, "PORT": str(port), "OTEL_TRACES_EXPORTER": "none",
            "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
-           "OTEL_PYTHON_LOG_LEVEL": "info", **extra_env}
+           "OTEL_PYTHON_LOG_LEVEL": "info",
+           # Every key admitted on first sight and kept: the tests count each request.
+           "BIZOPS_OTEL_ADMISSION_COUNT": "1", "BIZOPS_OTEL_KEY_TTL": "0", **extra_env}
     process = spawn([str(INSTRUMENT), sys.executable, str(APP)], env=env,
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
