@@ -347,6 +347,33 @@ def test_fallback_fills_only_absent_dimensions(Aggregator: Any) -> None:
     assert snapshot.dropped["attributes_unreadable"] == 1
 
 
+class KeyText(str):
+    """A str subclass as an attribute key: equal to the plain key, hashed alike."""
+
+
+def test_values_are_found_whatever_the_dict_holds_besides(Aggregator: Any) -> None:
+    """The native twin finds a span's attributes by one walk over a small dict and by
+    lookups in a large one or one with keys that are not exact str; each way must read
+    the same values as the pure twin's ``get``."""
+    from bizops_otel import Kpi
+
+    agg = Aggregator(Config(**EVERY_KEY))
+    noise = {f"http.noise.{i}": i for i in range(40)}
+    agg.record_span(span(order_value=10.0), 0, SECOND)  # 3 entries: walked
+    agg.record_span({**noise, **span(order_value=20.0)}, 0, SECOND)  # 43 entries: looked up
+    agg.record_span({(1, 2): "tuple key", **span(order_value=30.0)}, 0, SECOND)
+    agg.record_span({KeyText(attr.PAGE_GROUP): "checkout", attr.CAMPAIGN_ID: "spring_sale",
+                     KeyText(attr.ORDER_VALUE): 40.0}, 0, SECOND)
+    stats = agg.snapshot()[KEY]
+    assert stats.count == 4
+    assert stats.pairs("order_value") == 4 and stats.mean("order_value") == 25.0
+    # An attribute wanted twice (a KPI that is also a dimension) fills both.
+    both = Aggregator(Config(**EVERY_KEY, dimensions=(attr.PAGE_GROUP, "shop.tier"),
+                             kpis=(Kpi("tier", "shop.tier"),)))
+    both.record_span({attr.PAGE_GROUP: "cart", "shop.tier": 3}, 0, SECOND)
+    assert both.snapshot()[("cart", "3")].mean("tier") == 3.0
+
+
 class MappingWrapper:
     """A read-only mapping that is not a dict, like the SDK's MappingProxyType view."""
 

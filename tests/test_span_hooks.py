@@ -225,8 +225,15 @@ def test_the_native_query_and_path_reading_matches_the_pure_functions() -> None:
              "http://h/" + "x" * MAX_URL_LENGTH + "?utm_campaign=far", 7]
     keys = [attributes.URL_QUERY, attributes.HTTP_TARGET, attributes.URL_FULL,
             attributes.HTTP_URL]
+    # The native hooks walk a small attribute dict once and look keys up in a large one,
+    # or in one holding a key that is not an exact str: every way must find the same.
+    noise: dict[object, object] = {f"http.noise.{i}": i for i in range(30)}
     for _ in range(3000):
         attrs = {key: rng.choice(texts) for key in keys if rng.random() < 0.5}
+        if rng.random() < 0.2:
+            attrs = {**noise, **attrs}
+        if rng.random() < 0.1:
+            attrs[(1, 2)] = "not a str key"
         found = bounds(attrs)
         native_query = None if found is None else found[0][found[1]:found[2]]
         assert native_query == query_of(attrs.get(keys[0]), attrs.get(keys[1]),

@@ -799,6 +799,7 @@ cdef int table_keep(KeyTable *t, const int64_t *last_seen, int32_t overflow) noe
 # --------------------------------------------------------------------------------------
 
 include "_sessions_c.pxi"
+include "../_attribute_scan.pxi"
 include "_admission_c.pxi"
 
 
@@ -865,6 +866,10 @@ cdef class Aggregator:
     # _kpi_attrs, for the span path's dict lookups.
     cdef PyObject *_dim_attr[MAX_DIMS]
     cdef PyObject *_kpi_attr[MAX_KPIS]
+    # The span path's keys in one scan of an attribute dict: the KPIs' attributes, the
+    # session id, then the dimensions (``_scan_keys`` keeps them alive).
+    cdef KeyScan _scan
+    cdef tuple _scan_keys
     cdef uint64_t _dropped[MAX_REASONS]
     cdef uint64_t _recorded      # observations committed, for ``changes()``
     # Operations (objectives): thresholds, whether errors are bad, and per operation the
@@ -912,6 +917,9 @@ cdef class Aggregator:
             self._kpi_binary[j] = 1 if k.binary else 0
             self._kpi_min[j] = k.minimum
             self._kpi_max[j] = k.maximum
+        self._scan_keys = tuple(str(key) for key in (*self._kpi_attrs, SESSION_KEY,
+                                                     *self._dim_keys))
+        key_scan_init(&self._scan, self._scan_keys)
         self._outcome = cfg.outcome_index
         self._revenue = cfg.revenue_index
         self._page_at = cfg.dimensions.index(PAGE_GROUP) if PAGE_GROUP in cfg.dimensions else -1
@@ -1140,11 +1148,13 @@ cdef class Aggregator:
     # which the C compiler can inline, instead of calls through the class's method table.
     @cython.final
     cdef Py_ssize_t _span_key(self, object attributes, bint is_dict,
-                              object fallback, int64_t end_ns) except -1:
+                              object fallback, int64_t end_ns,
+                              PyObject **dims) except -1:
         """Key id of a span's dimension attributes, without allocating on a table hit.
 
-        The values are borrowed from the attribute dict; nothing below runs Python code
-        that could change it while they are in use.
+        ``dims`` holds the dimensions' values as a scan of the dict found them (NULL:
+        look them up). The values are borrowed from the attribute dict; nothing below
+        runs Python code that could change it while they are in use.
         """
         cdef PyObject *values[MAX_DIMS]
         cdef PyObject *found
@@ -1155,7 +1165,10 @@ cdef class Aggregator:
                                               or len(<tuple>fallback) != self._d)):
             return self._key_id(self._raw_dims(attributes, fallback), end_ns)
         for i in range(self._d):
-            found = dict_lookup(<PyObject *>attributes, self._dim_attr[i])
+            if dims != NULL:
+                found = dims[i]
+            else:
+                found = dict_lookup(<PyObject *>attributes, self._dim_attr[i])
             if found == NULL:
                 if has_fallback:
                     found = PyTuple_GET_ITEM(fallback, i)
@@ -1345,7 +1358,8 @@ cdef class Aggregator:
         cdef Py_ssize_t key
         cdef PyObject *found
         cdef PyObject *session = NULL
-        cdef object held
+        cdef PyObject *scanned[SCAN_KEYS]
+        cdef int n_scanned = 0
         cdef bint failed
         # Timestamps: exact ints that fit int64 (int64_of), the end not before the start.
         if not int64_of(start_ns, &start) or not int64_of(end_ns, &end) or end < start:
@@ -1353,13 +1367,19 @@ cdef class Aggregator:
             return 0
         if type(attributes) is not dict:
             return self._record_mapping(attributes, start, end, error, fallback)
-        # An attribute dict, the common case: every value is read as a borrowed PyObject*,
-        # so that a span creates and releases no references of its own.
+        # An attribute dict, the common case: every value wanted is found in one scan of
+        # the dict. A KPI of an unusual type, a dimension's __str__ or a flag's truth may
+        # run Python code that changes the dict, so the values found are held until the
+        # commit; otherwise a span creates and releases no references of its own.
         try:
+            key_scan(&self._scan, attributes, scanned)
+            n_scanned = self._scan.n
+            for j in range(n_scanned):
+                Py_XINCREF(scanned[j])
             # The key comes last, once every read has succeeded: a span dropped as
             # unreadable must not take a key (as in the pure twin).
             for j in range(self._m):
-                found = dict_lookup(<PyObject *>attributes, self._kpi_attr[j])
+                found = scanned[j]
                 if found == NULL or found == <PyObject *>None:
                     continue
                 reason = self._read_kpi(j, found, &values[j])
@@ -1369,22 +1389,19 @@ cdef class Aggregator:
                     drops[n_drops] = reason
                     n_drops += 1
             if self._sessions is not None:
-                session = dict_lookup(<PyObject *>attributes, <PyObject *>SESSION_KEY)
-                if session != NULL:
-                    # Reading the dimensions below, or a flag's truth, may run Python code
-                    # (a value's __str__) that could remove the borrowed session id from
-                    # the dict: hold a reference until the commit.
-                    held = <object>session
-            key = self._span_key(attributes, True, fallback, end)
+                session = scanned[self._m]
+            key = self._span_key(attributes, True, fallback, end, scanned + self._m + 1)
+            if error is True or error is False:
+                failed = error is True
+            else:
+                failed = _truthy(error)
+            self._commit(key, span_seconds(start, end), values, mask, drops, n_drops,
+                         failed, end, session)
         except Exception:
             self._dropped[R_UNREADABLE] += 1
-            return 0
-        if error is True or error is False:
-            failed = error is True
-        else:
-            failed = _truthy(error)
-        self._commit(key, span_seconds(start, end), values, mask, drops, n_drops, failed,
-                     end, session)
+        finally:
+            for j in range(n_scanned):
+                Py_XDECREF(scanned[j])
         return 0
 
     cdef int _record_mapping(self, object attributes, int64_t start, int64_t end,
@@ -1410,7 +1427,7 @@ cdef class Aggregator:
                     n_drops += 1
             if self._sessions is not None:
                 session = attributes.get(SESSION_KEY)
-            key = self._span_key(attributes, False, fallback, end)  # last, as above
+            key = self._span_key(attributes, False, fallback, end, NULL)  # last, as above
         except Exception:
             self._dropped[R_UNREADABLE] += 1
             return 0

@@ -51,6 +51,8 @@ from bizops_otel.span.enrich import (
     wsgi_text,
 )
 
+include "../_attribute_scan.pxi"
+
 cdef object ERROR = StatusCode.ERROR
 cdef tuple OPERATION_KINDS = KINDS
 cdef Py_ssize_t LIMIT = LIVE_SPAN_LIMIT
@@ -206,17 +208,47 @@ cdef tuple utm_pairs(str text, Py_ssize_t start, Py_ssize_t stop):
     return () if found is None else tuple(found)
 
 
+# The attributes a query can come from, in order of preference (see query_bounds).
+cdef tuple QUERY_SOURCES = (S_URL_QUERY, S_HTTP_TARGET, S_URL_FULL, S_HTTP_URL)
+cdef KeyScan QUERY_SCAN
+key_scan_init(&QUERY_SCAN, QUERY_SOURCES)
+# What on_end reads of a request span's attributes for its page group (see _end).
+cdef tuple GROUP_SOURCES = (S_PAGE_GROUP, S_HTTP_ROUTE)
+cdef KeyScan GROUP_SCAN
+key_scan_init(&GROUP_SCAN, GROUP_SOURCES)
+
+
+#: What _route_if_no_group answers for a span that has a page group.
+cdef object HAS_GROUP = object()
+
+
+cdef inline object found_or_none(PyObject *found):
+    return None if found == NULL else <object>found
+
+
 cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop):
     """``enrich.query_of`` as bounds within the attribute's own string, with no copy: the
     string holding the query (url.query, else http.target after ``?``, else the full URL
     after ``?`` and before ``#``, each attribute cut to MAX_URL_LENGTH), or None."""
-    cdef object text = lookup(attributes, S_URL_QUERY)
+    cdef PyObject *found[4]
+    if type(attributes) is dict:
+        key_scan(&QUERY_SCAN, attributes, found)
+        return query_in(found_or_none(found[0]), found_or_none(found[1]),
+                        found_or_none(found[2]), found_or_none(found[3]), start, stop)
+    return query_in(lookup(attributes, S_URL_QUERY), lookup(attributes, S_HTTP_TARGET),
+                    lookup(attributes, S_URL_FULL), lookup(attributes, S_HTTP_URL),
+                    start, stop)
+
+
+cdef object query_in(object query, object target, object full_url, object http_url,
+                     Py_ssize_t *start, Py_ssize_t *stop):
+    cdef object text = query
     cdef Py_ssize_t mark = -1
     if isinstance(text, str):
         start[0] = 0
         stop[0] = min(len(<str>text), URL_LIMIT)
         return text
-    text = lookup(attributes, S_HTTP_TARGET)
+    text = target
     if isinstance(text, str):
         stop[0] = min(len(<str>text), URL_LIMIT)
         mark = PyUnicode_FindChar(text, 0x3F, 0, stop[0], 1)
@@ -224,9 +256,9 @@ cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop)
             start[0] = mark + 1
             return text
     # The ASGI instrumentation keeps the query in the full URL only.
-    text = lookup(attributes, S_URL_FULL)
+    text = full_url
     if text is None:
-        text = lookup(attributes, S_HTTP_URL)
+        text = http_url
     if not isinstance(text, str):
         return None
     stop[0] = len(<str>text)
@@ -487,14 +519,15 @@ cdef class SpanHooks:
         except AttributeError:
             return self._end_public(span)
         fallback = None
-        if self._page_group_at >= 0 and S_PAGE_GROUP not in attributes:
-            route = lookup(attributes, S_HTTP_ROUTE)
-            if isinstance(route, str):
-                fallback = lookup(self._route_fallbacks, route)
-            else:
-                route = None  # as enrich.route_of: no other value names a route
-            if fallback is None:
-                fallback = self._name_fallback(attributes, route, span._name)
+        if self._page_group_at >= 0:
+            route = self._route_if_no_group(attributes)
+            if route is not HAS_GROUP:
+                if isinstance(route, str):
+                    fallback = lookup(self._route_fallbacks, route)
+                else:
+                    route = None  # as enrich.route_of: no other value names a route
+                if fallback is None:
+                    fallback = self._name_fallback(attributes, route, span._name)
         if self._record_c != NULL:
             self._record_c(self._owner, attributes, start, end, failed, fallback)
         else:
@@ -503,6 +536,16 @@ cdef class SpanHooks:
             self._count_operations(span._kind, span._name, attributes, fallback, start, end,
                                    failed)
         return 0
+
+    cdef object _route_if_no_group(self, object attributes):
+        """HAS_GROUP when the span has a page group, else its ``http.route`` (or None)."""
+        cdef PyObject *found[2]
+        if type(attributes) is dict:
+            key_scan(&GROUP_SCAN, attributes, found)
+            return HAS_GROUP if found[0] != NULL else found_or_none(found[1])
+        if S_PAGE_GROUP in attributes:
+            return HAS_GROUP
+        return lookup(attributes, S_HTTP_ROUTE)
 
     cdef int _count_operations(self, object kind, object name, object attributes,
                                object fallback, object start, object end,
