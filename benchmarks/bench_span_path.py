@@ -191,12 +191,15 @@ def child(variant: str, mix: str, spans: int) -> int:
 
 
 def child_env() -> dict[str, str]:
-    """This process's environment without the variables that would configure OTel or
-    bizops-otel (BIZOPS_OTEL_NO_EXTENSIONS is kept), with PYTHONHASHSEED=0."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("OTEL_", "BIZOPS_OTEL_"))
-           or key == "BIZOPS_OTEL_NO_EXTENSIONS"}
-    env.update(PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
+    """A fixed, minimal environment: PATH, PYTHONHASHSEED=0, OPENBLAS_NUM_THREADS=1 and
+    BIZOPS_OTEL_NO_EXTENSIONS when set. Nothing of this process's own: the environment's
+    size moves where the child's first objects are allocated, and with them every hash
+    taken from an object's address (a ContextVar's, for one), which moved the counts by
+    about a thousand instructions a span between two shells."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0",
+           "OPENBLAS_NUM_THREADS": "1"}
+    if "BIZOPS_OTEL_NO_EXTENSIONS" in os.environ:
+        env["BIZOPS_OTEL_NO_EXTENSIONS"] = os.environ["BIZOPS_OTEL_NO_EXTENSIONS"]
     return env
 
 

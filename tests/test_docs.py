@@ -195,6 +195,32 @@ assert objective.compliance == 0.75
 assert abs(objective.budget_left + 24) < 1e-9 and abs(objective.burn_rate - 25) < 1e-9
 assert (objective.recent_total, objective.recent_good) == (4, 3)
 """),
+    "objective-alerts": ("""
+from types import SimpleNamespace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
+import bizops_otel
+from bizops_otel import Operation
+provider = TracerProvider()
+bizops = bizops_otel.install(provider, campaign_interval=0, objective_interval=3600,
+    operations=(Operation("checkout", threshold=1.0, target=0.99, route="/checkout"),))
+recommendations = SimpleNamespace(enabled=True)
+""", """
+import time
+tracer = provider.get_tracer("shop")
+start = time.time_ns()
+for minute in range(8):  # every checkout fails from the second minute on
+    for _ in range(20):
+        span = tracer.start_span("POST /checkout", kind=SpanKind.SERVER, start_time=start,
+                                 attributes={"http.route": "/checkout"})
+        if minute >= 1:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=start + 100_000_000)
+    bizops.objectives.check(now=(minute + 1) * 60.0)  # a simulated minute apart
+assert recommendations.enabled is False
+assert [alert.firing for alert in bizops.objectives.alerts] == [True]
+bizops.shutdown()
+"""),
     "cardinality-limits": ("""
 import io
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
@@ -245,7 +271,7 @@ bizops.variants.check()  # what the monitor's thread does every few seconds
 (alert,) = bizops.variant_alerts()
 assert alert.metric == "latency" and alert.interval[0] > 0, alert
 assert flags.disabled == [("new-checkout", "B")]
-assert bizops.alerts.errors == {"campaign": 0, "variant": 0}
+assert bizops.alerts.errors == {"campaign": 0, "variant": 0, "objective": 0}
 bizops.shutdown()
 """),
 }

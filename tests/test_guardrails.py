@@ -264,7 +264,7 @@ def test_install_runs_guardrails_in_their_thread_and_routes_every_kind_through_o
     assert [(a.treatment, a.metric) for a in variants] == [("B", LATENCY)]
     assert [(h.campaign, h.state) for h in campaigns] == [("bad", "failing")]
     assert handle.variant_alerts() == variants
-    assert handle.alerts.errors == {"campaign": 0, "variant": 0}
+    assert handle.alerts.errors == {"campaign": 0, "variant": 0, "objective": 0}
     names = {t.name for t in threading.enumerate()}
     assert not names & {"bizops-otel-guardrails", "bizops-otel-campaigns"}
 

@@ -1,5 +1,6 @@
 """Alerts to the application, one way for every kind: a campaign that changed health
-state, a feature-flag variant worse than its control.
+state, a feature-flag variant worse than its control, an operation's objective burning
+its error budget too fast (or no longer).
 
 The monitors publish here from their own threads, never from the request path, and the
 application subscribes to one kind (``on_campaign_alert``, ``on_variant_alert`` on the
@@ -16,20 +17,23 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .analytics.burn import ObjectiveAlert
 from .analytics.guardrails import VariantAlert
 from .analytics.health import CampaignHealth
 
 _logger = logging.getLogger("bizops_otel")
 
-Alert = CampaignHealth | VariantAlert
+Alert = CampaignHealth | VariantAlert | ObjectiveAlert
 AlertCallback = Callable[[Any], Any]
-CAMPAIGN, VARIANT = "campaign", "variant"
-KINDS = (CAMPAIGN, VARIANT)
+CAMPAIGN, VARIANT, OBJECTIVE = "campaign", "variant", "objective"
+KINDS = (CAMPAIGN, VARIANT, OBJECTIVE)
 
 
 def kind_of(alert: Alert) -> str:
-    """The kind of an alert: "campaign" or "variant"."""
-    return CAMPAIGN if isinstance(alert, CampaignHealth) else VARIANT
+    """The kind of an alert: "campaign", "variant" or "objective"."""
+    if isinstance(alert, CampaignHealth):
+        return CAMPAIGN
+    return OBJECTIVE if isinstance(alert, ObjectiveAlert) else VARIANT
 
 
 class AlertBus:

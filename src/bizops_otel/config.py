@@ -286,6 +286,10 @@ class Config:
     #: Seconds between two variant guardrail checks by install() (0: no checks). They run
     #: when ``feature_flag.result.variant`` is a dimension and there is an outcome KPI.
     guardrail_interval: float = 5.0
+    #: Seconds between two readings of the operations' objectives by install(), for the
+    #: burn-rate alerts on the application's alert bus (0: none). They run when there are
+    #: operations.
+    objective_interval: float = 5.0
     #: Chance that a variant no worse than its control ever alerts, per variant and
     #: metric, over every check however many (a sequential test; see docs/analytics.md).
     guardrail_alpha: float = 0.05
@@ -514,6 +518,9 @@ def _validate_processing(config: Config) -> None:
 
 
 def _validate_guardrails(config: Config) -> None:
+    objective = config.objective_interval
+    _require(_is_number(objective) and (objective == 0 or 0.05 <= objective <= 3600),
+             "objective_interval", f"must be 0 or seconds in [0.05, 3600], got {objective!r}")
     interval = config.guardrail_interval
     _require(_is_number(interval) and (interval == 0 or 0.05 <= interval <= 3600),
              "guardrail_interval", f"must be 0 or seconds in [0.05, 3600], got {interval!r}")

@@ -19,8 +19,9 @@ from ._periodic import Periodic
 from .aggregate import persist
 from .aggregate.aggregator import Aggregator
 from .aggregate.snapshot import Snapshot
-from .alerts import CAMPAIGN, VARIANT, AlertBus
+from .alerts import CAMPAIGN, OBJECTIVE, VARIANT, AlertBus
 from .alerts import AlertCallback as AnyAlertCallback
+from .analytics.burn import ObjectiveCallback, ObjectiveMonitor
 from .analytics.guardrails import (
     GuardrailSettings,
     VariantAlert,
@@ -65,6 +66,7 @@ class BizOps:
         self.metrics: OTelMetrics | None = None
         self.campaigns: CampaignMonitor | None = None
         self.variants: VariantMonitor | None = None
+        self.objectives: ObjectiveMonitor | None = None
         #: Where every monitor's alerts go, and the application's callbacks wait.
         self.alerts = AlertBus()
         self.pusher: Pusher | None = None
@@ -131,6 +133,27 @@ class BizOps:
         self.variants.on_variant_alert(self.alerts.publish)
         self.variants.start()
 
+    def start_objective_monitor(self) -> None:
+        """Read the operations' objectives every ``objective_interval`` seconds, off the
+        request path, for the burn-rate alerts."""
+        config = self.config
+        if (self.aggregator is None or not config.operations
+                or config.objective_interval == 0 or self._shut_down):
+            return
+        self.objectives = ObjectiveMonitor(self.snapshot, config.objective_interval)
+        self.objectives.on_objective_alert(self.alerts.publish)
+        self.objectives.start()
+
+    def on_objective_alert(self, callback: ObjectiveCallback) -> ObjectiveCallback:
+        """Call ``callback(alert)`` (an :class:`ObjectiveAlert`) when an operation's
+        objective starts or stops burning its error budget by the SRE workbook's
+        multi-window rules, from the monitor's thread; usable as a decorator."""
+        if self.objectives is None:
+            raise ValueError("bizops-otel: objective alerts need operations and "
+                             "objective_interval > 0")
+        self.alerts.on_alert(callback, (OBJECTIVE,))
+        return callback
+
     def on_campaign_alert(self, callback: AlertCallback) -> AlertCallback:
         """Call ``callback(health)`` whenever a campaign changes health state, from the
         monitor's thread; usable as a decorator."""
@@ -152,9 +175,9 @@ class BizOps:
 
     def on_alert(self, callback: AnyAlertCallback) -> AnyAlertCallback:
         """Call ``callback(alert)`` for every alert of every kind: a
-        :class:`CampaignHealth` on a change of state, a :class:`VariantAlert` (tell them
-        apart with ``bizops_otel.alerts.kind_of``). From the monitors' threads; usable as
-        a decorator."""
+        :class:`CampaignHealth` on a change of state, a :class:`VariantAlert`, an
+        :class:`ObjectiveAlert` (tell them apart with ``bizops_otel.alerts.kind_of``). From
+        the monitors' threads; usable as a decorator."""
         return self.alerts.on_alert(callback)
 
     def variant_alerts(self) -> list[VariantAlert]:
@@ -247,6 +270,8 @@ class BizOps:
             self.campaigns.restart_after_fork()
         if self.variants is not None:
             self.variants.restart_after_fork()
+        if self.objectives is not None:
+            self.objectives.restart_after_fork()
         if self.pusher is not None:
             self.pusher.after_fork_in_child()
         if self.metrics_server is not None:
@@ -284,6 +309,8 @@ class BizOps:
             self.campaigns.stop()
         if self.variants is not None:
             self.variants.stop()
+        if self.objectives is not None:
+            self.objectives.stop()
         try:
             self.write_state()
         except Exception:
@@ -365,6 +392,7 @@ def install(tracer_provider: Any = None, meter_provider: Any = None, *,
         _installed[provider] = handle
     handle.start_campaign_monitor()
     handle.start_guardrails()
+    handle.start_objective_monitor()
     _wire_metrics(handle, meter_provider, push)
     handle.start_metrics_server()
     handle.start_writer()

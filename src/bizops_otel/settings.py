@@ -128,6 +128,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "CAMPAIGN_INTERVAL": float,
     "CAMPAIGN_LIMIT": int,
     "GUARDRAIL_INTERVAL": float,
+    "OBJECTIVE_INTERVAL": float,
     "GUARDRAIL_ALPHA": float,
     "GUARDRAIL_MIN_SAMPLES": int,
     "GUARDRAIL_EFFECT": float,
