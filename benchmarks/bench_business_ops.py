@@ -84,8 +84,8 @@ def main() -> None:
         rows.append((name, f"{statistics.median(values):,.0f}",
                      "—" if name == "none" else f"{statistics.median(ratios):+.1%}",
                      "—" if name == "none" else f"{min(ratios):+.1%} … {max(ratios):+.1%}"))
-    print(f"bizops-otel {bizops_otel.__version__} ({"native" if bizops_otel.NATIVE else "pure"})"
-          f", {rounds} interleaved rounds")
+    twin = "native" if bizops_otel.NATIVE else "pure"
+    print(f"bizops-otel {bizops_otel.__version__} ({twin}), {rounds} interleaved rounds")
     print(table(rows, ("variant", "ns/span", "over none (median)", "range")))
 
 

@@ -221,7 +221,7 @@ def test_callbacks_that_raise_are_counted_and_logged_never_raised(
     with caplog.at_level(logging.ERROR, logger="bizops_otel"):
         alerts = monitor.check(aggregator.snapshot())
     assert len(alerts) == 1 and heard == alerts and monitor.alerts == alerts
-    assert bus.errors == {"campaign": 0, "variant": 1}
+    assert bus.errors == {"campaign": 0, "variant": 1, "objective": 0}
     assert "a variant alert callback raised" in caplog.text
     assert kind_of(alerts[0]) == "variant" == alerts[0].kind
     with pytest.raises(ValueError, match="alert kinds"):
@@ -332,3 +332,29 @@ def test_the_demo_view_shows_the_guardrails_in_80_columns(Aggregator: Any) -> No
                     f"p={alert.p_value:.4f}")
     assert len(line) <= view.WIDTH and line in view.render(snapshot, [], "h", monitor)
     assert view.guardrail_line(snapshot, None) == ""
+
+
+def test_the_evidence_is_exported_as_the_monitor_saw_it(Aggregator: Any) -> None:
+    """The scrape's ``bizops_guardrail_e_value`` at the look where the guard alerted is the
+    alert's own e-value, at least 1/alpha; Prometheus can then alert on it, and keep the
+    always-valid p-value as 1 / its running maximum."""
+    from bizops_otel.export.exposition import render
+
+    aggregator = Aggregator(traffic.config())
+    simulator = Simulator(Scenario(variants={"A": 0.0, "B": -0.3}), 3)
+    guard = VariantGuard()
+    alerts: list[VariantAlert] = []
+    for look in range(1, 41):
+        traffic.record(aggregator, list(simulator.sessions(LOOK)))
+        snapshot = aggregator.snapshot(now_ns=EPOCH + look * 10**9)
+        alerts = [a for a in guard.assess(snapshot) if a.metric == CONVERSION]
+        if alerts:
+            break
+    assert alerts, "the harmful variant never alerted"
+    lines = [line for line in render(snapshot).decode().splitlines()
+             if line.startswith("bizops_guardrail_e_value{")]
+    exported = {line.split('bizops_guardrail_metric="')[1].split('"')[0]:
+                float(line.rsplit(" ", 1)[1]) for line in lines}
+    assert 'feature_flag_result_variant="B"' in lines[0]
+    assert exported[CONVERSION] == pytest.approx(alerts[0].e_value, rel=1e-9)
+    assert exported[CONVERSION] >= 1 / ALPHA

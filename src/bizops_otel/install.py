@@ -126,10 +126,8 @@ class BizOps:
                 or config.outcome is None or config.guardrail_interval == 0
                 or self._shut_down):
             return
-        settings = GuardrailSettings(config.guardrail_alpha, config.guardrail_min_samples,
-                                     config.guardrail_effect, config.guardrail_metrics,
-                                     config.guardrail_control)
-        self.variants = VariantMonitor(self.snapshot, config.guardrail_interval, settings)
+        self.variants = VariantMonitor(self.snapshot, config.guardrail_interval,
+                                       GuardrailSettings.of(config))
         self.variants.on_variant_alert(self.alerts.publish)
         self.variants.start()
 

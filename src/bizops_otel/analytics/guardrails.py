@@ -38,6 +38,7 @@ import numpy as np
 from .._periodic import Periodic
 from ..aggregate.snapshot import Snapshot
 from ..attributes import FEATURE_FLAG_VARIANT
+from ..config import Config
 from . import significance
 from .abtest import Arm, Moments, combine, every_arm
 
@@ -62,6 +63,13 @@ class GuardrailSettings:
     metrics: tuple[str, ...] = METRICS
     #: The control variant of every flag; None: each flag's alphabetically first variant.
     control: str | None = None
+
+    @staticmethod
+    def of(config: Config) -> GuardrailSettings:
+        """The settings a configuration gives (its ``guardrail_*`` fields)."""
+        return GuardrailSettings(config.guardrail_alpha, config.guardrail_min_samples,
+                                 config.guardrail_effect, config.guardrail_metrics,
+                                 config.guardrail_control)
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,57 @@ _Name = tuple[str | None, str, str, str]  # flag, control, treatment, metric
 REMEMBERED = 1000
 
 
+class Look(NamedTuple):
+    """One comparison at one snapshot: its test, and the mSPRT e-value of harm (NaN until
+    both arms hold ``minimum_samples``, or when the test cannot be computed)."""
+
+    flag: str | None
+    control: Arm
+    treatment: Arm
+    metric: str
+    test: _Test
+    e_value: float
+
+    @property
+    def name(self) -> _Name:
+        return (self.flag, self.control.variant, self.treatment.variant, self.metric)
+
+
+def _pairs(arms: list[Arm], control: str | None) -> list[tuple[Arm, Arm]]:
+    """Each flag's control arm with each of its other arms (the control named, else the
+    flag's alphabetically first variant)."""
+    by_flag: dict[str | None, list[Arm]] = {}
+    for arm in arms:
+        by_flag.setdefault(arm.flag, []).append(arm)
+    pairs = []
+    for found in by_flag.values():
+        named = {arm.variant: arm for arm in found}
+        chosen = min(named) if control is None else control
+        if chosen not in named:
+            continue
+        pairs += [(named[chosen], arm) for v, arm in sorted(named.items()) if v != chosen]
+    return pairs
+
+
+def looks(snapshot: Snapshot, settings: GuardrailSettings) -> list[Look]:
+    """Every comparison the guardrails make at ``snapshot``, with its evidence now.
+
+    Stateless: the e-value depends on the snapshot's counts alone. What a look adds to it
+    is the running minimum of the p-value, which :class:`VariantGuard` (or Prometheus, from
+    the exported e-value: ``1 / max_over_time(...)``) keeps."""
+    config = snapshot.config
+    if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
+        return []
+    found = []
+    for control, treatment in _pairs(every_arm(snapshot), settings.control):
+        for metric in settings.metrics:
+            test = _TESTS[metric](control, treatment, settings)
+            e_value = (math.nan if min(test.samples) < settings.minimum_samples else
+                       significance.harm_e_value(test.harm, test.variance, test.scale))
+            found.append(Look(control.flag, control, treatment, metric, test, e_value))
+    return found
+
+
 class VariantGuard:
     """The state of the sequential tests between looks: each comparison's smallest
     always-valid p-value and whether it alerted. It keeps only comparisons present in
@@ -157,53 +216,30 @@ class VariantGuard:
         self._lowest_p: dict[_Name, float] = {}
         self._alerted: set[_Name] = set()
 
-    def _pairs(self, arms: list[Arm]) -> list[tuple[Arm, Arm]]:
-        by_flag: dict[str | None, list[Arm]] = {}
-        for arm in arms:
-            by_flag.setdefault(arm.flag, []).append(arm)
-        pairs = []
-        for found in by_flag.values():
-            named = {arm.variant: arm for arm in found}
-            control = self.settings.control
-            if control is None:
-                control = min(named)
-            if control not in named:
-                continue
-            pairs += [(named[control], arm) for v, arm in sorted(named.items()) if v != control]
-        return pairs
-
     def assess(self, snapshot: Snapshot) -> list[VariantAlert]:
         """One look: the comparisons that cross the alert threshold now, each once."""
-        config = snapshot.config
-        if FEATURE_FLAG_VARIANT not in config.dimensions or config.outcome is None:
-            return []
         settings = self.settings
         threshold = 1.0 / settings.alpha
         seen: set[_Name] = set()
         alerts = []
-        for control, treatment in self._pairs(every_arm(snapshot)):
-            for metric in settings.metrics:
-                name = (control.flag, control.variant, treatment.variant, metric)
-                seen.add(name)
-                test = _TESTS[metric](control, treatment, settings)
-                if min(test.samples) < settings.minimum_samples:
-                    continue
-                e_value = significance.harm_e_value(test.harm, test.variance, test.scale)
-                if math.isnan(e_value):
-                    continue
-                lowest = min(self._lowest_p.get(name, 1.0),
-                             1.0 / e_value if e_value > 0 else 1.0)
-                self._lowest_p[name] = lowest
-                if e_value < threshold or name in self._alerted:
-                    continue
-                self._alerted.add(name)
-                confidence = max(0.0, 1.0 - 2.0 * settings.alpha)
-                interval = significance.confidence_sequence(
-                    test.estimate, test.variance, test.scale, 2.0 * settings.alpha)
-                alerts.append(VariantAlert(
-                    control.flag, control.variant, treatment.variant, metric, test.estimate,
-                    interval, confidence, lowest, e_value,
-                    (control.outcomes, treatment.outcomes), test.samples, snapshot.taken_ns))
+        for look in looks(snapshot, settings):
+            name, test, e_value = look.name, look.test, look.e_value
+            seen.add(name)
+            if math.isnan(e_value):
+                continue
+            lowest = min(self._lowest_p.get(name, 1.0), 1.0 / e_value if e_value > 0 else 1.0)
+            self._lowest_p[name] = lowest
+            if e_value < threshold or name in self._alerted:
+                continue
+            self._alerted.add(name)
+            confidence = max(0.0, 1.0 - 2.0 * settings.alpha)
+            interval = significance.confidence_sequence(
+                test.estimate, test.variance, test.scale, 2.0 * settings.alpha)
+            control, treatment = look.control, look.treatment
+            alerts.append(VariantAlert(
+                control.flag, control.variant, treatment.variant, look.metric, test.estimate,
+                interval, confidence, lowest, e_value,
+                (control.outcomes, treatment.outcomes), test.samples, snapshot.taken_ns))
         self._lowest_p = {k: v for k, v in self._lowest_p.items() if k in seen}
         self._alerted &= seen
         return alerts

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ..aggregate._session_state import OVERFLOW_GROUP
 from ..aggregate.snapshot import Snapshot
 from ..analytics.abtest import compare, pairings
+from ..analytics.guardrails import GuardrailSettings, looks
 from ..analytics.health import DEGRADED, FAILING, OK, WARMING_UP, CampaignHealth
 from ..analytics.sessions import DEFAULT_DELTAS_MS, GroupSessions, session_stats
 from ..attributes import CAMPAIGN_ID, FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT, PAGE_GROUP
@@ -66,6 +67,9 @@ SPECS: tuple[tuple[str, Kind, str, str], ...] = (
     ("bizops.ab.difference", "gauge", "{difference}",
      "Variant minus control: conversion rate, latency (s), order value, or correlation"),
     ("bizops.ab.p_value", "gauge", "{p}", "Two-sided p-value of the variant's difference"),
+    ("bizops.guardrail.e_value", "gauge", "{ratio}",
+     "Guardrail evidence that the variant is worse than its control (mSPRT e-value); "
+     "alerts at 1/alpha"),
 )
 
 
@@ -150,3 +154,14 @@ def add_variants(families: dict[str, Family], snapshot: Snapshot) -> None:
             _point(families, "bizops.ab.difference", labels, outcome.difference)
             _point(families, "bizops.ab.p_value", labels, outcome.p_value)
 
+
+def add_guardrails(families: dict[str, Family], snapshot: Snapshot) -> None:
+    """Each guardrail comparison's evidence now, under the configuration's settings: the
+    variant monitor alerts when it first reaches 1 / ``guardrail_alpha``, and its always-valid
+    p-value is 1 / the largest value seen, which Prometheus can keep too."""
+    for look in looks(snapshot, GuardrailSettings.of(snapshot.config)):
+        flag_labels = ((FEATURE_FLAG_KEY, look.flag),) if look.flag is not None else ()
+        labels = (*flag_labels, (FEATURE_FLAG_VARIANT, look.treatment.variant),
+                  ("bizops.ab.control", look.control.variant),
+                  ("bizops.guardrail.metric", look.metric))
+        _point(families, "bizops.guardrail.e_value", labels, look.e_value)

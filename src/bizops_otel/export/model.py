@@ -266,5 +266,6 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     _add_operations(families, snapshot)
     analytics_families.add_sessions(families, snapshot)
     analytics_families.add_variants(families, snapshot)
+    analytics_families.add_guardrails(families, snapshot)
     analytics_families.add_campaigns(families, health)
     return list(families.values()), histogram
