@@ -8,8 +8,9 @@ from __future__ import annotations
 from . import attributes, drops, stats
 from ._version import __version__
 from .aggregate.aggregator import Aggregator
+from .aggregate.funnel import BiggestDrop, FunnelStep, JourneyFunnel
 from .aggregate.snapshot import ConversionCurve, Key, KeyStats, Objective, RawSums, Snapshot
-from .config import BUILTIN_KPIS, Config, Kpi, Operation
+from .config import BUILTIN_KPIS, Config, Journey, Kpi, Operation
 from .implementation import NATIVE
 from .install import BizOps, install, installed
 from .settings import ConfigError, load_config
@@ -23,11 +24,15 @@ __all__ = [
     "NATIVE",
     "Aggregator",
     "BizOps",
+    "BiggestDrop",
     "BizOpsSpanProcessor",
     "Config",
     "ConfigError",
     "ConversionCurve",
     "Correlation",
+    "FunnelStep",
+    "Journey",
+    "JourneyFunnel",
     "Key",
     "KeyStats",
     "Kpi",
