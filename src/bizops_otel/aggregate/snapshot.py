@@ -31,7 +31,6 @@ from ._layout import (
     bucket_edges,
 )
 from ._session_state import SessionArrays, merge_sessions
-from .funnel import JourneyFunnel, journey_funnels
 from ._state import (
     OPERATION_GOOD,
     OPERATION_TOTAL,
@@ -41,6 +40,7 @@ from ._state import (
     operation_counts,
     rows_of,
 )
+from .funnel import JourneyFunnel, journey_funnels
 
 Key = tuple[str, ...]
 
