@@ -161,3 +161,29 @@ def test_without_journeys_there_are_none(Aggregator: Any) -> None:
     snapshot = aggregator.snapshot(now_ns=LATER)
     assert snapshot.journeys() == {}
     assert Aggregator(Config(max_sessions=0)).snapshot().journeys() == {}
+
+
+def test_the_metrics_carry_every_step(Aggregator: Any) -> None:
+    from bizops_otel.export.exposition import render
+    from bizops_otel.export.model import metric_families
+
+    aggregator = Aggregator(CONFIG)
+    simulate(aggregator, 500, at_rates(PLANTED), seed=6)
+    snapshot = aggregator.snapshot(now_ns=LATER)
+    families, _ = metric_families(snapshot)
+    by_name = {f.name: f for f in families}
+    sessions = dict(by_name["bizops.journey.step.sessions"].loose)
+    cart = (("bizops.journey", "purchase"), ("bizops.journey.step", "cart"),
+            ("bizops.journey.step_index", "2"))
+    funnel = snapshot.journeys()["purchase"]
+    assert sessions[(*cart, ("bizops.journey.outcome", "entered"))] == funnel.steps[2].entered
+    assert sessions[(*cart, ("bizops.journey.outcome", "dropped"))] == funnel.steps[2].dropped
+    assert len(sessions) == 3 * 4 + 1  # the last step has entered only
+    medians = dict(by_name["bizops.journey.step.time.quantile"].loose)
+    assert medians[(*cart, ("bizops.quantile", "0.5"))] == funnel.steps[2].median_seconds_to_next
+    text = render(snapshot).decode()
+    assert ('bizops_journey_step_sessions_total{bizops_journey="purchase",'
+            'bizops_journey_step="cart",bizops_journey_step_index="2",'
+            'bizops_journey_outcome="entered"}') in text
+    assert "bizops_journey_step_time_quantile_seconds{" in text
+    assert "bizops_journey_step_latency_correlation{" in text

@@ -9,9 +9,10 @@ state files) gives the funnel of all its sessions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import stats
 from ._journey_state import JourneyArrays
@@ -19,6 +20,7 @@ from ._layout import think_edges
 
 #: Two-sided 95%: the level of the conversion intervals and of "latency explains it".
 CONFIDENCE = 0.95
+_THINK_EDGES = think_edges()
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,17 @@ class FunnelStep:
     conversion_high: float
     median_seconds_to_next: float
     latency_correlation: float
+    #: Sessions that continued, by think-time bin (``_layout.think_edges``), read-only.
+    think_counts: npt.NDArray[np.uint64] = field(compare=False, repr=False,
+                                                 default_factory=lambda: np.zeros(0, np.uint64))
+
+    def seconds_to_next(self, q: float) -> float:
+        """Quantile ``q`` of the time from reaching this step to reaching the next, over
+        the sessions that continued, interpolated geometrically inside its bin (nan
+        without any)."""
+        if self.think_counts.size == 0:
+            return math.nan
+        return stats.histogram_quantile(self.think_counts.astype(np.float64), _THINK_EDGES, q)
 
     @property
     def is_last(self) -> bool:
@@ -134,7 +147,6 @@ class JourneyFunnel:
 
 def journey_funnels(arrays: JourneyArrays) -> dict[str, JourneyFunnel]:
     """Every journey in ``arrays``, by name."""
-    edges = think_edges()
     result: dict[str, JourneyFunnel] = {}
     for j, (name, names) in enumerate(zip(arrays.names, arrays.steps, strict=True)):
         entered = arrays.entered[j].astype(np.float64)
@@ -153,10 +165,18 @@ def journey_funnels(arrays: JourneyArrays) -> dict[str, JourneyFunnel]:
                 conversion_low=math.nan if last else float(low[k]),
                 conversion_high=math.nan if last else float(high[k]),
                 median_seconds_to_next=(math.nan if last else stats.histogram_quantile(
-                    arrays.think[j, k], edges, 0.5)),
+                    arrays.think[j, k].astype(np.float64), _THINK_EDGES, 0.5)),
                 # table rows: latency buckets; columns: dropped, continued
                 latency_correlation=(math.nan if last else stats.spearman_table(
                     arrays.latency[j, k].T)),
+                think_counts=_read_only(arrays.think[j, k]) if not last else _read_only(
+                    np.zeros(0, np.uint64)),
             ))
         result[name] = JourneyFunnel(name, tuple(steps))
     return result
+
+
+def _read_only(counts: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    copy = np.array(counts, np.uint64)
+    copy.setflags(write=False)
+    return copy

@@ -24,6 +24,7 @@ from .family import (
     DELTA_LABEL,
     OUTCOME_LABEL,
     OVERFLOW_LABEL,
+    QUANTILE_LABEL,
     SCOPE_LABEL,
     Family,
     Kind,
@@ -31,6 +32,26 @@ from .family import (
 )
 
 STATES = (OK, DEGRADED, FAILING, WARMING_UP)
+
+# Journeys (funnels) ---------------------------------------------------------------------
+JOURNEY_LABEL = "bizops.journey"
+STEP_LABEL = "bizops.journey.step"
+STEP_INDEX_LABEL = "bizops.journey.step_index"
+#: entered / continued / dropped; not ``bizops.outcome``, which is a request's conversion.
+JOURNEY_OUTCOME_LABEL = "bizops.journey.outcome"
+#: Quantiles of the time to the next step, exported as gauges (as the latency quantiles).
+STEP_TIME_QUANTILES = (0.5, 0.9)
+
+JOURNEY_SPECS: tuple[tuple[str, Kind, str, str], ...] = (
+    ("bizops.journey.step.sessions", "counter", "{session}",
+     "Finalised sessions that reached the journey step in order (entered), and of those "
+     "the ones that reached the next step (continued) or not (dropped)"),
+    ("bizops.journey.step.time.quantile", "gauge", "s",
+     "Quantiles of the time from reaching the step to reaching the next one"),
+    ("bizops.journey.step.latency_correlation", "gauge", "{coefficient}",
+     "Spearman correlation of the latency of the request reaching the step with going on "
+     "to the next step; negative: slow steps lose sessions"),
+)
 
 #: (OTel name, kind, unit, description) of every analytics family.
 SPECS: tuple[tuple[str, Kind, str, str], ...] = (
@@ -66,6 +87,7 @@ SPECS: tuple[tuple[str, Kind, str, str], ...] = (
     ("bizops.ab.difference", "gauge", "{difference}",
      "Variant minus control: conversion rate, latency (s), order value, or correlation"),
     ("bizops.ab.p_value", "gauge", "{p}", "Two-sided p-value of the variant's difference"),
+    *JOURNEY_SPECS,
 )
 
 
@@ -150,3 +172,25 @@ def add_variants(families: dict[str, Family], snapshot: Snapshot) -> None:
             _point(families, "bizops.ab.difference", labels, outcome.difference)
             _point(families, "bizops.ab.p_value", labels, outcome.p_value)
 
+
+
+def add_journeys(families: dict[str, Family], snapshot: Snapshot) -> None:
+    """Every configured journey's steps: the session counters always (zero ones too, so
+    that rates start at once), the derived gauges where they are defined."""
+    for funnel in snapshot.journeys().values():
+        for step in funnel.steps:
+            labels = ((JOURNEY_LABEL, funnel.name), (STEP_LABEL, step.name),
+                      (STEP_INDEX_LABEL, str(step.index)))
+            counts = {"entered": step.entered}
+            if step.continued is not None and step.dropped is not None:
+                counts.update(continued=step.continued, dropped=step.dropped)
+            for outcome, count in counts.items():
+                _point(families, "bizops.journey.step.sessions",
+                       (*labels, (JOURNEY_OUTCOME_LABEL, outcome)), count)
+            if step.is_last:
+                continue
+            for q in STEP_TIME_QUANTILES:
+                _point(families, "bizops.journey.step.time.quantile",
+                       (*labels, (QUANTILE_LABEL, f"{q:g}")), step.seconds_to_next(q))
+            _point(families, "bizops.journey.step.latency_correlation", labels,
+                   step.latency_correlation)
