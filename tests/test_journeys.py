@@ -187,3 +187,34 @@ def test_the_metrics_carry_every_step(Aggregator: Any) -> None:
             'bizops_journey_outcome="entered"}') in text
     assert "bizops_journey_step_time_quantile_seconds{" in text
     assert "bizops_journey_step_latency_correlation{" in text
+
+
+def test_the_demo_view_shows_the_planted_slow_checkout(Aggregator: Any) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from bizops_otel import BizOpsSpanProcessor
+    from bizops_otel import attributes as attr
+    from bizops_otel.demo import run, view
+    from bizops_otel.demo.simulate import Simulator, emit
+    from tests.conftest import load_hooks
+
+    scenario = run.demo_scenario(20.0)
+    config = Config(dimensions=(attr.PAGE_GROUP,), admission_count=1, campaign_interval=0,
+                    page_groups=tuple((page.route.replace("<id>", "*"), page.group)
+                                      for page in (*scenario.pages, scenario.confirm)),
+                    session_timeout=5.0, journeys=run.DEMO_JOURNEYS)
+    aggregator = Aggregator(config)
+    provider = TracerProvider()
+    provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,
+                                                    hooks=load_hooks(Aggregator)))
+    emit(provider.get_tracer("t"), list(Simulator(scenario, 1).sessions(4000)), START)
+    snapshot = aggregator.snapshot(now_ns=LATER)
+    lines = view.journey_lines(snapshot)
+    assert lines[0].startswith("journey purchase") and all(len(x) <= view.WIDTH for x in lines)
+    checkout = next(line.split() for line in lines if line.split()[1:2] == ["checkout"])
+    assert float(checkout[-1]) < -0.4, lines  # ρ(latency, going on) at checkout
+    assert any(line.startswith("Slow checkout loses sessions") for line in lines), lines
+    # The view shows it below everything else, and no line starts with a page group.
+    rendered = view.render(snapshot, [], "header").splitlines()
+    assert rendered[-len(lines):] == lines
+    assert not any(line.split()[:1] == ["checkout"] for line in lines)
