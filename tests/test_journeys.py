@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -218,3 +219,25 @@ def test_the_demo_view_shows_the_planted_slow_checkout(Aggregator: Any) -> None:
     rendered = view.render(snapshot, [], "header").splitlines()
     assert rendered[-len(lines):] == lines
     assert not any(line.split()[:1] == ["checkout"] for line in lines)
+
+
+def test_workers_state_files_merge_into_the_funnel_of_all(Aggregator: Any,
+                                                          tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from bizops_otel.export import multiproc
+
+    one, live, gone = Aggregator(CONFIG), Aggregator(CONFIG), Aggregator(CONFIG)
+    simulate(one, 400, at_rates(PLANTED), seed=7)
+    simulate(one, 400, at_rates((0.9, 0.2, 0.5, 0.5)), seed=8, first=400)
+    simulate(live, 400, at_rates(PLANTED), seed=7)
+    simulate(gone, 400, at_rates((0.9, 0.2, 0.5, 0.5)), seed=8, first=400)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # a worker that has exited: its file is folded into the archive
+    persist.write(live.snapshot(now_ns=LATER), multiproc.state_file(tmp_path))
+    persist.write(gone.snapshot(now_ns=LATER), multiproc.state_file(tmp_path, finished.pid))
+    merged = multiproc.merged_snapshot(tmp_path)
+    assert merged is not None
+    assert str(merged.journeys()) == str(one.snapshot(now_ns=LATER).journeys())
+    assert merged.journeys()["purchase"].sessions == 800
