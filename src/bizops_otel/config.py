@@ -509,10 +509,10 @@ class Config:
         return -1 if self.outcome is None else self.kpi_index(self.outcome)
 
     def same_shape(self, other: Config) -> bool:
-        """Whether snapshots of the two configs can be merged."""
+        """Whether snapshots of the two configs can be merged. Journeys need not match:
+        merged journey counts are matched by journey name."""
         return (self.kpis == other.kpis and self.dimensions == other.dimensions
                 and self.operation_names == other.operation_names)
-        # Journeys need not match: merged journey counts are matched by journey name.
 
     @property
     def operation_names(self) -> tuple[str, ...]:
