@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bizops_otel import Operation, attributes
+from bizops_otel import Journey, Operation, attributes
 from bizops_otel.analytics.health import assess
 from bizops_otel.demo.simulate import Campaign, Scenario
 from bizops_otel.export.family import Family
@@ -30,7 +30,9 @@ def every_family() -> tuple[list[Family], Any, Any]:
 
     scenario = Scenario(campaigns=(Campaign("spring", 0.3),), variants={"A": 0.0, "B": 0.2})
     snapshot, _ = run(Aggregator, scenario, 1500, seed=2, dimensions=DIMENSIONS,
-                      operations=(Operation("checkout", 1.0, 0.95, page_group="checkout"),))
+                      operations=(Operation("checkout", 1.0, 0.95, page_group="checkout"),),
+                      journeys=(Journey("purchase", ("landing", "product", "cart", "checkout",
+                                                     "order")),))
     assert snapshot.objectives()["checkout"].total > 0
     health = assess(snapshot, {})
     families, histogram = metric_families(snapshot, health)

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from bizops_otel import BizOpsSpanProcessor, Config, Operation, attributes
+from bizops_otel import BizOpsSpanProcessor, Config, Journey, Operation, attributes
 from bizops_otel.analytics import session_stats
 from bizops_otel.demo.simulate import Scenario, Session, Simulator, emit
 from tests.conftest import load_hooks
@@ -64,9 +64,9 @@ def replay(aggregator_cls: Any, scenario: Scenario, sessions: int,
 
 def run(aggregator_cls: Any, scenario: Scenario, sessions: int, seed: int,
         dimensions: tuple[str, ...] = (attributes.PAGE_GROUP, attributes.CAMPAIGN_ID),
-        operations: tuple[Operation, ...] = ()) -> Any:
+        operations: tuple[Operation, ...] = (), journeys: tuple[Journey, ...] = ()) -> Any:
     config = Config(**EVERY_KEY, dimensions=dimensions, page_groups=PAGE_RULES, max_keys=100,
-                    operations=operations)
+                    operations=operations, journeys=journeys)
     aggregator = aggregator_cls(config)
     provider = TracerProvider()
     provider.add_span_processor(BizOpsSpanProcessor(aggregator, config,

@@ -41,6 +41,15 @@ def assert_twins_agree(native: Any, pure: Any) -> None:
     for name in ("latency_sum", "revenue"):
         np.testing.assert_allclose(getattr(sessions_a, name), getattr(sessions_b, name),
                                    rtol=1e-9, err_msg=name)
+    assert_journeys_agree(sessions_a.journeys, sessions_b.journeys)
+
+
+def assert_journeys_agree(native: Any, pure: Any) -> None:
+    """Journey counts (``JourneyArrays``) are all counts: equal exactly."""
+    assert native.names == pure.names and native.steps == pure.steps
+    for name in ("entered", "continued", "think", "latency"):
+        np.testing.assert_array_equal(getattr(native, name), getattr(pure, name),
+                                      err_msg=f"journeys.{name}")
 
 
 def assert_kpi_fields_close(a: Any, b: Any) -> None:

@@ -798,6 +798,7 @@ cdef int table_keep(KeyTable *t, const int64_t *last_seen, int32_t overflow) noe
 
 # --------------------------------------------------------------------------------------
 
+include "_journeys_c.pxi"
 include "_sessions_c.pxi"
 include "../_attribute_scan.pxi"
 include "_admission_c.pxi"
@@ -1004,7 +1005,7 @@ cdef class Aggregator:
         self._op_newest = -1
         self._started_ns = time.time_ns()
         cfg = self.config
-        self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
+        self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns, cfg.journeys)
                           if cfg.max_sessions else None)
         for i in range(self._max_keys + 1):
             self._key_group[i] = 1  # the overflow row, until a key is created
@@ -1071,7 +1072,7 @@ cdef class Aggregator:
         self._last_seen[key_id] = end_ns
         if self._sessions is not None:
             page = clean[self._page_at] if self._page_at >= 0 else MISSING
-            self._key_group[key_id] = self._sessions.groups.row(page)
+            self._key_group[key_id] = self._sessions.group_row(page)
         return key_id
 
     # Expiry -----------------------------------------------------------------------------

@@ -83,8 +83,12 @@ cdef class SessionTable:
     cdef uint64_t evicted
     cdef uint64_t truncated
     cdef readonly object groups
+    # Journeys: progress per journey beside each record (n_journeys per record), or none.
+    cdef JourneyCounts journeys
+    cdef int n_journeys
+    cdef JourneyProgress *progress
 
-    def __cinit__(self, int32_t capacity, int64_t timeout_ns):
+    def __cinit__(self, int32_t capacity, int64_t timeout_ns, journeys=()):
         cdef size_t slots = 16
         while slots < <size_t>capacity * 2:
             slots *= 2
@@ -113,8 +117,19 @@ cdef class SessionTable:
         self.finalised = 0
         self.evicted = 0
         self.truncated = 0
+        self.progress = NULL
+        self.journeys = JourneyCounts(journeys) if journeys else None
+        self.n_journeys = self.journeys.count if journeys else 0
+
+    def group_row(self, str name):
+        """The session-table row of page group ``name`` (see ``GroupTable.row``)."""
+        row = self.groups.row(name)
+        if self.n_journeys and row >= _SESSION_FIXED_ROWS:
+            self.journeys.map_row(row, name)
+        return row
 
     def __dealloc__(self):
+        PyMem_RawFree(self.progress)
         PyMem_RawFree(self.records)
         PyMem_RawFree(self.index)
         PyMem_RawFree(self.table)
@@ -185,6 +200,7 @@ cdef class SessionTable:
         cdef int32_t p
         cdef int32_t grown
         cdef SessionRecord *fresh
+        cdef JourneyProgress *progress
         if self.free_head >= 0:
             p = self.free_head
             self.free_head = self.records[p].newer
@@ -193,6 +209,12 @@ cdef class SessionTable:
             grown = self.allocated * 2 if self.allocated else 1024
             if grown > self.capacity:
                 grown = self.capacity
+            if self.n_journeys:
+                progress = <JourneyProgress *>PyMem_RawRealloc(
+                    self.progress, grown * self.n_journeys * sizeof(JourneyProgress))
+                if progress == NULL:
+                    return -1
+                self.progress = progress
             fresh = <SessionRecord *>PyMem_RawRealloc(self.records,
                                                      grown * sizeof(SessionRecord))
             if fresh == NULL:
@@ -209,6 +231,8 @@ cdef class SessionTable:
         self.unplace(self.records[p].hash)
         self.open_count -= 1
         self.finalise(&self.records[p])
+        if self.n_journeys:
+            self.journeys.finalise(&self.progress[p * self.n_journeys])
         self.records[p].newer = self.free_head
         self.free_head = p
 
@@ -269,6 +293,8 @@ cdef class SessionTable:
             memset(r, 0, sizeof(SessionRecord))
             r.hash = h
             r.last_ns = end_ns
+            if self.n_journeys:
+                self.journeys.start(&self.progress[p * self.n_journeys])
             self.place(h, p)
             self.open_count += 1
         else:
@@ -282,6 +308,8 @@ cdef class SessionTable:
         if converted:
             r.converted = 1
         r.revenue += revenue
+        if self.n_journeys:
+            self.journeys.advance(&self.progress[p * self.n_journeys], group, latency, end_ns)
         for g in range(r.n_groups):
             if r.group[g] == group:
                 r.requests[g] += 1
@@ -310,6 +338,11 @@ cdef class SessionTable:
         latency_sum = np.empty((rows, 2), np.float64)
         revenue = np.empty(rows, np.float64)
         counters = np.empty(4, np.uint64)
+        journeys = self.journeys.new_arrays() if self.n_journeys else JourneyArrays.empty()
+        cdef uint64_t[:, ::1] entered_view = journeys.entered
+        cdef uint64_t[:, ::1] continued_view = journeys.continued
+        cdef uint64_t[:, :, ::1] think_view = journeys.think
+        cdef uint64_t[:, :, :, ::1] journey_latency_view = journeys.latency
         cdef uint64_t[:, :, :, ::1] table_view = table
         cdef uint64_t[::1] requests_view = requests, pages_view = pages, counters_view = counters
         cdef double[:, ::1] latency_view = latency_sum
@@ -326,5 +359,8 @@ cdef class SessionTable:
         counters_view[1] = self.evicted
         counters_view[2] = <uint64_t>self.open_count
         counters_view[3] = self.truncated
+        if self.n_journeys:
+            self.journeys.copy_into(&entered_view[0, 0], &continued_view[0, 0],
+                                    &think_view[0, 0, 0], &journey_latency_view[0, 0, 0, 0])
         return SessionArrays(names, table, requests, pages, latency_sum,
-                             revenue, counters)
+                             revenue, counters, journeys=journeys)

@@ -8,8 +8,9 @@ from __future__ import annotations
 from . import attributes, drops, stats
 from ._version import __version__
 from .aggregate.aggregator import Aggregator
+from .aggregate.funnel import BiggestDrop, FunnelStep, JourneyFunnel
 from .aggregate.snapshot import ConversionCurve, Key, KeyStats, Objective, RawSums, Snapshot
-from .config import BUILTIN_KPIS, Config, Kpi, Operation
+from .config import BUILTIN_KPIS, Config, Journey, Kpi, Operation
 from .implementation import NATIVE
 from .install import BizOps, install, installed
 from .settings import ConfigError, load_config
@@ -22,12 +23,16 @@ __all__ = [
     "BUILTIN_KPIS",
     "NATIVE",
     "Aggregator",
+    "BiggestDrop",
     "BizOps",
     "BizOpsSpanProcessor",
     "Config",
     "ConfigError",
     "ConversionCurve",
     "Correlation",
+    "FunnelStep",
+    "Journey",
+    "JourneyFunnel",
     "Key",
     "KeyStats",
     "Kpi",

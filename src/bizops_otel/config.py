@@ -201,6 +201,75 @@ def _normalise_operations(config: Config) -> None:
     object.__setattr__(config, "operations", tuple(result))
 
 
+# Journeys (funnels) ------------------------------------------------------------------------
+#: Journeys a Config holds at most, and their steps (as ``aggregate._layout``, which checks).
+MAX_JOURNEYS = 8
+MIN_JOURNEY_STEPS = 2
+MAX_JOURNEY_STEPS = 8
+#: Longest page-group name a step can name: a longer one could never match, since
+#: dimension values are cut to at most this many characters.
+MAX_STEP_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class Journey:
+    """A named funnel: page groups a session is expected to visit in this order.
+
+    A session reaches step 0 when it visits the first group, and step k + 1 when it
+    visits group k + 1 after having reached step k; other visits do not move it. Each
+    finalised session counts, per step reached, whether it went on to the next one, how
+    long that took and how slow the request that reached the step was.
+
+    >>> Journey("purchase", steps=("landing", "product", "cart", "checkout", "order")).steps[2]
+    'cart'
+    """
+
+    name: str
+    steps: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.name, str) and bool(_OPERATION_NAME.match(self.name)),
+                 "journeys", f"journey name {self.name!r} must start with a letter or _ "
+                 "and hold at most 64 letters, digits, _, . or -")
+        what = f"journey {self.name!r}"
+        steps = _sequence(self.steps, "journeys", "page groups")
+        _require(MIN_JOURNEY_STEPS <= len(steps) <= MAX_JOURNEY_STEPS, "journeys",
+                 f"{what}: needs {MIN_JOURNEY_STEPS} to {MAX_JOURNEY_STEPS} steps, "
+                 f"got {len(steps)}")
+        for step in steps:
+            _require(isinstance(step, str) and bool(step) and step.isprintable()
+                     and len(step) <= MAX_STEP_LENGTH, "journeys",
+                     f"{what}: step {step!r} must be a page group: a non-empty printable "
+                     f"string of at most {MAX_STEP_LENGTH} characters")
+        _require(len(set(steps)) == len(steps), "journeys",
+                 f"{what}: steps must be distinct page groups, got {list(steps)}")
+        object.__setattr__(self, "steps", steps)
+
+
+def _normalise_journeys(config: Config) -> None:
+    result: list[Journey] = []
+    for item in _sequence(config.journeys, "journeys", "Journey"):
+        _require(isinstance(item, Journey), "journeys",
+                 f"expected a Journey, got {type(item).__name__}")
+        result.append(item)
+    names = [j.name for j in result]
+    _require(len(set(names)) == len(names), "journeys", f"duplicate journey names in {names}")
+    _require(len(result) <= MAX_JOURNEYS, "journeys", f"at most {MAX_JOURNEYS} journeys")
+    if result:
+        # Journeys are read from the session table, which needs the page group of each
+        # request; without them no session could ever reach a step.
+        _require(config.max_sessions > 0, "journeys",
+                 "journeys need the session table (max_sessions > 0)")
+        _require(attr.PAGE_GROUP in config.dimensions, "journeys",
+                 f"journeys need {attr.PAGE_GROUP!r} among the dimensions")
+        for journey in result:
+            for step in journey.steps:
+                _require(len(step) <= config.max_value_length, "journeys",
+                         f"journey {journey.name!r}: step {step!r} is longer than "
+                         f"max_value_length ({config.max_value_length}) and could never match")
+    object.__setattr__(config, "journeys", tuple(result))
+
+
 #: The default key_ttl, in recent windows: a key idle this long has had no span in its
 #: recent statistics for four windows, and its campaign has long since left the monitor.
 KEY_TTL_WINDOWS = 5
@@ -321,6 +390,10 @@ class Config:
     #: exactly per operation (see ``Operation``).
     operations: tuple[Operation, ...] = ()
 
+    # Journeys ------------------------------------------------------------------------------
+    #: Funnels over page groups, followed per session (see ``Journey``).
+    journeys: tuple[Journey, ...] = ()
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "kpis", _normalise_kpis(self.kpis))
         dims = _sequence(self.dimensions, "dimensions", "attribute keys")
@@ -389,6 +462,7 @@ class Config:
         _validate_processing(self)
         _validate_guardrails(self)
         _normalise_operations(self)
+        _normalise_journeys(self)
 
     @property
     def window_slot_ns(self) -> int:
@@ -439,7 +513,8 @@ class Config:
         return -1 if self.outcome is None else self.kpi_index(self.outcome)
 
     def same_shape(self, other: Config) -> bool:
-        """Whether snapshots of the two configs can be merged."""
+        """Whether snapshots of the two configs can be merged. Journeys need not match:
+        merged journey counts are matched by journey name."""
         return (self.kpis == other.kpis and self.dimensions == other.dimensions
                 and self.operation_names == other.operation_names)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import Config, Kpi, Operation
+from .config import Config, Journey, Kpi, Operation
 from .config import ConfigError as ConfigError  # defined beside the checks that raise it
 
 PREFIX = "BIZOPS_OTEL_"
@@ -96,6 +96,20 @@ def _operations(text: str) -> tuple[Operation, ...]:
     return tuple(operations)
 
 
+def _journeys(text: str) -> tuple[Journey, ...]:
+    """``name: step, step, ...; name: ...`` into Journeys, steps in order; page groups
+    hold no ``,`` or ``;`` here (a configuration file can name any)."""
+    journeys = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, colon, rest = part.partition(":")
+        if not colon:
+            raise ValueError(f"expected 'name: step, step, ...', got {part.strip()!r}")
+        journeys.append(Journey(name.strip(), steps=_list(rest)))
+    return tuple(journeys)
+
+
 def _optional_text(text: str) -> str | None:
     return text.strip() or None
 
@@ -139,6 +153,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "PROMETHEUS_PORT": lambda text: None if not text.strip() else int(text),
     "PROMETHEUS_ADDR": str.strip,
     "OPERATIONS": _operations,
+    "JOURNEYS": _journeys,
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
@@ -213,6 +228,19 @@ def _operation_from_file(item: Any, location: Path) -> Operation:
         raise ConfigError(f"{error} (from {location})", "operations") from None
 
 
+def _journey_from_file(item: Any, location: Path) -> Journey:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"bizops-otel config: {location}: journeys: expected a table, "
+                          f"got {item!r}", "journeys")
+    try:
+        return Journey(**item)
+    except TypeError as error:
+        raise ConfigError(f"bizops-otel config: {location}: journeys: {error}",
+                          "journeys") from None
+    except ConfigError as error:
+        raise ConfigError(f"{error} (from {location})", "journeys") from None
+
+
 def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Config fields from a TOML file: top-level keys, or a ``[bizops_otel]`` table."""
     location = Path(path)
@@ -244,6 +272,11 @@ def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                               f"array of tables, got {values['operations']!r}", "operations")
         values["operations"] = tuple(_operation_from_file(o, location)
                                      for o in values["operations"])
+    if "journeys" in values:
+        if not isinstance(values["journeys"], list):
+            raise ConfigError(f"bizops-otel config: {location}: journeys: expected an "
+                              f"array of tables, got {values['journeys']!r}", "journeys")
+        values["journeys"] = tuple(_journey_from_file(j, location) for j in values["journeys"])
     if isinstance(values.get("page_groups"), list):
         # Config checks each rule; only arrays become pairs here.
         values["page_groups"] = tuple(tuple(rule) if isinstance(rule, list) else rule

@@ -297,7 +297,7 @@ class Aggregator:
         self._op_newest = -1
         # Cumulative exports start here: backends compute rates from it across restarts.
         self._started_ns = time.time_ns()
-        self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns)
+        self._sessions = (SessionTable(cfg.max_sessions, cfg.session_timeout_ns, cfg.journeys)
                           if cfg.max_sessions else None)
         # Key id -> session-table row of the key's page group.
         self._key_group: list[int] = []
@@ -355,7 +355,7 @@ class Aggregator:
         self._last_seen[key_id] = end_ns
         if self._sessions is not None:
             page = clean[self._page_at] if self._page_at >= 0 else MISSING
-            group = self._sessions.groups.row(page)
+            group = self._sessions.group_row(page)
             if key_id < len(self._key_group):
                 self._key_group[key_id] = group
             else:

@@ -13,7 +13,11 @@ counters would stay zero, and dense storage would cost 2.8 KiB per key per windo
 
 from __future__ import annotations
 
+import math
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 # The bucket geometry is shared with the configuration (export bounds are checked against
 # it), so it lives below every stage; re-exported here with the rest of the state's shape.
@@ -56,3 +60,42 @@ SESSION_ROW_ALL: Final = 0
 SESSION_ROW_OVERFLOW: Final = 1
 SESSION_FIXED_ROWS: Final = 2
 SESSION_CELLS: Final = 2 * PAGE_BINS * BUCKETS
+
+# Journeys (funnels) ----------------------------------------------------------------------
+# Each configured journey is an ordered list of page groups. A session record follows its
+# furthest step reached in order; at finalisation the step counts, the time to the next
+# step and the latency of the request that reached each step are added per journey.
+#: Journeys a Config holds at most, and steps per journey: they bound a record's extra
+#: memory (24 bytes per journey) and the per-request work (one look-up per journey).
+MAX_JOURNEYS: Final = 8
+MAX_JOURNEY_STEPS: Final = 8
+#: Time from one step to the next ("think time") is binned log-spaced, 10 bins a decade
+#: (each bin 25.9% wide relative to its lower edge), from 0.1 s to 3981 s (just past an
+#: hour): people read, compare and type between pages, so seconds to minutes matter and
+#: 10% latency buckets would be needlessly fine. Bin 0 holds everything below 0.1 s
+#: (including steps whose spans ended out of order), the last bin everything from 3981 s.
+THINK_LOWEST: Final = 0.1
+THINK_BINS_PER_DECADE: Final = 10
+THINK_IN_RANGE_BINS: Final = 46
+THINK_BINS: Final = THINK_IN_RANGE_BINS + 2
+THINK_GROWTH: Final = 10.0 ** (1.0 / THINK_BINS_PER_DECADE)
+THINK_HIGHEST: Final = THINK_LOWEST * 10.0 ** (THINK_IN_RANGE_BINS / THINK_BINS_PER_DECADE)
+INV_THINK_LOWEST: Final = 1.0 / THINK_LOWEST
+INV_LOG_THINK_GROWTH: Final = THINK_BINS_PER_DECADE / math.log(10.0)
+
+
+def think_bin_of(seconds: float) -> int:
+    """Bin of one step-to-step time; both twins use exactly this arithmetic."""
+    if not seconds >= THINK_LOWEST:
+        return 0
+    if not seconds < THINK_HIGHEST:
+        return THINK_BINS - 1
+    index = 1 + int(math.log(seconds * INV_THINK_LOWEST) * INV_LOG_THINK_GROWTH)
+    return index if index < THINK_BINS - 1 else THINK_BINS - 1
+
+
+def think_edges() -> npt.NDArray[np.float64]:
+    """The ``THINK_BINS + 1`` edges: 0, 0.1 s, …, 3981 s, +inf."""
+    inner = THINK_LOWEST * 10.0 ** (np.arange(THINK_IN_RANGE_BINS + 1, dtype=np.float64)
+                                    / THINK_BINS_PER_DECADE)
+    return np.concatenate(([0.0], inner, [math.inf]))

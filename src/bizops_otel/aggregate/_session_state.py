@@ -8,11 +8,12 @@ page of the session, row 1 the overflow group, then the named groups.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from ._journey_state import JourneyArrays, merge_journeys
 from ._layout import BUCKETS, PAGE_BINS
 
 #: Row names of the two fixed rows. Sanitised page groups never hold control
@@ -42,6 +43,8 @@ class SessionArrays:
     #: finalised, evicted (finalised early, table full), open, truncated (sessions
     #: with more distinct groups than a record tracks).
     counters: U64  # (4,)
+    # Journeys (funnels): their own arrays, matched by journey name on merge.
+    journeys: JourneyArrays = field(default_factory=JourneyArrays.empty)
 
     @staticmethod
     def empty() -> SessionArrays:
@@ -63,6 +66,7 @@ class SessionArrays:
         for array in (self.table, self.requests, self.pages, self.latency_sum, self.revenue,
                       self.counters):
             array.setflags(write=False)
+        self.journeys.freeze()
         return self
 
 
@@ -92,4 +96,6 @@ def merge_sessions(parts: Sequence[SessionArrays]) -> SessionArrays:
         latency_sum[at] += part.latency_sum
         revenue[at] += part.revenue
         counters += part.counters
-    return SessionArrays(tuple(names), table, requests, pages, latency_sum, revenue, counters)
+    journeys = merge_journeys([part.journeys for part in parts])
+    return SessionArrays(tuple(names), table, requests, pages, latency_sum, revenue, counters,
+                         journeys=journeys)

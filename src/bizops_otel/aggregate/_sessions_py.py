@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 
+from ..config import Journey
+from ._journey_state import JourneyArrays
+from ._journeys_py import JourneyCounts, Progress
 from ._layout import (
     BUCKETS,
     GROUPS_PER_SESSION,
@@ -53,7 +57,8 @@ def new_salt() -> int:
 
 
 class _Session:
-    __slots__ = ("converted", "groups", "last_ns", "latency_sum", "pages", "revenue")
+    __slots__ = ("converted", "groups", "journeys", "last_ns", "latency_sum", "pages",
+                 "revenue")
 
     def __init__(self, end_ns: int) -> None:
         self.last_ns = end_ns
@@ -63,6 +68,8 @@ class _Session:
         self.latency_sum = 0.0
         # group row -> [requests, latency sum], in order of first visit
         self.groups: dict[int, list[float]] = {}
+        # Progress on the configured journeys, made on the first request (None: none).
+        self.journeys: Progress | None = None
 
 
 class GroupTable:
@@ -85,7 +92,8 @@ class GroupTable:
 class SessionTable:
     """Open sessions and the counts of finalised ones (pure-Python implementation)."""
 
-    def __init__(self, capacity: int, timeout_ns: int) -> None:
+    def __init__(self, capacity: int, timeout_ns: int,
+                 journeys: Sequence[Journey] = ()) -> None:
         self.capacity = capacity
         self.timeout_ns = timeout_ns
         self.salt = new_salt()
@@ -101,6 +109,14 @@ class SessionTable:
         self._finalised = 0
         self._evicted = 0
         self._truncated = 0
+        self.journeys = JourneyCounts(journeys) if journeys else None
+
+    def group_row(self, name: str) -> int:
+        """The session-table row of page group ``name`` (see ``GroupTable.row``)."""
+        row = self.groups.row(name)
+        if self.journeys is not None and row >= SESSION_FIXED_ROWS:
+            self.journeys.map_row(row, name)
+        return row
 
     def touch(self, session_id: str, group: int, latency_s: float, converted: bool,
               revenue: float, end_ns: int) -> None:
@@ -130,6 +146,10 @@ class SessionTable:
         if converted:
             record.converted = True
         record.revenue += revenue
+        if self.journeys is not None:
+            if record.journeys is None:
+                record.journeys = self.journeys.start()
+            self.journeys.advance(record.journeys, group, latency_s, end_ns)
         cell = record.groups.get(group)
         if cell is not None:
             cell[0] += 1
@@ -161,6 +181,8 @@ class SessionTable:
             if row >= 0:
                 self._add(row, outcome, pages_bin, record.pages, int(requests), latency_sum,
                           record.revenue)
+        if self.journeys is not None and record.journeys is not None:
+            self.journeys.finalise(record.journeys)
 
     def _add(self, row: int, outcome: int, pages_bin: int, pages: int, requests: int,
              latency_sum: float, revenue: float) -> None:
@@ -184,4 +206,6 @@ class SessionTable:
             revenue=np.array(self._revenue[:rows], np.float64),
             counters=np.array([self._finalised, self._evicted, len(self._open),
                                self._truncated], np.uint64),
+            journeys=(self.journeys.dump() if self.journeys is not None
+                      else JourneyArrays.empty()),
         )

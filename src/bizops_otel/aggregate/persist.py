@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, Kpi, Operation
+from ._journey_state import JOURNEY_ARRAY_FIELDS, JourneyArrays
 from ._session_state import SessionArrays
 from ._state import StateArrays
 from .snapshot import Key, Snapshot
@@ -30,7 +31,8 @@ FORMAT_VERSION = 3
 #: Formats this version reads: 2 has no retired rows.
 _READS = (2, 3)
 _FIELDS = [f.name for f in dataclasses.fields(StateArrays)]
-_SESSION_FIELDS = [f.name for f in dataclasses.fields(SessionArrays) if f.name != "groups"]
+_SESSION_FIELDS = [f.name for f in dataclasses.fields(SessionArrays)
+                   if f.name not in ("groups", "journeys")]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def dumps(snapshot: Snapshot, retired: Retired | None = None) -> bytes:
         header["session_groups"] = list(sessions.groups)
         for name in _SESSION_FIELDS:
             arrays[f"sessions.{name}"] = getattr(sessions, name)
+        _dump_journeys(sessions.journeys, header, arrays)
     states = [("cumulative", snapshot.state), ("recent", snapshot.recent().state)]
     if retired is not None and retired.ids:
         header["retired_ids"] = list(retired.ids)
@@ -117,9 +120,9 @@ def _loads(data: bytes) -> tuple[Snapshot, Retired]:
                   for prefix in prefixes}
         sessions = None
         if "session_groups" in header:
-            sessions = SessionArrays(tuple(header["session_groups"]),
-                                     *(np.array(archive[f"sessions.{name}"])
-                                       for name in _SESSION_FIELDS))
+            fields = {name: np.array(archive[f"sessions.{name}"]) for name in _SESSION_FIELDS}
+            sessions = SessionArrays(groups=tuple(header["session_groups"]),
+                                     journeys=_load_journeys(header, archive), **fields)
     keys = [tuple(k) for k in header["keys"]]
     started = header.get("started_ns")  # absent from files of earlier releases
     recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"],
@@ -131,6 +134,27 @@ def _loads(data: bytes) -> tuple[Snapshot, Retired]:
     return Snapshot(config, keys, states["cumulative"], header["dropped"], recent,
                     header["taken_ns"], sessions, started_ns=started,
                     operations=operations["cumulative"]), retired
+
+
+def _dump_journeys(journeys: JourneyArrays, header: dict[str, Any],
+                   arrays: dict[str, Any]) -> None:
+    """Journey counts travel beside the session counts; a file without journeys has none
+    (and files of earlier releases read as having none)."""
+    if not journeys.names:
+        return
+    header["journeys"] = [[name, list(steps)]
+                          for name, steps in zip(journeys.names, journeys.steps, strict=True)]
+    for name in JOURNEY_ARRAY_FIELDS:
+        arrays[f"journeys.{name}"] = getattr(journeys, name)
+
+
+def _load_journeys(header: dict[str, Any], archive: Any) -> JourneyArrays:
+    if "journeys" not in header:
+        return JourneyArrays.empty()
+    names = tuple(str(item[0]) for item in header["journeys"])
+    steps = tuple(tuple(str(s) for s in item[1]) for item in header["journeys"])
+    return JourneyArrays(names, steps, *(np.array(archive[f"journeys.{name}"])
+                                         for name in JOURNEY_ARRAY_FIELDS))
 
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str],

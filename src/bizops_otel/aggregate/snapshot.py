@@ -40,6 +40,7 @@ from ._state import (
     operation_counts,
     rows_of,
 )
+from .funnel import JourneyFunnel, journey_funnels
 
 Key = tuple[str, ...]
 
@@ -455,6 +456,16 @@ class Snapshot(Mapping[Key, KeyStats]):
                                   int(self._operations[i, OPERATION_GOOD]),
                                   int(recent[i, OPERATION_TOTAL]), int(recent[i, OPERATION_GOOD]))
                 for i, o in enumerate(self.config.operations)}
+
+    def journeys(self) -> dict[str, JourneyFunnel]:
+        """Each journey's funnel over the finalised sessions, by journey name: per step the
+        sessions entering, continuing and dropping, step-to-step conversion with its 95%
+        interval, the median time to the next step and the correlation of the step's
+        latency with continuing (see :class:`~bizops_otel.aggregate.funnel.FunnelStep`).
+        Empty when no journey is configured or sessions are off."""
+        if self._sessions is None:
+            return {}
+        return journey_funnels(self._sessions.journeys)
 
     @property
     def session_arrays(self) -> SessionArrays | None:

@@ -86,6 +86,15 @@ class Scenario:
     #: The order confirmation (``POST /checkout/confirm``), a page group of its own so
     #: that its latency does not blur the checkout page's.
     confirm: Page = Page("order", "/checkout/confirm", 0.35)
+    #: Page group -> impatience per second: a request there slower than the page's median
+    #: by x seconds multiplies the chance of going on by exp(−impatience · x) (the planted
+    #: funnel effect). On checkout it is the chance of confirming the order at all.
+    impatience: dict[str, float] = field(default_factory=dict)
+
+    def patience(self, page: Page, latency_s: float) -> float:
+        """The factor a request's slowness puts on going on from its page (1: none)."""
+        rate = self.impatience.get(page.group, 0.0)
+        return math.exp(-rate * max(0.0, latency_s - page.median_s)) if rate else 1.0
 
     def campaign(self, name: str | None) -> Campaign | None:
         return next((c for c in self.campaigns if c.name == name), None)
@@ -192,12 +201,17 @@ class Simulator:
             if page.sensitive:
                 logit += slope * (request.latency_s - page.median_s)
             going_on = s.continue_probability[index] * (1.0 + s.variant_depth.get(variant, 0.0))
+            going_on *= s.patience(page, request.latency_s)
             if request.error or rng.random() >= going_on:
                 break
         last = session.requests[-1]
         session.reached_checkout = (len(session.requests) == len(s.pages)
                                     and not last.error)
-        if session.reached_checkout:
+        # An impatient visitor leaves a slow checkout without confirming (a draw only when
+        # planted, so that other scenarios keep their random streams).
+        leaves = (session.reached_checkout and last.page.group in s.impatience
+                  and rng.random() >= s.patience(last.page, last.latency_s))
+        if session.reached_checkout and not leaves:
             chance = (1.0 + s.variants[variant]) / (1.0 + math.exp(-logit))
             session.converted = bool(rng.random() < min(1.0, chance))
             if session.converted:

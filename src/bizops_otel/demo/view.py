@@ -192,10 +192,48 @@ def objective_lines(snapshot: Snapshot) -> list[str]:
     return lines
 
 
+def journey_lines(snapshot: Snapshot) -> list[str]:
+    """Each journey's funnel: sessions per step, how many go on (95% interval), the
+    median time to the next step and the step latency's correlation with going on; then
+    the step losing the largest share, and whether its slowness goes with it."""
+    lines: list[str] = []
+    for funnel in snapshot.journeys().values():
+        lines += [f"{'journey ' + funnel.name[:22]:<30}{'sessions':>9}{'go on':>8}"
+                  f"{'95% CI':>15}{'next in':>9}{'ρ lat':>8}", "-" * 79]
+        for step in funnel.steps:
+            name = f"  {step.index} {step.name[:24]}"
+            if step.is_last:
+                lines.append(f"{name:<30}{step.entered:>9,}")
+                continue
+            interval = (f"{step.conversion_low * 100:.1f}–{step.conversion_high * 100:.1f}%"
+                        if step.entered else "-")
+            median = step.median_seconds_to_next
+            lines.append(f"{name:<30}{step.entered:>9,}{_pct(step.conversion):>8}"
+                         f"{interval:>15}{'-' if math.isnan(median) else f'{median:.1f} s':>9}"
+                         f"{_score(step.latency_correlation):>8}")
+        drop = funnel.biggest_drop()
+        if drop is not None and drop.step.entered >= MIN_SESSIONS:
+            why = ("slow requests there drop more" if drop.latency_explains
+                   else "latency does not explain it")
+            lines.append(f"Biggest drop: {drop.step.name[:16]} → {drop.next_step[:16]}, "
+                         f"{1 - drop.step.conversion:.0%} leave; {why}")
+        # Where slowness goes with leaving, which need not be where most leave.
+        costly = [s for s in funnel.steps if not s.is_last and s.entered >= MIN_SESSIONS
+                  and s.latency_significant and s.latency_correlation < 0]
+        if costly:
+            worst = min(costly, key=lambda s: s.latency_correlation)
+            lines.append(f"Slow {worst.name[:16]} loses sessions: {1 - worst.conversion:.0%} "
+                         f"leave, ρ(latency, going on) {worst.latency_correlation:+.2f}")
+    return lines
+
+
 def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str,
            guardrails: VariantMonitor | None = None) -> str:
     """The whole view as text no wider than 80 columns."""
     lines = [*header.splitlines(), "", *page_table(snapshot), "", *campaign_table(health), "",
              *ab_line(snapshot).splitlines(), *guardrail_line(snapshot, guardrails).splitlines(),
              whatif_line(snapshot), *objective_lines(snapshot)]
+    funnels = journey_lines(snapshot)
+    if funnels:
+        lines += ["", *funnels]
     return "\n".join(line[:WIDTH] for line in lines)

@@ -25,6 +25,7 @@ from .family import (
     DELTA_LABEL,
     OUTCOME_LABEL,
     OVERFLOW_LABEL,
+    QUANTILE_LABEL,
     SCOPE_LABEL,
     Family,
     Kind,
@@ -32,6 +33,26 @@ from .family import (
 )
 
 STATES = (OK, DEGRADED, FAILING, WARMING_UP)
+
+# Journeys (funnels) ---------------------------------------------------------------------
+JOURNEY_LABEL = "bizops.journey"
+STEP_LABEL = "bizops.journey.step"
+STEP_INDEX_LABEL = "bizops.journey.step_index"
+#: entered / continued / dropped; not ``bizops.outcome``, which is a request's conversion.
+JOURNEY_OUTCOME_LABEL = "bizops.journey.outcome"
+#: Quantiles of the time to the next step, exported as gauges (as the latency quantiles).
+STEP_TIME_QUANTILES = (0.5, 0.9)
+
+JOURNEY_SPECS: tuple[tuple[str, Kind, str, str], ...] = (
+    ("bizops.journey.step.sessions", "counter", "{session}",
+     "Finalised sessions that reached the journey step in order (entered), and of those "
+     "the ones that reached the next step (continued) or not (dropped)"),
+    ("bizops.journey.step.time.quantile", "gauge", "s",
+     "Quantiles of the time from reaching the step to reaching the next one"),
+    ("bizops.journey.step.latency_correlation", "gauge", "{coefficient}",
+     "Spearman correlation of the latency of the request reaching the step with going on "
+     "to the next step; negative: slow steps lose sessions"),
+)
 
 #: (OTel name, kind, unit, description) of every analytics family.
 SPECS: tuple[tuple[str, Kind, str, str], ...] = (
@@ -70,6 +91,7 @@ SPECS: tuple[tuple[str, Kind, str, str], ...] = (
     ("bizops.guardrail.e_value", "gauge", "{ratio}",
      "Guardrail evidence that the variant is worse than its control (mSPRT e-value); "
      "alerts at 1/alpha"),
+    *JOURNEY_SPECS,
 )
 
 
@@ -165,3 +187,25 @@ def add_guardrails(families: dict[str, Family], snapshot: Snapshot) -> None:
                   ("bizops.ab.control", look.control.variant),
                   ("bizops.guardrail.metric", look.metric))
         _point(families, "bizops.guardrail.e_value", labels, look.e_value)
+
+
+def add_journeys(families: dict[str, Family], snapshot: Snapshot) -> None:
+    """Every configured journey's steps: the session counters always (zero ones too, so
+    that rates start at once), the derived gauges where they are defined."""
+    for funnel in snapshot.journeys().values():
+        for step in funnel.steps:
+            labels = ((JOURNEY_LABEL, funnel.name), (STEP_LABEL, step.name),
+                      (STEP_INDEX_LABEL, str(step.index)))
+            counts = {"entered": step.entered}
+            if step.continued is not None and step.dropped is not None:
+                counts.update(continued=step.continued, dropped=step.dropped)
+            for outcome, count in counts.items():
+                _point(families, "bizops.journey.step.sessions",
+                       (*labels, (JOURNEY_OUTCOME_LABEL, outcome)), count)
+            if step.is_last:
+                continue
+            for q in STEP_TIME_QUANTILES:
+                _point(families, "bizops.journey.step.time.quantile",
+                       (*labels, (QUANTILE_LABEL, f"{q:g}")), step.seconds_to_next(q))
+            _point(families, "bizops.journey.step.latency_correlation", labels,
+                   step.latency_correlation)
