@@ -871,6 +871,7 @@ cdef class Aggregator:
     # session id, then the dimensions (``_scan_keys`` keeps them alive).
     cdef KeyScan _scan
     cdef tuple _scan_keys
+    cdef int _scan_session       # 1 when the session id is among the keys scanned for
     cdef uint64_t _dropped[MAX_REASONS]
     cdef uint64_t _recorded      # observations committed, for ``changes()``
     # Operations (objectives): thresholds, whether errors are bad, and per operation the
@@ -918,8 +919,12 @@ cdef class Aggregator:
             self._kpi_binary[j] = 1 if k.binary else 0
             self._kpi_min[j] = k.minimum
             self._kpi_max[j] = k.maximum
-        self._scan_keys = tuple(str(key) for key in (*self._kpi_attrs, SESSION_KEY,
-                                                     *self._dim_keys))
+        # The session id only when sessions are counted: a key is looked up only when it
+        # is used, as in the pure twin (a hostile key's __eq__ runs on a lookup).
+        self._scan_session = 1 if cfg.max_sessions > 0 else 0
+        self._scan_keys = tuple(str(key) for key in (
+            *self._kpi_attrs, *((SESSION_KEY,) if self._scan_session else ()),
+            *self._dim_keys))
         key_scan_init(&self._scan, self._scan_keys)
         self._outcome = cfg.outcome_index
         self._revenue = cfg.revenue_index
@@ -1391,7 +1396,8 @@ cdef class Aggregator:
                     n_drops += 1
             if self._sessions is not None:
                 session = scanned[self._m]
-            key = self._span_key(attributes, True, fallback, end, scanned + self._m + 1)
+            key = self._span_key(attributes, True, fallback, end,
+                                 scanned + self._m + self._scan_session)
             if error is True or error is False:
                 failed = error is True
             else:
