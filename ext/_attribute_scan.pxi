@@ -6,8 +6,10 @@
 # a route-only span holds one attribute. Every absent key is a full dict lookup (about 100
 # instructions), while a span's dict holds a few entries. Walking the entries once, and
 # testing each key's cached hash against a 64-bit filter of the wanted keys' hashes, costs
-# about 30 instructions an entry whatever the number of keys wanted. Large dicts, and keys
-# that are not exact str (whose hash and equality could run Python code), take the lookups.
+# about 50 to 100 instructions an entry whatever the number of keys wanted. A dict with
+# more entries than keys wanted is asked key by key instead (a walk costs per entry,
+# lookups per key; measured with callgrind, benchmarks/bench_span_path.py), as is one
+# holding a key that is not an exact str (whose hash and equality could run Python code).
 
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint64_t
@@ -24,8 +26,6 @@ cdef extern from "Python.h":
     ctypedef struct PyASCIIObject:
         Py_hash_t hash
 
-#: Entries beyond which a dict is asked key by key: a walk costs per entry, lookups per key.
-DEF SCAN_ENTRIES = 24
 #: Keys one scan can look for.
 DEF SCAN_KEYS = 32
 
@@ -66,7 +66,7 @@ cdef int key_scan(const KeyScan *scan, object attributes, PyObject **found) exce
     cdef int i
     for i in range(scan.n):
         found[i] = NULL
-    if entries > SCAN_ENTRIES:
+    if entries > scan.n:
         return key_lookups(scan, attributes, found)
     # Nothing below runs Python code, so the dict yields exactly ``entries`` entries: the
     # walk stops at the last one instead of asking for one more.

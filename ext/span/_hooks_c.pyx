@@ -208,8 +208,8 @@ cdef tuple utm_pairs(str text, Py_ssize_t start, Py_ssize_t stop):
     return () if found is None else tuple(found)
 
 
-# The attributes a query can come from, in order of preference (see query_bounds).
-cdef tuple QUERY_SOURCES = (S_URL_QUERY, S_HTTP_TARGET, S_URL_FULL, S_HTTP_URL)
+# Where a query is looked for after url.query, in order of preference (see query_bounds).
+cdef tuple QUERY_SOURCES = (S_HTTP_TARGET, S_URL_FULL, S_HTTP_URL)
 cdef KeyScan QUERY_SCAN
 key_scan_init(&QUERY_SCAN, QUERY_SOURCES)
 # What on_end reads of a request span's attributes for its page group (see _end).
@@ -230,25 +230,29 @@ cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop)
     """``enrich.query_of`` as bounds within the attribute's own string, with no copy: the
     string holding the query (url.query, else http.target after ``?``, else the full URL
     after ``?`` and before ``#``, each attribute cut to MAX_URL_LENGTH), or None."""
-    cdef PyObject *found[4]
-    if type(attributes) is dict:
-        key_scan(&QUERY_SCAN, attributes, found)
-        return query_in(found_or_none(found[0]), found_or_none(found[1]),
-                        found_or_none(found[2]), found_or_none(found[3]), start, stop)
-    return query_in(lookup(attributes, S_URL_QUERY), lookup(attributes, S_HTTP_TARGET),
-                    lookup(attributes, S_URL_FULL), lookup(attributes, S_HTTP_URL),
-                    start, stop)
-
-
-cdef object query_in(object query, object target, object full_url, object http_url,
-                     Py_ssize_t *start, Py_ssize_t *stop):
-    cdef object text = query
-    cdef Py_ssize_t mark = -1
-    if isinstance(text, str):
+    cdef PyObject *found[3]
+    cdef object query = lookup(attributes, S_URL_QUERY)
+    # The newer semantic conventions' url.query, when present, settles it in one lookup;
+    # without it, the other three are looked for together.
+    if isinstance(query, str):
         start[0] = 0
-        stop[0] = min(len(<str>text), URL_LIMIT)
-        return text
-    text = target
+        stop[0] = min(len(<str>query), URL_LIMIT)
+        return query
+    if type(attributes) is not dict:
+        return query_elsewhere(lookup(attributes, S_HTTP_TARGET),
+                               lookup(attributes, S_URL_FULL),
+                               lookup(attributes, S_HTTP_URL), start, stop)
+    key_scan(&QUERY_SCAN, attributes, found)
+    return query_elsewhere(found_or_none(found[0]), found_or_none(found[1]),
+                           found_or_none(found[2]), start, stop)
+
+
+cdef object query_elsewhere(object target, object full_url, object http_url,
+                            Py_ssize_t *start, Py_ssize_t *stop):
+    """The rest of ``query_bounds``: the query after http.target's ``?``, else after the
+    full URL's."""
+    cdef object text = target
+    cdef Py_ssize_t mark = -1
     if isinstance(text, str):
         stop[0] = min(len(<str>text), URL_LIMIT)
         mark = PyUnicode_FindChar(text, 0x3F, 0, stop[0], 1)
