@@ -16,6 +16,9 @@ counts do not. For each span mix and each of four TracerProviders
    "product"),)``, so every span is given its group at start, as a service with rules has;
 5. ``objectives``: install() with the four operations of ``OPERATIONS`` (objectives), two
    of which every span belongs to: the cost of counting good and total per operation;
+6. ``journeys``: install() with the four journeys of ``JOURNEYS``, each starting at the
+   mixes' page group, so that every span with a session id (the landing mix) follows its
+   session in four funnels;
 
 a child process (``--child VARIANT MIX N``, under valgrind) builds the provider, runs
 300 warm-up spans (caches, key creation, first-seen paths), then N spans with
@@ -69,9 +72,9 @@ import bizops_otel
 from bizops_otel import attributes as attr
 from bizops_otel._twins import no_extensions
 
-VARIANTS = ("bare", "noop", "install", "rules", "objectives")
+VARIANTS = ("bare", "noop", "install", "rules", "objectives", "journeys")
 #: The variants that install bizops-otel, compared with bare.
-INSTALLED = ("install", "rules", "objectives")
+INSTALLED = ("install", "rules", "objectives", "journeys")
 MIXES = ("reference", "route-only", "landing")
 #: Spans run before counting starts: every target, campaign and session is seen by then.
 WARMUP = 300
@@ -88,6 +91,11 @@ OPERATIONS = (
     bizops_otel.Operation("authorise_order", 2.0, 0.999,
                           span_name="POST /api/orders/{id}/authorise"),
 )
+
+#: Four journeys whose first step is the mixes' page group (the route, for want of rules):
+#: every span with a session id moves its session into each of them.
+JOURNEYS = tuple(bizops_otel.Journey(f"journey{i}", (ROUTE, f"step{i}b", f"step{i}c"))
+                 for i in range(4))
 
 #: (span name, attributes at start, order value set before the span ends or None)
 Spec = tuple[str, dict[str, Any], float | None]
@@ -146,6 +154,9 @@ def tracer_provider(variant: str) -> tuple[TracerProvider, bizops_otel.BizOps | 
     if variant == "objectives":
         return provider, bizops_otel.install(provider, campaign_interval=0,
                                              operations=OPERATIONS)
+    if variant == "journeys":
+        return provider, bizops_otel.install(provider, campaign_interval=0,
+                                             journeys=JOURNEYS)
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
@@ -159,19 +170,19 @@ def run_spans(tracer: Tracer, specs: Sequence[Spec]) -> None:
                 span.set_attribute(attr.ORDER_VALUE, order)
 
 
-def recorded(handle: bizops_otel.BizOps | None) -> int | None:
-    snapshot = None if handle is None else handle.snapshot()
-    if snapshot is None:
+def recorded(handle: bizops_otel.BizOps | None, now_ns: int) -> int | None:
+    if handle is None or handle.aggregator is None:
         return None
+    snapshot = handle.aggregator.snapshot(now_ns=now_ns)
     count = snapshot.total().count
     # With operations, every request counts in "product" and "pages" and in no other.
     totals = snapshot.operation_counts[:, 0].tolist()
     return count if totals in ([], [count, count, 0, 0]) else -1
 
 
-#: How far the measured child's span clock moves at each reading: a service at 500
-#: requests a second. It starts at the last whole minute, so that every run begins at
-#: the same point of the aggregator's sub-windows and is over before the minute is.
+#: Where the measured child's span clock starts (2026-01-01T00:00:00Z), and how far it
+#: moves at each reading: a service at 500 requests a second.
+CLOCK_START_NS = 1_767_225_600 * 10**9
 CLOCK_STEP_NS = 1_000_000
 
 
@@ -182,9 +193,8 @@ def child(variant: str, mix: str, spans: int) -> int:
     # time.time_ns. With the real clock, how many sub-windows the aggregator rolled during
     # the loop depended on how long valgrind took, i.e. on the machine's load, and the
     # count moved by about a thousand instructions a span from one run to the next.
-    minute = 60 * 10**9
-    start = time.time_ns() // minute * minute
-    sdk_trace.time_ns = itertools.count(start, CLOCK_STEP_NS).__next__
+    clock = itertools.count(CLOCK_START_NS, CLOCK_STEP_NS)
+    sdk_trace.time_ns = clock.__next__
     specs = request_mix(mix, WARMUP + spans)
     provider, handle = tracer_provider(variant)
     tracer = provider.get_tracer("bench")
@@ -192,7 +202,7 @@ def child(variant: str, mix: str, spans: int) -> int:
     gc.collect()
     gc.freeze()  # collections inside the loop then scan only what the loop made
     _callgrind.measured(lambda: run_spans(tracer, specs[WARMUP:]))
-    count = recorded(handle)
+    count = recorded(handle, next(clock))
     print(json.dumps({"native": bizops_otel.NATIVE, "no_extensions": no_extensions(),
                       "recorded": count}))
     if not bizops_otel.NATIVE and not no_extensions():

@@ -9,14 +9,14 @@ a query, one in ten a campaign landing, one in four an order), for a bare Tracer
 and for one with ``install()``, in child processes with a fixed hash seed, a seeded
 ``random`` and a frozen GC heap.
 
-How stable: the measuring child gives the SDK a counter for a clock, so the aggregator
-rolls the same sub-windows in every run whatever the machine's load (with the real clock,
-counts moved by up to a thousand instructions a span between runs). On the machine this
-budget was set on (CPython 3.11.7, opentelemetry-sdk 1.45.2, native build), repeated
-counts over 400 spans agreed within 5 instructions per span (bare 168,206, install
-176,497: +4.93%), and counts over 400 and 2,000 spans within 0.15 points of the ratio. The
-budget leaves about 1 point for a different compiler, Python patch release or SDK
-release; a change of the span path that costs more fails.
+How stable: the measuring child gives the SDK a counter for a clock from a fixed instant,
+so the aggregator rolls the same sub-windows in every run whatever the machine's load (with
+the real clock, counts moved by up to a thousand instructions a span between runs). On the
+machine this budget was set on (CPython 3.11.7, opentelemetry-sdk 1.45.2, native build),
+repeated counts over 400 spans were equal to the last decimal, loaded or not (bare
+167,584, install 175,740: +4.87%), and counts over 400 and 2,000 spans agreed within 0.1
+points of the ratio. The budget leaves about 1 point for a different compiler, Python
+patch release or SDK release; a change of the span path that costs more fails.
 """
 
 from __future__ import annotations
