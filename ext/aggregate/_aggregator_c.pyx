@@ -798,6 +798,7 @@ cdef int table_keep(KeyTable *t, const int64_t *last_seen, int32_t overflow) noe
 
 # --------------------------------------------------------------------------------------
 
+include "_flow_c.pxi"
 include "_sessions_c.pxi"
 include "_admission_c.pxi"
 

@@ -50,6 +50,11 @@ cdef struct SessionRecord:
     int32_t group[GROUPS_PER_SESSION]
     uint32_t requests[GROUPS_PER_SESSION]
     double group_latency[GROUPS_PER_SESSION]
+    # Session flow (load-test plans): the row of the previous request, and the first
+    # request's end and latency, for the session's duration.
+    int32_t previous_row
+    int64_t first_end_ns
+    double first_latency
 
 
 cdef inline uint64_t splitmix(uint64_t h) noexcept nogil:
@@ -83,6 +88,7 @@ cdef class SessionTable:
     cdef uint64_t evicted
     cdef uint64_t truncated
     cdef readonly object groups
+    cdef FlowRecorder flow
 
     def __cinit__(self, int32_t capacity, int64_t timeout_ns):
         cdef size_t slots = 16
@@ -113,6 +119,7 @@ cdef class SessionTable:
         self.finalised = 0
         self.evicted = 0
         self.truncated = 0
+        self.flow = FlowRecorder()
 
     def __dealloc__(self):
         PyMem_RawFree(self.records)
@@ -228,6 +235,8 @@ cdef class SessionTable:
         cdef int outcome = 1 if r.converted else 0
         cdef int g
         self.finalised += 1
+        self.flow.leave(r.previous_row, (<double>r.last_ns - <double>r.first_end_ns) * 1e-9
+                        + r.first_latency)
         self.add(0, outcome, pages_bin, r.pages, r.pages, r.latency_sum, r.revenue)
         for g in range(r.n_groups):
             self.add(r.group[g], outcome, pages_bin, r.pages, r.requests[g],
@@ -271,9 +280,18 @@ cdef class SessionTable:
             r.last_ns = end_ns
             self.place(h, p)
             self.open_count += 1
+            # Session flow: the same float arithmetic, in the same order, as the pure twin.
+            r.previous_row = group
+            r.first_end_ns = end_ns
+            r.first_latency = latency
+            self.flow.arrive(group, <double>end_ns * 1e-9 - latency)
         else:
             self.unlink(p)
             r = &self.records[p]
+            # This request's start minus the session's latest end so far.
+            self.flow.step(r.previous_row, group,
+                           (<double>end_ns - <double>r.last_ns) * 1e-9 - latency)
+            r.previous_row = group
         self.push_newest(p)
         if end_ns > r.last_ns:
             r.last_ns = end_ns
@@ -310,6 +328,7 @@ cdef class SessionTable:
         latency_sum = np.empty((rows, 2), np.float64)
         revenue = np.empty(rows, np.float64)
         counters = np.empty(4, np.uint64)
+        cdef FlowRecorder flow = FlowRecorder()
         cdef uint64_t[:, :, :, ::1] table_view = table
         cdef uint64_t[::1] requests_view = requests, pages_view = pages, counters_view = counters
         cdef double[:, ::1] latency_view = latency_sum
@@ -326,5 +345,6 @@ cdef class SessionTable:
         counters_view[1] = self.evicted
         counters_view[2] = <uint64_t>self.open_count
         counters_view[3] = self.truncated
+        flow.copy_from(self.flow)
         return SessionArrays(names, table, requests, pages, latency_sum,
-                             revenue, counters)
+                             revenue, counters, flow.dump(rows))

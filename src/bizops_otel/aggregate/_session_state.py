@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ._flow_state import FlowArrays, merge_flows
 from ._layout import BUCKETS, PAGE_BINS
 
 #: Row names of the two fixed rows. Sanitised page groups never hold control
@@ -42,6 +43,9 @@ class SessionArrays:
     #: finalised, evicted (finalised early, table full), open, truncated (sessions
     #: with more distinct groups than a record tracks).
     counters: U64  # (4,)
+    #: How sessions moved through these rows (load-test plans); None from files that
+    #: predate it.
+    flow: FlowArrays | None = None
 
     @staticmethod
     def empty() -> SessionArrays:
@@ -63,6 +67,8 @@ class SessionArrays:
         for array in (self.table, self.requests, self.pages, self.latency_sum, self.revenue,
                       self.counters):
             array.setflags(write=False)
+        if self.flow is not None:
+            self.flow.freeze()
         return self
 
 
@@ -92,4 +98,6 @@ def merge_sessions(parts: Sequence[SessionArrays]) -> SessionArrays:
         latency_sum[at] += part.latency_sum
         revenue[at] += part.revenue
         counters += part.counters
-    return SessionArrays(tuple(names), table, requests, pages, latency_sum, revenue, counters)
+    flow = merge_flows([(part.groups, part.flow) for part in parts], names)
+    return SessionArrays(tuple(names), table, requests, pages, latency_sum, revenue, counters,
+                         flow)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, Kpi, Operation
+from ._flow_state import FLOW_FIELDS, FlowArrays
 from ._session_state import SessionArrays
 from ._state import StateArrays
 from .snapshot import Key, Snapshot
@@ -30,7 +31,8 @@ FORMAT_VERSION = 3
 #: Formats this version reads: 2 has no retired rows.
 _READS = (2, 3)
 _FIELDS = [f.name for f in dataclasses.fields(StateArrays)]
-_SESSION_FIELDS = [f.name for f in dataclasses.fields(SessionArrays) if f.name != "groups"]
+_SESSION_FIELDS = [f.name for f in dataclasses.fields(SessionArrays)
+                   if f.name not in ("groups", "flow")]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def dumps(snapshot: Snapshot, retired: Retired | None = None) -> bytes:
         header["session_groups"] = list(sessions.groups)
         for name in _SESSION_FIELDS:
             arrays[f"sessions.{name}"] = getattr(sessions, name)
+        arrays.update(_flow_arrays(sessions.flow))
     states = [("cumulative", snapshot.state), ("recent", snapshot.recent().state)]
     if retired is not None and retired.ids:
         header["retired_ids"] = list(retired.ids)
@@ -117,9 +120,10 @@ def _loads(data: bytes) -> tuple[Snapshot, Retired]:
                   for prefix in prefixes}
         sessions = None
         if "session_groups" in header:
-            sessions = SessionArrays(tuple(header["session_groups"]),
-                                     *(np.array(archive[f"sessions.{name}"])
-                                       for name in _SESSION_FIELDS))
+            sessions = SessionArrays(groups=tuple(header["session_groups"]),
+                                     flow=_read_flow(archive),
+                                     **{name: np.array(archive[f"sessions.{name}"])
+                                        for name in _SESSION_FIELDS})
     keys = [tuple(k) for k in header["keys"]]
     started = header.get("started_ns")  # absent from files of earlier releases
     recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"],
@@ -131,6 +135,20 @@ def _loads(data: bytes) -> tuple[Snapshot, Retired]:
     return Snapshot(config, keys, states["cumulative"], header["dropped"], recent,
                     header["taken_ns"], sessions, started_ns=started,
                     operations=operations["cumulative"]), retired
+
+
+# Session flow (load-test plans) rides beside the session arrays; files without it (earlier
+# releases) read as no flow.
+def _flow_arrays(flow: FlowArrays | None) -> dict[str, Any]:
+    if flow is None:
+        return {}
+    return {f"session_flow.{name}": getattr(flow, name) for name in FLOW_FIELDS}
+
+
+def _read_flow(archive: Any) -> FlowArrays | None:
+    if f"session_flow.{FLOW_FIELDS[0]}" not in archive.files:
+        return None
+    return FlowArrays(*(np.array(archive[f"session_flow.{name}"]) for name in FLOW_FIELDS))
 
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str],
