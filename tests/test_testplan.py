@@ -69,6 +69,7 @@ def test_plan_reproduces_the_raw_traffic(Aggregator: Any) -> None:
     assert plan.session_pages == tuple(pages.tolist())
     durations = [(w[-1].end_ns - w[0].start_ns) / 1e9 for w in walks]
     assert plan.mean_duration_s == pytest.approx(np.mean(durations), rel=1e-6)
+    assert plan.session_duration.mean_s == pytest.approx(np.mean(durations), rel=1e-6)
     # Arrivals, the peak and Little's law.
     minutes = np.array([w[0].start_ns // (60 * SECOND) for w in walks])
     unique, counts = np.unique(minutes, return_counts=True)
@@ -78,6 +79,23 @@ def test_plan_reproduces_the_raw_traffic(Aggregator: Any) -> None:
     assert plan.concurrency() == pytest.approx(counts.max() / 60 * np.mean(durations),
                                                rel=1e-6)
     assert plan.peak_users == math.ceil(plan.concurrency())
+
+
+def test_open_sessions_are_closed_where_they_stand(Aggregator: Any) -> None:
+    """Taken while sessions are open, the plan's chain still reproduces the recorded page
+    mix: its expected visits per session, ``e₀ (I − Q)⁻¹``, times the sessions, are the
+    recorded requests per group."""
+    requests = planted_traffic(8, 400)
+    aggregator = Aggregator(CONFIG)
+    middle = requests[len(requests) // 2].end_ns
+    feed(aggregator, [r for r in requests if r.end_ns <= middle])
+    plan = TestPlan.from_snapshot(aggregator.snapshot(now_ns=middle))
+    assert plan.open_sessions > 10
+    assert plan.chain()[:, 0].sum() == plan.sessions  # every session leaves
+    p = plan.probabilities()
+    visits = p[0, 1:] @ np.linalg.inv(np.eye(len(plan.groups)) - p[1:, 1:])
+    recorded = plan.transitions[:, 1:].sum(axis=0)
+    np.testing.assert_allclose(visits * plan.sessions, recorded, rtol=1e-9)
 
 
 def test_sampled_bin_means_lie_inside_their_bins() -> None:
@@ -144,11 +162,11 @@ def test_generated_file_embeds_the_snapshot(Aggregator: Any, tmp_path: Path) -> 
     rows = [snapshot.session_arrays.groups.index(g) for g in plan.groups]
     np.testing.assert_array_equal(np.array(data["TRANSITIONS"]),
                                   flow.transitions[np.ix_([0, *rows], [0, *rows])])
-    assert data["STATES"] == (ENTRY, *plan.groups)
+    assert data["STATES"] == (ENTRY, *plan.groups) and plan.open_sessions == 0
     assert data["PATHS"]["product"] == ("GET", "/product/42")
     assert data["PATHS"]["home"] == ("GET", "/home")  # no --path: /GROUP
     assert data["THINK"][("product", "cart")] == plan.think_time("product", "cart").counts
-    assert data["ARRIVALS_PER_MINUTE"] == plan.arrival_counts
+    assert data["ARRIVALS_PER_MINUTE"] == plan.arrival_counts  # no minute covered in part
     assert data["SPEEDUP"] == 4.0 and data["PEAK_USERS"] == plan.peak_users
     assert data["PAGE_MIX"] == plan.page_mix()
     assert "300 sessions" in text.split("\n\n")[0]  # the header says where it came from

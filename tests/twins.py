@@ -52,7 +52,7 @@ def assert_flows_agree(a: Any, b: Any) -> None:
     for name in ("transitions", "think_pairs", "think", "duration", "arrival_minutes",
                  "arrival_counts", "late_arrivals"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    for name in ("think_sum", "duration_sum"):
+    for name in ("think_sum", "latency_sum", "duration_sum"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9,
                                    err_msg=name)
 

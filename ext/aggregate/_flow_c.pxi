@@ -55,6 +55,7 @@ cdef class FlowRecorder:
     cdef double think_sum[THINK_TRANSITIONS + 1]
     cdef uint64_t duration[TIME_BINS]
     cdef double duration_sum
+    cdef double latency_sum
     cdef int64_t arrival_minute[ARRIVAL_MINUTES]
     cdef uint64_t arrival_count[ARRIVAL_MINUTES]
     cdef uint64_t late
@@ -69,13 +70,15 @@ cdef class FlowRecorder:
         memset(self.arrival_count, 0, sizeof(self.arrival_count))
         self.tracked = 0
         self.duration_sum = 0.0
+        self.latency_sum = 0.0
         self.late = 0
 
-    cdef inline void arrive(self, int32_t row, double start_s) noexcept nogil:
+    cdef inline void arrive(self, int32_t row, double start_s, double latency) noexcept nogil:
         cdef double m = floor(start_s / 60.0)
         cdef int64_t minute
         cdef int64_t slot
         self.transitions[row] += 1  # from the entry state, row 0
+        self.latency_sum += latency
         if m > MINUTE_LIMIT:
             m = MINUTE_LIMIT
         elif m < -MINUTE_LIMIT:
@@ -92,10 +95,12 @@ cdef class FlowRecorder:
         self.arrival_minute[slot] = minute
         self.arrival_count[slot] += 1
 
-    cdef inline void step(self, int32_t previous, int32_t row, double think_s) noexcept nogil:
+    cdef inline void step(self, int32_t previous, int32_t row, double think_s,
+                          double latency) noexcept nogil:
         cdef int32_t cell = previous * FLOW_STATES + row
         cdef int32_t slot = self.slot_of[cell]
         self.transitions[cell] += 1
+        self.latency_sum += latency
         if slot < 0:
             slot = THINK_TRANSITIONS  # the shared "other" histogram
             if self.tracked < THINK_TRANSITIONS:
@@ -126,6 +131,7 @@ cdef class FlowRecorder:
         memcpy(self.arrival_count, other.arrival_count, sizeof(self.arrival_count))
         self.tracked = other.tracked
         self.duration_sum = other.duration_sum
+        self.latency_sum = other.latency_sum
         self.late = other.late
 
     def dump(self, Py_ssize_t rows):
@@ -150,6 +156,7 @@ cdef class FlowRecorder:
                                  np.int64).reshape(-1, 2),
             think=think,
             think_sum=np.array([self.think_sum[k] for k in slots], np.float64),
+            latency_sum=np.array([self.latency_sum], np.float64),
             duration=np.array([self.duration[b] for b in range(TIME_BINS)], np.uint64),
             duration_sum=np.array([self.duration_sum], np.float64),
             arrival_minutes=minutes,

@@ -284,13 +284,13 @@ cdef class SessionTable:
             r.previous_row = group
             r.first_end_ns = end_ns
             r.first_latency = latency
-            self.flow.arrive(group, <double>end_ns * 1e-9 - latency)
+            self.flow.arrive(group, <double>end_ns * 1e-9 - latency, latency)
         else:
             self.unlink(p)
             r = &self.records[p]
             # This request's start minus the session's latest end so far.
             self.flow.step(r.previous_row, group,
-                           (<double>end_ns - <double>r.last_ns) * 1e-9 - latency)
+                           (<double>end_ns - <double>r.last_ns) * 1e-9 - latency, latency)
             r.previous_row = group
         self.push_newest(p)
         if end_ns > r.last_ns:

@@ -170,26 +170,17 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_routes() -> dict[str, str]:
-    """The demo shop's page groups and the request that reaches each."""
-    from .demo.simulate import Request, Scenario
-
-    scenario = Scenario()
-    routes = {page.group: Request(page, 0.0, 0.0, False, "").path for page in scenario.pages}
-    routes[scenario.confirm.group] = f"POST {scenario.confirm.route}"
-    return routes
-
-
 def testplan(args: argparse.Namespace) -> int:
     """A Locust file following the sessions of saved state or recorded spans."""
     from pathlib import Path
 
     from .analytics import TestPlan
+    from .demo.testplan_file import shop_routes
     from .testplan import parse_paths, render_locustfile
 
     path = Path(args.path)
     try:
-        routes = parse_paths(args.paths, _demo_routes())
+        routes = parse_paths(args.paths, shop_routes())
         snapshot = _read(path)[0]
         if snapshot is None:
             raise ValueError("no saved state")
@@ -199,7 +190,7 @@ def testplan(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:  # ReplayError and ConfigError among them
         print(f"bizops-otel testplan: {path}: {error}", file=sys.stderr)
         return 2
-    unknown = sorted(set(routes) - set(plan.groups) - set(_demo_routes()))
+    unknown = sorted(set(routes) - set(plan.groups) - set(shop_routes()))
     if unknown:
         print(f"bizops-otel testplan: no traffic on page groups {', '.join(unknown)}; "
               f"the traffic's groups: {', '.join(plan.groups)}", file=sys.stderr)
@@ -213,7 +204,7 @@ def testplan(args: argparse.Namespace) -> int:
         print(f"bizops-otel testplan: {args.output}: {error}", file=sys.stderr)
         return 2
     print(f"bizops-otel testplan: wrote {args.output}: {plan.sessions:,} sessions over "
-          f"{len(plan.groups)} page groups, peak {plan.peak_arrivals:,} sessions a minute, "
+          f"{len(plan.groups)} page groups, peak {plan.peak_arrivals:,.0f} sessions a minute, "
           f"{plan.peak_users:,} concurrent users")
     return 0
 

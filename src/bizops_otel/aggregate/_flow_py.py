@@ -43,13 +43,15 @@ class FlowRecorder:
         self._think_sum = [0.0] * (THINK_TRANSITIONS + 1)
         self._duration = np.zeros(TIME_BINS, np.uint64)
         self._duration_sum = 0.0
+        self._latency_sum = 0.0
         self._arrival_minute = [0] * ARRIVAL_MINUTES
         self._arrival_count = [0] * ARRIVAL_MINUTES
         self._late = 0
 
-    def arrive(self, row: int, start_s: float) -> None:
+    def arrive(self, row: int, start_s: float, latency_s: float) -> None:
         """A session starts with a request on ``row`` that started at ``start_s``."""
         self._transitions[FLOW_ENTRY_EXIT, row] += 1
+        self._latency_sum += latency_s
         minute = arrival_minute(start_s)
         slot = minute % ARRIVAL_MINUTES
         if self._arrival_count[slot] and self._arrival_minute[slot] != minute:
@@ -60,9 +62,10 @@ class FlowRecorder:
         self._arrival_minute[slot] = minute
         self._arrival_count[slot] += 1
 
-    def step(self, previous: int, row: int, think_s: float) -> None:
+    def step(self, previous: int, row: int, think_s: float, latency_s: float) -> None:
         """A session goes from ``previous`` to ``row`` after ``think_s`` seconds."""
         self._transitions[previous, row] += 1
+        self._latency_sum += latency_s
         slot = self._slot_of.get((previous, row))
         if slot is None:
             slot = THINK_TRANSITIONS  # the shared "other" histogram
@@ -89,6 +92,7 @@ class FlowRecorder:
             think_pairs=np.array(pairs, np.int64).reshape(-1, 2),
             think=self._think[slots].copy(),
             think_sum=np.array([self._think_sum[s] for s in slots], np.float64),
+            latency_sum=np.array([self._latency_sum], np.float64),
             duration=self._duration.copy(),
             duration_sum=np.array([self._duration_sum], np.float64),
             arrival_minutes=minutes,

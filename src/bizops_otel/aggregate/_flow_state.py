@@ -39,6 +39,8 @@ class FlowArrays:
     ``a``. ``think[k]`` is the think-time histogram (``TIME_BINS``) of the transition
     ``think_pairs[k]`` (rows), ``think[-1]`` that of every untracked transition, and
     ``think_sum`` their sums of think times (seconds, negative ones counted as 0).
+    ``latency_sum`` is the sum of the latencies of every request of a session, so that
+    with the think times it gives the time sessions spent, open ones included.
     ``duration`` is the histogram of finalised sessions' durations (first start to last
     end), ``duration_sum`` their sum. ``arrival_minutes``/``arrival_counts``: sessions
     started per span-clock minute (``epoch seconds // 60``), ascending, the last 24 hours
@@ -49,6 +51,7 @@ class FlowArrays:
     think_pairs: I64  # (tracked, 2)
     think: U64  # (tracked + 1, TIME_BINS)
     think_sum: F64  # (tracked + 1,)
+    latency_sum: F64  # (1,)
     duration: U64  # (TIME_BINS,)
     duration_sum: F64  # (1,)
     arrival_minutes: I64  # (minutes,)
@@ -62,6 +65,7 @@ class FlowArrays:
             think_pairs=np.zeros((0, 2), np.int64),
             think=np.zeros((1, TIME_BINS), np.uint64),
             think_sum=np.zeros(1, np.float64),
+            latency_sum=np.zeros(1, np.float64),
             duration=np.zeros(TIME_BINS, np.uint64),
             duration_sum=np.zeros(1, np.float64),
             arrival_minutes=np.zeros(0, np.int64),
@@ -108,6 +112,7 @@ def merge_flows(parts: Sequence[tuple[Sequence[str], FlowArrays | None]],
     other_sum = 0.0
     duration = np.zeros(TIME_BINS, np.uint64)
     duration_sum = 0.0
+    latency_sum = 0.0
     late = 0
     minutes: dict[int, int] = {}
     for names, flow in flows:
@@ -125,6 +130,7 @@ def merge_flows(parts: Sequence[tuple[Sequence[str], FlowArrays | None]],
         other += flow.think[-1]
         other_sum += float(flow.think_sum[-1])
         duration += flow.duration
+        latency_sum += float(flow.latency_sum[0])
         duration_sum += float(flow.duration_sum[0])
         late += int(flow.late_arrivals[0])
         for minute, count in zip(flow.arrival_minutes.tolist(), flow.arrival_counts.tolist(),
@@ -137,6 +143,7 @@ def merge_flows(parts: Sequence[tuple[Sequence[str], FlowArrays | None]],
         think_pairs=np.array(list(pair_slot), np.int64).reshape(-1, 2),
         think=np.array([*think_rows, other], np.uint64).reshape(-1, TIME_BINS),
         think_sum=np.array([*think_sums, other_sum], np.float64),
+        latency_sum=np.array([latency_sum], np.float64),
         duration=duration,
         duration_sum=np.array([duration_sum], np.float64),
         arrival_minutes=arrival_minutes,

@@ -165,14 +165,14 @@ class SessionTable:
                      end_ns: int) -> None:
         record.previous_row = group
         record.first_latency = latency_s
-        self.flow.arrive(group, float(end_ns) * 1e-9 - latency_s)
+        self.flow.arrive(group, float(end_ns) * 1e-9 - latency_s, latency_s)
 
     def _flow_step(self, record: _Session, group: int, latency_s: float,
                    end_ns: int) -> None:
         # This request's start minus the session's latest end so far (last_ns, not yet
         # moved by this request).
         think_s = (float(end_ns) - float(record.last_ns)) * 1e-9 - latency_s
-        self.flow.step(record.previous_row, group, think_s)
+        self.flow.step(record.previous_row, group, think_s, latency_s)
         record.previous_row = group
 
     def _flow_leave(self, record: _Session) -> None:

@@ -18,7 +18,8 @@ derives a :class:`TestPlan`:
   with ``⌈L⌉`` users.
 
 Sessions still open when the snapshot was taken count in the entry row and the steps
-they took, but not yet in the exit row, in durations or in lengths.
+they took, but not yet in the exit row, in durations or in lengths; the chain closes them
+where they stand (:meth:`TestPlan.chain`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ EXIT = "<exit>"
 #: The overflow row's page groups (past the session table's 64 groups) in a plan.
 OTHER_PAGES = "<other pages>"
 _EDGES = np.array(TIME_EDGES)
+#: The least part of a minute its arrivals are counted over (see ``arrival_rates``).
+_MIN_COVERAGE = 10.0 / 60.0
 
 
 def bin_sampled_means() -> npt.NDArray[np.float64]:
@@ -114,6 +117,9 @@ class TestPlan:
     session_pages: tuple[int, ...]
     #: Finalised sessions' durations per time bin, and their mean (seconds).
     session_duration: ThinkTime
+    #: Seconds all sessions spent, open ones so far: their requests' latencies and the
+    #: think times between them.
+    session_time_s: float
     #: Sessions started per span-clock minute (epoch minutes, ascending, gaps filled).
     arrival_minutes: tuple[int, ...]
     arrival_counts: tuple[int, ...]
@@ -141,15 +147,33 @@ class TestPlan:
         into = self.transitions[:, 1:].sum(axis=0).astype(np.float64)
         return {g: float(n / into.sum()) for g, n in zip(self.groups, into, strict=True)}
 
+    def chain(self) -> npt.NDArray[np.uint64]:
+        """The transition counts with every session still open closed where it stands:
+        its exit added from the page it is on. An open session's last page is known from
+        the counts alone (flow conservation: what entered a group and has not left it,
+        ``Σ_b n(b → a) − Σ_c n(a → c)``). Without this the chain would under-state exits,
+        since steps count when they happen and exits only after the session timeout, and
+        a short recording would send the load test deeper into the site than its visitors
+        went. With every path complete, the chain's expected visits per group equal the
+        recorded requests, so following it reproduces :meth:`page_mix`."""
+        counts = self.transitions.astype(np.int64)
+        still_there = counts[:, 1:].sum(axis=0) - counts[1:, :].sum(axis=1)
+        chain = self.transitions.copy()
+        chain[1:, 0] += np.maximum(still_there, 0).astype(np.uint64)
+        return chain
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions that had not ended when the snapshot was taken."""
+        return int(self.chain()[:, 0].sum() - self.transitions[:, 0].sum())
+
     def probabilities(self) -> npt.NDArray[np.float64]:
-        """Transition probabilities, each row normalised (row 0: where sessions enter;
-        column 0: leaving). A group left by no session yet (all of its sessions still
-        open) exits with probability 1."""
-        counts = self.transitions.astype(np.float64)
+        """Transition probabilities of :meth:`chain`, each row normalised (row 0: where
+        sessions enter; column 0: leaving)."""
+        counts = self.chain().astype(np.float64)
         out = counts.sum(axis=1, keepdims=True)
         probabilities: npt.NDArray[np.float64] = np.divide(
             counts, out, out=np.zeros_like(counts), where=out > 0)
-        probabilities[1:, 0] += (out[1:, 0] == 0)
         return probabilities
 
     def think_time(self, source: str, target: str) -> ThinkTime:
@@ -179,22 +203,38 @@ class TestPlan:
 
     @property
     def mean_duration_s(self) -> float:
-        """Mean duration of finalised sessions (nan when none has finished yet)."""
-        if self.session_duration.n:
-            return self.session_duration.mean_s
-        return math.nan
+        """Mean session duration, ``W`` of Little's law: the time sessions spent (their
+        latencies and think times) per session, open sessions closed where they stand as
+        in :meth:`chain`. The mean over finished sessions alone (``session_duration``)
+        favours short sessions in a recording not much longer than they last: long ones
+        are still open. (Overlapping requests of one session count their time twice.)"""
+        return self.session_time_s / self.sessions if self.sessions else math.nan
+
+    def arrival_rates(self) -> tuple[float, ...]:
+        """Sessions started per minute, for each of ``arrival_minutes``. A minute that the
+        recording covers only in part (it started or was taken within it, by the
+        snapshot's clock) counts its arrivals over the part covered, at least 10 s of it
+        so that a sliver does not make a peak; a minute outside that range (replayed
+        spans, whose clock is not the recorder's) counts as covered."""
+        rates = []
+        for minute, count in zip(self.arrival_minutes, self.arrival_counts, strict=True):
+            begin, end = minute * 60e9, (minute + 1) * 60e9
+            covered = min(end, self.taken_ns) - max(begin, self.started_ns)
+            fraction = 1.0 if covered <= 0 else max(covered / 60e9, _MIN_COVERAGE)
+            rates.append(count / min(fraction, 1.0))
+        return tuple(rates)
 
     @property
     def peak_minute(self) -> int | None:
-        """The epoch minute with the most session arrivals (the first of ties)."""
+        """The epoch minute with the most session arrivals per minute (first of ties)."""
         if not self.arrival_counts:
             return None
-        return self.arrival_minutes[int(np.argmax(self.arrival_counts))]
+        return self.arrival_minutes[int(np.argmax(self.arrival_rates()))]
 
     @property
-    def peak_arrivals(self) -> int:
-        """Session arrivals in the peak minute."""
-        return max(self.arrival_counts, default=0)
+    def peak_arrivals(self) -> float:
+        """Session arrivals per minute in the peak minute."""
+        return max(self.arrival_rates(), default=0.0)
 
     def concurrency(self, arrivals_per_minute: float | None = None) -> float:
         """Users needed for an arrival rate (default: the peak), by Little's law:
@@ -251,6 +291,7 @@ def _plan(snapshot: Snapshot, sessions: SessionArrays, flow: FlowArrays) -> Test
         session_pages=tuple(int(c) for c in sessions.table[0].sum(axis=(0, 2))[:PAGE_BINS]),
         session_duration=ThinkTime(tuple(int(c) for c in flow.duration),
                                    float(flow.duration_sum[0]) if finalised else 0.0),
+        session_time_s=float(flow.think_sum.sum() + flow.latency_sum[0]),
         arrival_minutes=minutes,
         arrival_counts=arrivals,
         spans=total.count,

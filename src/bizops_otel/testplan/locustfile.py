@@ -36,10 +36,9 @@ def render_locustfile(plan: TestPlan, routes: Mapping[str, Route], *, speedup: f
     is not positive or the plan has no finished session to time."""
     if not (math.isfinite(speedup) and speedup > 0):
         raise ValueError(f"speedup must be a positive number, not {speedup!r}")
-    if not math.isfinite(plan.mean_duration_s):
-        raise ValueError("no session has finished yet, so session durations (and the "
-                         "users needed) are unknown: record longer, or take the state "
-                         "after the session timeout")
+    if not (math.isfinite(plan.mean_duration_s) and plan.mean_duration_s > 0):
+        raise ValueError("sessions took no measurable time, so the users needed are "
+                         "unknown")
     return _HEADER.format(**_header_fields(plan, routes, speedup, source)) + _data(
         plan, routes, speedup, session_cookie) + _BEHAVIOUR
 
@@ -68,7 +67,7 @@ def _header_fields(plan: TestPlan, routes: Mapping[str, Route], speedup: float,
         "pages": f"{plan.mean_pages:.2f}",
         "think": f"{plan.mean_think_s:.2f}",
         "duration": f"{plan.mean_duration_s:.1f}",
-        "peak": f"{plan.peak_arrivals:,}",
+        "peak": f"{plan.peak_arrivals:,.0f}",
         "peak_at": _utc(peak * 60e9) if peak is not None else "-",
         "users": f"{plan.peak_users:,}",
         "speedup": f"{speedup:g}",
@@ -119,10 +118,11 @@ def _data(plan: TestPlan, routes: Mapping[str, Route], speedup: float,
         *(f"    {g!r}: {tuple(route_of(g, routes))!r}," for g in plan.groups),
         "}",
         "# Observed transitions between states (ENTRY/EXIT first, then the page groups):",
-        "# TRANSITIONS[a][b] sessions went from a to b; row 0 entered, column 0 left.",
+        "# TRANSITIONS[a][b] sessions went from a to b; row 0 entered, column 0 left",
+        f"# (the {plan.open_sessions:,} sessions open at the end counted as leaving there).",
         f"STATES = {(ENTRY, *plan.groups)!r}",
         "TRANSITIONS = (",
-        *(f"    {tuple(int(c) for c in row)!r}," for row in plan.transitions),
+        *(f"    {tuple(int(c) for c in row)!r}," for row in plan.chain()),
         ")",
         "# Think-time histograms per transition (bins between TIME_EDGES, seconds); the",
         "# transitions without one of their own share OTHER_THINK.",
@@ -131,8 +131,9 @@ def _data(plan: TestPlan, routes: Mapping[str, Route], speedup: float,
         *(f"    {pair!r}: {counts!r}," for pair, counts in think.items()),
         "}",
         f"OTHER_THINK = {plan.other_think.counts!r}",
-        "# Sessions started per minute, from the first observed minute.",
-        f"ARRIVALS_PER_MINUTE = {plan.arrival_counts!r}",
+        "# Sessions started per minute, from the first observed minute (minutes observed",
+        "# in part scaled up to a whole one).",
+        f"ARRIVALS_PER_MINUTE = {tuple(round(r, 2) for r in plan.arrival_rates())!r}",
         f"MEAN_SESSION_S = {plan.mean_duration_s!r}",
         f"PEAK_USERS = {plan.peak_users!r}",
         f"SPEEDUP = {speedup!r}",
@@ -211,11 +212,14 @@ class PlannedVisitor(HttpUser):
 
 class ObservedArrivals(LoadTestShape):
     """The observed arrivals per minute (SPEEDUP minutes per minute), as users by Little's
-    law; the run ends after the last observed minute."""
+    law; the run ends after the last observed minute, or at --run-time if given."""
 
     def tick(self):
-        minute = int(self.get_run_time() * SPEEDUP // 60)
-        if minute >= len(ARRIVALS_PER_MINUTE):
+        elapsed = self.get_run_time()
+        options = self.runner.environment.parsed_options if self.runner else None
+        limit = getattr(options, "run_time", None)  # shapes must read it themselves
+        minute = int(elapsed * SPEEDUP // 60)
+        if minute >= len(ARRIVALS_PER_MINUTE) or (limit and elapsed >= limit):
             return None
         users = math.ceil(ARRIVALS_PER_MINUTE[minute] / 60 * MEAN_SESSION_S)
         return users, max(1, PEAK_USERS)

@@ -2,13 +2,16 @@
 
 The session table knows page groups, not URLs, so a plan needs one representative
 request per group: ``--path product=/product/42``, or ``--path "order=POST /checkout"``
-for a method other than GET. A group without one is requested at ``/<group>``.
+for a method other than GET. A group without one is requested at ``/<group>``, and the
+overflow group's requests (pages past the session table's groups) at ``/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
+
+from ..analytics.testplan import OTHER_PAGES
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -44,5 +47,9 @@ def parse_paths(options: Iterable[str], defaults: Mapping[str, str] | None = Non
 
 
 def route_of(group: str, routes: Mapping[str, Route]) -> Route:
-    """The route of ``group``: its own, or ``/<group>``."""
-    return routes.get(group) or Route("GET", "/" + group.strip("/<> ").replace(" ", "-"))
+    """The route of ``group``: its own, or ``/<group>`` (``/`` for the overflow group)."""
+    if group in routes:
+        return routes[group]
+    if group == OTHER_PAGES:
+        return Route("GET", "/")
+    return Route("GET", "/" + group.strip("/").replace(" ", "-"))
