@@ -18,8 +18,11 @@ lines of Python that follow it, so it runs wherever Locust does, without bizops-
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from collections.abc import Mapping
+from pprint import pformat
+from typing import Any
 
 from ..aggregate._layout import TIME_EDGES
 from ..analytics.testplan import ENTRY, EXIT, TestPlan
@@ -63,7 +66,8 @@ def _header_fields(plan: TestPlan, routes: Mapping[str, Route], speedup: float,
         "finished": f"{finished:,}",
         "first": _utc(first),
         "last": _utc(last),
-        "mix": mix,
+        "mix": textwrap.fill(mix, 88, initial_indent="# Page mix: ",
+                             subsequent_indent="#           ")[2:],
         "pages": f"{plan.mean_pages:.2f}",
         "think": f"{plan.mean_think_s:.2f}",
         "duration": f"{plan.mean_duration_s:.1f}",
@@ -82,7 +86,7 @@ _HEADER = '''\
 # Source:   {source}
 # Traffic:  {requests} requests in {sessions} sessions ({finished} finished), {first} to
 #           {last}; the snapshot's live keys held {spans} spans
-# Page mix: {mix}
+# {mix}
 # Sessions: {pages} pages, {think} s mean think time, {duration} s mean duration
 # Peak:     {peak} sessions in the minute from {peak_at}: {users} concurrent users
 #           (Little's law: arrivals per second x mean session duration)
@@ -126,23 +130,27 @@ def _data(plan: TestPlan, routes: Mapping[str, Route], speedup: float,
         ")",
         "# Think-time histograms per transition (bins between TIME_EDGES, seconds); the",
         "# transitions without one of their own share OTHER_THINK.",
-        f"TIME_EDGES = {tuple(TIME_EDGES)!r}",
-        "THINK = {",
-        *(f"    {pair!r}: {counts!r}," for pair, counts in think.items()),
-        "}",
-        f"OTHER_THINK = {plan.other_think.counts!r}",
+        _constant("TIME_EDGES", tuple(TIME_EDGES)),
+        _constant("THINK", think),
+        _constant("OTHER_THINK", plan.other_think.counts),
         "# Sessions started per minute, from the first observed minute (minutes observed",
         "# in part scaled up to a whole one).",
-        f"ARRIVALS_PER_MINUTE = {tuple(round(r, 2) for r in plan.arrival_rates())!r}",
+        _constant("ARRIVALS_PER_MINUTE", tuple(round(r, 2) for r in plan.arrival_rates())),
         f"MEAN_SESSION_S = {plan.mean_duration_s!r}",
         f"PEAK_USERS = {plan.peak_users!r}",
         f"SPEEDUP = {speedup!r}",
         "# What a run following the plan should show, to check it against.",
-        f"PAGE_MIX = {plan.page_mix()!r}",
+        _constant("PAGE_MIX", plan.page_mix()),
         f"MEAN_THINK_S = {plan.sampled_think_s!r}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _constant(name: str, value: Any) -> str:
+    """``NAME = value``, wrapped to 88 columns (``pformat`` keeps it a Python literal)."""
+    return f"{name} = " + pformat(value, width=88 - len(name) - 3, compact=True,
+                                  sort_dicts=False).replace("\n", "\n" + " " * (len(name) + 3))
 
 
 _BEHAVIOUR = '''
