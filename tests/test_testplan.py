@@ -5,6 +5,7 @@ its sampling against the plan, and clear refusals for traffic without sessions."
 from __future__ import annotations
 
 import ast
+import re
 import itertools
 import json
 import math
@@ -207,3 +208,46 @@ def test_generated_chain_samples_the_plan(Aggregator: Any, tmp_path: Path) -> No
     assert sampled["think"] == pytest.approx(plan.sampled_think_s, rel=0.02)
     assert plan.sampled_think_s == pytest.approx(plan.mean_think_s, rel=0.03)
     assert EXIT not in mix
+
+
+def doc_block(argument: str) -> list[str]:
+    """The lines of the block of docs/testplan.md marked ``output ARGUMENT``."""
+    text = (Path(__file__).parent.parent / "docs" / "testplan.md").read_text()
+    marker = text.index(f"<!-- doc-check: output {argument} -->")
+    start = text.index("\n", text.index("```", marker)) + 1
+    return text[start:text.index("```", start)].splitlines()
+
+
+def test_docs_excerpt_is_what_the_generator_writes(Aggregator: Any) -> None:
+    """Every code line of the documented file without figures is a line the generator
+    writes; a line with figures, or of the header, starts as one does (the figures and the
+    header's text are the demo's traffic, not these)."""
+    from bizops_otel.demo.testplan_file import shop_routes
+
+    snapshot = snapshot_of(Aggregator, planted_traffic(9, 100))
+    text = render_locustfile(TestPlan.from_snapshot(snapshot), parse_paths([], shop_routes()))
+    written = text.splitlines()
+    for line in doc_block("locustfile"):
+        if line == "..." or not line.strip():
+            continue
+        if line.startswith("#"):  # the header: its labels, or a continuation's indent
+            label = re.match(r"# [A-Z][\w ]*:", line) or re.match(r"#\s*", line)
+            assert label is not None
+            figures, prefix = label, label.group(0)
+        else:
+            figures = re.search(r"\d|'<", line)
+            prefix = line[:figures.start()] if figures else line
+        assert any(w.startswith(prefix) if figures else w == line for w in written), line
+
+
+def test_docs_view_lines_are_what_the_view_writes(Aggregator: Any) -> None:
+    from bizops_otel.demo import view
+
+    snapshot = snapshot_of(Aggregator, planted_traffic(10, 100))
+    written = view.testplan_lines(snapshot)
+    documented = doc_block("demo-view-testplan")
+    assert len(written) == len(documented) == 2
+    for ours, theirs in zip(written, documented, strict=True):
+        assert re.sub(r"[\d.,]+", "N", ours.split(":")[0]) == re.sub(
+            r"[\d.,]+", "N", theirs.split(":")[0])
+        assert len(theirs) <= view.WIDTH

@@ -55,7 +55,7 @@ def _testplan_parser(commands: Any) -> None:
     testplan = commands.add_parser(
         "testplan", help="a Locust load test reproducing the sessions of saved state or "
                          "recorded spans: page mix, paths, think times, arrivals, peak")
-    testplan.add_argument("path", help="a .npz snapshot file, a multiproc_dir, OTLP/JSON "
+    testplan.add_argument("path", nargs="?", help="a .npz snapshot file, a multiproc_dir, OTLP/JSON "
                                        "lines (.json, .jsonl, .ndjson) or a CSV of requests")
     testplan.add_argument("-o", "--output", default="locustfile.py",
                           help="the Locust file to write (default locustfile.py; - prints)")
@@ -178,6 +178,10 @@ def testplan(args: argparse.Namespace) -> int:
     from .demo.testplan_file import shop_routes
     from .testplan import parse_paths, render_locustfile
 
+    if args.path is None:
+        print("bizops-otel testplan: give a PATH (a snapshot file, a multiproc_dir or "
+              "recorded spans)", file=sys.stderr)
+        return 2
     path = Path(args.path)
     try:
         routes = parse_paths(args.paths, shop_routes())
