@@ -5,10 +5,10 @@ its sampling against the plan, and clear refusals for traffic without sessions."
 from __future__ import annotations
 
 import ast
-import re
 import itertools
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +251,25 @@ def test_docs_view_lines_are_what_the_view_writes(Aggregator: Any) -> None:
         assert re.sub(r"[\d.,]+", "N", ours.split(":")[0]) == re.sub(
             r"[\d.,]+", "N", theirs.split(":")[0])
         assert len(theirs) <= view.WIDTH
+
+
+def test_a_plan_comes_from_recorded_spans_too(tmp_path: Path) -> None:
+    """A CSV of requests (as ``bizops-otel report`` reads it) gives a plan of its
+    sessions: every simulated session entered, and the requests are the CSV's rows."""
+    from bizops_otel.demo.simulate import Scenario, Simulator
+    from tests.replay_files import csv_text
+
+    sessions = list(Simulator(Scenario(), 3).sessions(300, rate_per_s=2.0))
+    source = tmp_path / "requests.csv"
+    source.write_text(csv_text(sessions, 1_700_000_000 * SECOND))
+    output = tmp_path / "locustfile.py"
+    assert main(["testplan", str(source), "-o", str(output)]) == 0
+    data = assignments(output.read_text())
+    transitions = np.array(data["TRANSITIONS"])
+    assert transitions[0].sum() == len(sessions) == transitions[:, 0].sum()
+    assert transitions[:, 1:].sum() == sum(len(s.requests) for s in sessions)
+
+
+def test_a_missing_path_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["testplan"]) == 2
+    assert "give a PATH" in capsys.readouterr().err

@@ -11,12 +11,13 @@ run (about 30 users, some 900 requests and 550 think times):
   √(p(1−p)/n) ≤ 0.017 at n = 900; the requests of one session are not independent (each
   starts at an entry page), which widens it by a design effect of about 1.5 (2.5 pages a
   session), and the run cuts each user's last session short, which under-counts the deep
-  pages by up to a session per user. 0.05 is about two standard errors plus that bias (0.035 at most measured).
+  pages by up to a session per user. 0.05 is about two standard errors plus that bias
+  (0.035 at most measured).
 - **Mean think time, within 20%.** The shop's think times are exponential (coefficient
   of variation 1), so 550 of them have a mean within 1/√550 ≈ 4% (one standard error);
   the shop sees the think time plus what the client spends between a response and its
-  next request (a few ms under load on a 0.4 s think). 20% is three standard errors and
-  the overhead (5% at most measured).
+  next request (a few ms under load on a 0.4 s think). 20% is five standard errors, room
+  for that overhead and for the fewer samples of a slower machine (5% at most measured).
 
 Locust runs in a child process (it patches sockets and threads with gevent), with
 SIGINT at its default and killed if it outlives its timeout; so is the demo.

@@ -55,8 +55,9 @@ def _testplan_parser(commands: Any) -> None:
     testplan = commands.add_parser(
         "testplan", help="a Locust load test reproducing the sessions of saved state or "
                          "recorded spans: page mix, paths, think times, arrivals, peak")
-    testplan.add_argument("path", nargs="?", help="a .npz snapshot file, a multiproc_dir, OTLP/JSON "
-                                       "lines (.json, .jsonl, .ndjson) or a CSV of requests")
+    testplan.add_argument("path", nargs="?",
+                          help="a .npz snapshot file, a multiproc_dir, OTLP/JSON lines (.json, "
+                               ".jsonl, .ndjson) or a CSV of requests (.csv)")
     testplan.add_argument("-o", "--output", default="locustfile.py",
                           help="the Locust file to write (default locustfile.py; - prints)")
     testplan.add_argument("--path", dest="paths", action="append", default=[],
