@@ -273,3 +273,15 @@ def test_a_plan_comes_from_recorded_spans_too(tmp_path: Path) -> None:
 def test_a_missing_path_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["testplan"]) == 2
     assert "give a PATH" in capsys.readouterr().err
+
+
+def test_bad_options_are_refused_with_the_reason(Aggregator: Any, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    persist.write(snapshot_of(Aggregator, planted_traffic(11, 30)), tmp_path / "state.npz")
+    state, output = str(tmp_path / "state.npz"), str(tmp_path / "locustfile.py")
+    for options, reason in ((["--speedup", "0"], "speedup must be a positive number"),
+                            (["--path", "nowhere"], "expected GROUP=/path"),
+                            (["--path", "basket=/basket"], "no traffic on page groups basket")):
+        assert main(["testplan", state, "-o", output, *options]) == 2
+        assert reason in capsys.readouterr().err
+    assert not Path(output).exists()
