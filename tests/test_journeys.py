@@ -215,9 +215,12 @@ def test_the_demo_view_shows_the_planted_slow_checkout(Aggregator: Any) -> None:
     checkout = next(line.split() for line in lines if line.split()[1:2] == ["checkout"])
     assert float(checkout[-1]) < -0.4, lines  # ρ(latency, going on) at checkout
     assert any(line.startswith("Slow checkout loses sessions") for line in lines), lines
-    # The view shows it below everything else, and no line starts with a page group.
+    # The view shows it whole, below the objectives (only the load-test plan's summary
+    # follows), and no line starts with a page group.
     rendered = view.render(snapshot, [], "header").splitlines()
-    assert rendered[-len(lines):] == lines
+    at = rendered.index(lines[0])
+    assert rendered[at:at + len(lines)] == lines
+    assert rendered[at + len(lines):] == view.testplan_lines(snapshot)
     assert not any(line.split()[:1] == ["checkout"] for line in lines)
 
 

@@ -42,6 +42,7 @@ def assert_twins_agree(native: Any, pure: Any) -> None:
         np.testing.assert_allclose(getattr(sessions_a, name), getattr(sessions_b, name),
                                    rtol=1e-9, err_msg=name)
     assert_journeys_agree(sessions_a.journeys, sessions_b.journeys)
+    assert_flows_agree(sessions_a.flow, sessions_b.flow)
 
 
 def assert_journeys_agree(native: Any, pure: Any) -> None:
@@ -50,6 +51,19 @@ def assert_journeys_agree(native: Any, pure: Any) -> None:
     for name in ("entered", "continued", "think", "latency"):
         np.testing.assert_array_equal(getattr(native, name), getattr(pure, name),
                                       err_msg=f"journeys.{name}")
+
+
+def assert_flows_agree(a: Any, b: Any) -> None:
+    """Session-flow counts equal exactly, think-time and duration sums to 1e-9."""
+    assert (a is None) == (b is None)
+    if a is None:
+        return
+    for name in ("transitions", "think_pairs", "think", "duration", "arrival_minutes",
+                 "arrival_counts", "late_arrivals"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for name in ("think_sum", "latency_sum", "duration_sum"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9,
+                                   err_msg=name)
 
 
 def assert_kpi_fields_close(a: Any, b: Any) -> None:

@@ -799,6 +799,7 @@ cdef int table_keep(KeyTable *t, const int64_t *last_seen, int32_t overflow) noe
 # --------------------------------------------------------------------------------------
 
 include "_journeys_c.pxi"
+include "_flow_c.pxi"
 include "_sessions_c.pxi"
 include "../_attribute_scan.pxi"
 include "_admission_c.pxi"

@@ -50,6 +50,11 @@ cdef struct SessionRecord:
     int32_t group[GROUPS_PER_SESSION]
     uint32_t requests[GROUPS_PER_SESSION]
     double group_latency[GROUPS_PER_SESSION]
+    # Session flow (load-test plans): the row of the previous request, and the first
+    # request's end and latency, for the session's duration.
+    int32_t previous_row
+    int64_t first_end_ns
+    double first_latency
 
 
 cdef inline uint64_t splitmix(uint64_t h) noexcept nogil:
@@ -87,6 +92,7 @@ cdef class SessionTable:
     cdef JourneyCounts journeys
     cdef int n_journeys
     cdef JourneyProgress *progress
+    cdef FlowRecorder flow
 
     def __cinit__(self, int32_t capacity, int64_t timeout_ns, journeys=()):
         cdef size_t slots = 16
@@ -120,6 +126,8 @@ cdef class SessionTable:
         self.progress = NULL
         self.journeys = JourneyCounts(journeys) if journeys else None
         self.n_journeys = self.journeys.count if journeys else 0
+
+        self.flow = FlowRecorder()
 
     def group_row(self, str name):
         """The session-table row of page group ``name`` (see ``GroupTable.row``)."""
@@ -252,6 +260,8 @@ cdef class SessionTable:
         cdef int outcome = 1 if r.converted else 0
         cdef int g
         self.finalised += 1
+        self.flow.leave(r.previous_row, (<double>r.last_ns - <double>r.first_end_ns) * 1e-9
+                        + r.first_latency)
         self.add(0, outcome, pages_bin, r.pages, r.pages, r.latency_sum, r.revenue)
         for g in range(r.n_groups):
             self.add(r.group[g], outcome, pages_bin, r.pages, r.requests[g],
@@ -297,9 +307,18 @@ cdef class SessionTable:
                 self.journeys.start(&self.progress[p * self.n_journeys])
             self.place(h, p)
             self.open_count += 1
+            # Session flow: the same float arithmetic, in the same order, as the pure twin.
+            r.previous_row = group
+            r.first_end_ns = end_ns
+            r.first_latency = latency
+            self.flow.arrive(group, <double>end_ns * 1e-9 - latency, latency)
         else:
             self.unlink(p)
             r = &self.records[p]
+            # This request's start minus the session's latest end so far.
+            self.flow.step(r.previous_row, group,
+                           (<double>end_ns - <double>r.last_ns) * 1e-9 - latency, latency)
+            r.previous_row = group
         self.push_newest(p)
         if end_ns > r.last_ns:
             r.last_ns = end_ns
@@ -343,6 +362,7 @@ cdef class SessionTable:
         cdef uint64_t[:, ::1] continued_view = journeys.continued
         cdef uint64_t[:, :, ::1] think_view = journeys.think
         cdef uint64_t[:, :, :, ::1] journey_latency_view = journeys.latency
+        cdef FlowRecorder flow = FlowRecorder()
         cdef uint64_t[:, :, :, ::1] table_view = table
         cdef uint64_t[::1] requests_view = requests, pages_view = pages, counters_view = counters
         cdef double[:, ::1] latency_view = latency_sum
@@ -362,5 +382,6 @@ cdef class SessionTable:
         if self.n_journeys:
             self.journeys.copy_into(&entered_view[0, 0], &continued_view[0, 0],
                                     &think_view[0, 0, 0], &journey_latency_view[0, 0, 0, 0])
+        flow.copy_from(self.flow)
         return SessionArrays(names, table, requests, pages, latency_sum,
-                             revenue, counters, journeys=journeys)
+                             revenue, counters, journeys=journeys, flow=flow.dump(rows))

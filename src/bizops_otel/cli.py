@@ -6,7 +6,9 @@ visitors over HTTP, serves ``/metrics`` for Prometheus, pushes OTLP when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and shows a live view of what the metrics say.
 ``bizops-otel report PATH`` prints the same view of saved state (a snapshot file, or a
 ``multiproc_dir``) or of recorded spans (OTLP/JSON lines, CSV), and with ``-o`` writes it
-as one self-contained HTML page.
+as one self-contained HTML page. ``bizops-otel testplan PATH -o locustfile.py`` writes a
+Locust load test that reproduces the page mix, paths, think times and peaks of the same
+inputs' sessions.
 """
 
 from __future__ import annotations
@@ -45,7 +47,28 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="source", metavar="URL",
                         help="a live /metrics endpoint: it carries too little for a "
                              "report, and the command says why")
+    _testplan_parser(commands)
     return parser
+
+
+def _testplan_parser(commands: Any) -> None:
+    testplan = commands.add_parser(
+        "testplan", help="a Locust load test reproducing the sessions of saved state or "
+                         "recorded spans: page mix, paths, think times, arrivals, peak")
+    testplan.add_argument("path", nargs="?",
+                          help="a .npz snapshot file, a multiproc_dir, OTLP/JSON lines (.json, "
+                               ".jsonl, .ndjson) or a CSV of requests (.csv)")
+    testplan.add_argument("-o", "--output", default="locustfile.py",
+                          help="the Locust file to write (default locustfile.py; - prints)")
+    testplan.add_argument("--path", dest="paths", action="append", default=[],
+                          metavar="GROUP=/url",
+                          help="the request for a page group, e.g. product=/product/42 or "
+                               "'order=POST /checkout/confirm'; repeatable (default: the demo "
+                               "shop's routes, and /GROUP for other groups)")
+    testplan.add_argument("--speedup", type=float, default=1.0,
+                          help="replay the arrival profile this many times faster (default 1)")
+    testplan.add_argument("--cookie", default="bizops_session",
+                          help="the session cookie's name (default bizops_session)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -148,10 +171,55 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def testplan(args: argparse.Namespace) -> int:
+    """A Locust file following the sessions of saved state or recorded spans."""
+    from pathlib import Path
+
+    from .analytics import TestPlan
+    from .demo.testplan_file import shop_routes
+    from .testplan import parse_paths, render_locustfile
+
+    if args.path is None:
+        print("bizops-otel testplan: give a PATH (a snapshot file, a multiproc_dir or "
+              "recorded spans)", file=sys.stderr)
+        return 2
+    path = Path(args.path)
+    try:
+        routes = parse_paths(args.paths, shop_routes())
+        snapshot = _read(path)[0]
+        if snapshot is None:
+            raise ValueError("no saved state")
+        plan = TestPlan.from_snapshot(snapshot)
+        text = render_locustfile(plan, routes, speedup=args.speedup, source=str(path),
+                                 session_cookie=args.cookie)
+    except (OSError, ValueError) as error:  # ReplayError and ConfigError among them
+        print(f"bizops-otel testplan: {path}: {error}", file=sys.stderr)
+        return 2
+    unknown = sorted(set(routes) - set(plan.groups) - set(shop_routes()))
+    if unknown:
+        print(f"bizops-otel testplan: no traffic on page groups {', '.join(unknown)}; "
+              f"the traffic's groups: {', '.join(plan.groups)}", file=sys.stderr)
+        return 2
+    if args.output == "-":
+        print(text, end="")
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"bizops-otel testplan: {args.output}: {error}", file=sys.stderr)
+        return 2
+    print(f"bizops-otel testplan: wrote {args.output}: {plan.sessions:,} sessions over "
+          f"{len(plan.groups)} page groups, peak {plan.peak_arrivals:,.0f} sessions a minute, "
+          f"{plan.peak_users:,} concurrent users")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
         return report(args)
+    if args.command == "testplan":
+        return testplan(args)
     _check(args)
     return demo(args)
 

@@ -99,3 +99,28 @@ def think_edges() -> npt.NDArray[np.float64]:
     inner = THINK_LOWEST * 10.0 ** (np.arange(THINK_IN_RANGE_BINS + 1, dtype=np.float64)
                                     / THINK_BINS_PER_DECADE)
     return np.concatenate(([0.0], inner, [math.inf]))
+
+
+# Session flow, for load-test plans (``bizops-otel testplan``). Kept as counts, never as
+# sessions: a dense matrix of page-group transitions over the session rows, where state 0
+# (the "every page" row, never a page of its own) is the entry as a source and the exit as
+# a destination; think times (a request's start minus the session's previous end) and
+# session durations in log-spaced bins; session arrivals per span-clock minute.
+#: Time bins: bin 0 below 50 ms (overlapping requests, negative think times, too), bin i
+#: (1 ≤ i ≤ 57) ``[TIME_EDGES[i-1], TIME_EDGES[i])``, each 25% wide, bin 58 from 4.65 h.
+#: 25% is coarse beside the latency buckets' 10%, and plenty for think times, which people
+#: spread over orders of magnitude; 59 bins keep a tracked transition at 472 bytes.
+TIME_LOWEST: Final = 0.05
+TIME_GROWTH: Final = 1.25
+TIME_IN_RANGE_BINS: Final = 57
+TIME_EDGES: Final = tuple(TIME_LOWEST * TIME_GROWTH ** i for i in range(TIME_IN_RANGE_BINS + 1))
+TIME_BINS: Final = TIME_IN_RANGE_BINS + 2
+#: Transitions with a think-time histogram of their own, in order of first sight; the rest
+#: share one "other" histogram. A dense 66 × 66 × 59 array would be 2 MiB per table, and a
+#: site's sessions walk a few dozen of the 4,356 possible transitions.
+THINK_TRANSITIONS: Final = 128
+#: Session arrivals are counted per span-clock minute in a ring of the last 24 hours.
+ARRIVAL_MINUTES: Final = 1440
+#: Flow states: the session rows, row 0 standing for entry (source) and exit (destination).
+FLOW_STATES: Final = SESSION_FIXED_ROWS + MAX_SESSION_GROUPS
+FLOW_ENTRY_EXIT: Final = SESSION_ROW_ALL

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from ._flow_state import FlowArrays, merge_flows
 from ._journey_state import JourneyArrays, merge_journeys
 from ._layout import BUCKETS, PAGE_BINS
 
@@ -45,6 +46,9 @@ class SessionArrays:
     counters: U64  # (4,)
     # Journeys (funnels): their own arrays, matched by journey name on merge.
     journeys: JourneyArrays = field(default_factory=JourneyArrays.empty)
+    #: How sessions moved through these rows (load-test plans); None from files that
+    #: predate it.
+    flow: FlowArrays | None = None
 
     @staticmethod
     def empty() -> SessionArrays:
@@ -67,6 +71,8 @@ class SessionArrays:
                       self.counters):
             array.setflags(write=False)
         self.journeys.freeze()
+        if self.flow is not None:
+            self.flow.freeze()
         return self
 
 
@@ -97,5 +103,6 @@ def merge_sessions(parts: Sequence[SessionArrays]) -> SessionArrays:
         revenue[at] += part.revenue
         counters += part.counters
     journeys = merge_journeys([part.journeys for part in parts])
+    flow = merge_flows([(part.groups, part.flow) for part in parts], names)
     return SessionArrays(tuple(names), table, requests, pages, latency_sum, revenue, counters,
-                         journeys=journeys)
+                         journeys=journeys, flow=flow)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..config import Journey
+from ._flow_py import FlowRecorder
 from ._journey_state import JourneyArrays
 from ._journeys_py import JourneyCounts, Progress
 from ._layout import (
@@ -57,8 +58,18 @@ def new_salt() -> int:
 
 
 class _Session:
-    __slots__ = ("converted", "groups", "journeys", "last_ns", "latency_sum", "pages",
-                 "revenue")
+    __slots__ = (
+        "converted",
+        "first_end_ns",
+        "first_latency",
+        "groups",
+        "journeys",
+        "last_ns",
+        "latency_sum",
+        "pages",
+        "previous_row",
+        "revenue",
+    )  # journeys: funnels; first_end_ns, first_latency, previous_row: flow
 
     def __init__(self, end_ns: int) -> None:
         self.last_ns = end_ns
@@ -70,6 +81,11 @@ class _Session:
         self.groups: dict[int, list[float]] = {}
         # Progress on the configured journeys, made on the first request (None: none).
         self.journeys: Progress | None = None
+        # Session flow (load-test plans): the row of the previous request, and the first
+        # request's end and latency, for the session's duration.
+        self.previous_row = 0
+        self.first_end_ns = end_ns
+        self.first_latency = 0.0
 
 
 class GroupTable:
@@ -111,6 +127,8 @@ class SessionTable:
         self._truncated = 0
         self.journeys = JourneyCounts(journeys) if journeys else None
 
+        self.flow = FlowRecorder()
+
     def group_row(self, name: str) -> int:
         """The session-table row of page group ``name`` (see ``GroupTable.row``)."""
         row = self.groups.row(name)
@@ -137,8 +155,10 @@ class SessionTable:
                 self._finalise(oldest)
                 self._evicted += 1
             record = self._open[h] = _Session(end_ns)
+            self._flow_arrive(record, group, latency_s, end_ns)
         else:
             self._open.move_to_end(h)
+            self._flow_step(record, group, latency_s, end_ns)
         if end_ns > record.last_ns:
             record.last_ns = end_ns
         record.pages += 1
@@ -161,6 +181,26 @@ class SessionTable:
             record.groups[-1] = [0, 0.0]
             self._truncated += 1
 
+    # Session flow: the same float arithmetic, in the same order, as the native twin.
+    def _flow_arrive(self, record: _Session, group: int, latency_s: float,
+                     end_ns: int) -> None:
+        record.previous_row = group
+        record.first_latency = latency_s
+        self.flow.arrive(group, float(end_ns) * 1e-9 - latency_s, latency_s)
+
+    def _flow_step(self, record: _Session, group: int, latency_s: float,
+                   end_ns: int) -> None:
+        # This request's start minus the session's latest end so far (last_ns, not yet
+        # moved by this request).
+        think_s = (float(end_ns) - float(record.last_ns)) * 1e-9 - latency_s
+        self.flow.step(record.previous_row, group, think_s, latency_s)
+        record.previous_row = group
+
+    def _flow_leave(self, record: _Session) -> None:
+        duration_s = ((float(record.last_ns) - float(record.first_end_ns)) * 1e-9
+                      + record.first_latency)
+        self.flow.leave(record.previous_row, duration_s)
+
     def _expire(self, now_ns: int, limit: int) -> None:
         done = 0
         while self._open and (limit < 0 or done < limit):
@@ -175,6 +215,7 @@ class SessionTable:
         pages_bin = min(record.pages, PAGE_BINS) - 1
         outcome = 1 if record.converted else 0
         self._finalised += 1
+        self._flow_leave(record)
         self._add(SESSION_ROW_ALL, outcome, pages_bin, record.pages, record.pages,
                   record.latency_sum, record.revenue)
         for row, (requests, latency_sum) in record.groups.items():
@@ -208,4 +249,5 @@ class SessionTable:
                                self._truncated], np.uint64),
             journeys=(self.journeys.dump() if self.journeys is not None
                       else JourneyArrays.empty()),
+            flow=self.flow.dump(rows),
         )

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, Kpi, Operation
+from ._flow_state import FLOW_FIELDS, FlowArrays
 from ._journey_state import JOURNEY_ARRAY_FIELDS, JourneyArrays
 from ._session_state import SessionArrays
 from ._state import StateArrays
@@ -32,7 +33,7 @@ FORMAT_VERSION = 3
 _READS = (2, 3)
 _FIELDS = [f.name for f in dataclasses.fields(StateArrays)]
 _SESSION_FIELDS = [f.name for f in dataclasses.fields(SessionArrays)
-                   if f.name not in ("groups", "journeys")]
+                   if f.name not in ("groups", "journeys", "flow")]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def dumps(snapshot: Snapshot, retired: Retired | None = None) -> bytes:
         for name in _SESSION_FIELDS:
             arrays[f"sessions.{name}"] = getattr(sessions, name)
         _dump_journeys(sessions.journeys, header, arrays)
+        arrays.update(_flow_arrays(sessions.flow))
     states = [("cumulative", snapshot.state), ("recent", snapshot.recent().state)]
     if retired is not None and retired.ids:
         header["retired_ids"] = list(retired.ids)
@@ -122,7 +124,8 @@ def _loads(data: bytes) -> tuple[Snapshot, Retired]:
         if "session_groups" in header:
             fields = {name: np.array(archive[f"sessions.{name}"]) for name in _SESSION_FIELDS}
             sessions = SessionArrays(groups=tuple(header["session_groups"]),
-                                     journeys=_load_journeys(header, archive), **fields)
+                                     journeys=_load_journeys(header, archive),
+                                     flow=_read_flow(archive), **fields)
     keys = [tuple(k) for k in header["keys"]]
     started = header.get("started_ns")  # absent from files of earlier releases
     recent = Snapshot(config, keys, states["recent"], {}, None, header["taken_ns"],
@@ -155,6 +158,20 @@ def _load_journeys(header: dict[str, Any], archive: Any) -> JourneyArrays:
     steps = tuple(tuple(str(s) for s in item[1]) for item in header["journeys"])
     return JourneyArrays(names, steps, *(np.array(archive[f"journeys.{name}"])
                                          for name in JOURNEY_ARRAY_FIELDS))
+
+
+# Session flow (load-test plans) rides beside the session arrays; files without it (earlier
+# releases) read as no flow.
+def _flow_arrays(flow: FlowArrays | None) -> dict[str, Any]:
+    if flow is None:
+        return {}
+    return {f"session_flow.{name}": getattr(flow, name) for name in FLOW_FIELDS}
+
+
+def _read_flow(archive: Any) -> FlowArrays | None:
+    if f"session_flow.{FLOW_FIELDS[0]}" not in archive.files:
+        return None
+    return FlowArrays(*(np.array(archive[f"session_flow.{name}"]) for name in FLOW_FIELDS))
 
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str],

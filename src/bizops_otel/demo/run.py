@@ -15,7 +15,7 @@ from .. import attributes as attr
 from ..config import Config, Journey, Operation
 from ..implementation import NATIVE
 from ..install import BizOps, install
-from . import driver, history, live_report, shop, view
+from . import driver, history, live_report, shop, testplan_file, view
 from .simulate import Campaign, Scenario
 
 #: Seconds the view waits between two updates.
@@ -114,7 +114,8 @@ def run(duration: float, rate: float, seed: int, port: int,
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     print(f"bizops-otel demo: the shop is at http://127.0.0.1:{port}/\n"
           f"Prometheus metrics at http://127.0.0.1:{port}/metrics\n"
-          f"The report, live: http://127.0.0.1:{port}{live_report.ROUTE}"
+          f"The report, live: http://127.0.0.1:{port}{live_report.ROUTE}\n"
+          f"A load test of its sessions: http://127.0.0.1:{port}{testplan_file.ROUTE}"
           + (f"\nOTLP to {otlp}" if otlp else ""), flush=True)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     visitors.start()

@@ -1,5 +1,6 @@
 """A small web shop: Flask behind OpenTelemetry's WSGI middleware, with bizops-otel
-installed, serving ``/metrics`` and the live report (``/bizops/report``) beside the shop.
+installed, serving ``/metrics``, the live report (``/bizops/report``) and a load test generated from
+its sessions (``/bizops/testplan``) beside the shop.
 
 The WSGI middleware (opentelemetry-instrumentation-wsgi) works with any WSGI framework and
 follows the newest OpenTelemetry releases; page groups come from path rules, since it
@@ -28,7 +29,7 @@ from ..export.exposition import make_wsgi_app
 from ..install import BizOps
 from ..span.context import business_context, record_conversion, record_order
 from ..span.wsgi import BusinessContextMiddleware
-from . import live_report
+from . import live_report, testplan_file
 from .simulate import Page, Scenario
 
 SESSION_COOKIE = "bizops_session"
@@ -95,7 +96,8 @@ def create_app(scenario: Scenario, handle: BizOps, provider: TracerProvider,
     shop = BusinessContextMiddleware(traced, session_cookie=SESSION_COOKIE)
     return DispatcherMiddleware(shop, {
         "/metrics": make_wsgi_app(handle.snapshot, handle.campaign_health),
-        live_report.ROUTE: report if report is not None else live_report.LiveReport(handle)})
+        live_report.ROUTE: report if report is not None else live_report.LiveReport(handle),
+        testplan_file.ROUTE: testplan_file.TestPlanFile(handle, scenario)})
 
 
 class _Quiet(WSGIRequestHandler):

@@ -14,6 +14,7 @@ from ..analytics.guardrails import CONVERSION, LATENCY, VariantAlert, VariantMon
 from ..analytics.health import CampaignHealth
 from ..analytics.sessions import GroupSessions, session_stats
 from ..analytics.significance import trials_to_detect
+from ..analytics.testplan import TestPlan
 from ..attributes import FEATURE_FLAG_KEY, FEATURE_FLAG_VARIANT, PAGE_GROUP
 
 WIDTH = 80
@@ -227,6 +228,21 @@ def journey_lines(snapshot: Snapshot) -> list[str]:
     return lines
 
 
+def testplan_lines(snapshot: Snapshot) -> list[str]:
+    """The load-test plan in brief: page mix, peak arrivals and the users to reproduce it
+    (the Locust file itself is at /bizops/testplan)."""
+    try:
+        plan = TestPlan.from_snapshot(snapshot)
+    except ValueError:
+        return []
+    mix = " · ".join(f"{group[:10]} {share * 100:.0f}%" for group, share in
+                     sorted(plan.page_mix().items(), key=lambda item: -item[1]))
+    users = f"{plan.peak_users:,} users"
+    return [f"Load test plan: {mix}",
+            f"  peak {plan.peak_arrivals:,.0f} sessions/min, {plan.mean_pages:.1f} pages, think "
+            f"{plan.mean_think_s:.1f} s: {users} (/bizops/testplan)"]
+
+
 def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str,
            guardrails: VariantMonitor | None = None) -> str:
     """The whole view as text no wider than 80 columns."""
@@ -236,4 +252,5 @@ def render(snapshot: Snapshot, health: Sequence[CampaignHealth], header: str,
     funnels = journey_lines(snapshot)
     if funnels:
         lines += ["", *funnels]
+    lines += testplan_lines(snapshot)
     return "\n".join(line[:WIDTH] for line in lines)
