@@ -44,6 +44,15 @@ of each over bare. A test calls :func:`count_instructions` instead.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and "--layout" in sys.argv:
+    # Before anything else is imported: shift where later objects and types land (see
+    # ``layout_shift``), so that a count can be repeated over several layouts.
+    _shift = int(sys.argv[sys.argv.index("--layout") + 1])
+    _padding = [type(f"Pad{i}", (), {"__slots__": ()}) for i in range(7 * _shift)]
+    _padding += [bytearray(24 + 8 * (i % 13)) for i in range(97 * _shift)]
+
 import argparse
 import gc
 import itertools
@@ -51,7 +60,6 @@ import json
 import os
 import random
 import statistics
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -228,22 +236,42 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def count_run(variant: str, mix: str, spans: int) -> tuple[float, dict[str, Any]]:
+def count_run(variant: str, mix: str, spans: int,
+              layout: int = 0) -> tuple[float, dict[str, Any]]:
     """Instructions per span, and what the child reported (native, recorded)."""
     if spans <= 0:
         raise ValueError("spans must be positive")
     total, stdout = _callgrind.count(
-        [sys.executable, str(Path(__file__).resolve()), "--child", variant, mix, str(spans)],
+        [sys.executable, str(Path(__file__).resolve()), "--layout", str(layout),
+         "--child", variant, mix, str(spans)],
         env=child_env())
     report: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     return total / spans, report
 
 
-def count_instructions(variant: str, mix: str = "reference", spans: int = 2000) -> float:
+def count_instructions(variant: str, mix: str = "reference", spans: int = 2000,
+                       layout: int = 0) -> float:
     """CPU instructions per span of ``variant`` ("bare", "noop", "install", "rules") on ``mix``
     ("reference", "route-only", "landing"), counted by callgrind over ``spans`` spans
-    after the warm-up. Deterministic to a few instructions per span."""
-    return count_run(variant, mix, spans)[0]
+    after the warm-up, in memory layout ``layout``. Deterministic for a given layout."""
+    return count_run(variant, mix, spans, layout)[0]
+
+
+def install_overhead(mix: str = "reference", spans: int = 400, layouts: int = 5,
+                     jobs: int = 2) -> tuple[float, list[tuple[float, float]]]:
+    """install() over bare on ``mix``: the median over ``layouts`` memory layouts of the
+    per-layout ratio, and each layout's (bare, install) counts.
+
+    Why several layouts: CPython's type attribute cache is indexed by the address of the
+    attribute's name and the type's version tag, so which lookups collide (and then walk
+    the MRO) depends on everything allocated and every type created before, down to the
+    command line. One layout's ratio moved between +4.9% and +5.6% on the same build."""
+    runs = [(variant, layout) for layout in range(layouts) for variant in ("bare", "install")]
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        counts = list(pool.map(lambda run: count_instructions(run[0], mix, spans, run[1]),
+                               runs))
+    pairs = [(counts[2 * k], counts[2 * k + 1]) for k in range(layouts)]
+    return statistics.median(i / b - 1 for b, i in pairs), pairs
 
 
 def wall_ratios(mix: str, spans: int, rounds: int) -> dict[str, list[float]]:
@@ -298,12 +326,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "MIX", "N"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--layout", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--spans", type=int, default=2000,
                         help="counted spans per callgrind run (default 2000)")
     parser.add_argument("--mix", choices=MIXES, action="append",
                         help="a mix to run (repeatable; default all)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="callgrind runs per count; the spread is shown when > 1")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="memory layouts per count (default 3; see install_overhead): "
+                             "the median is shown, and the spread when > 1")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="callgrind runs at once (counts do not depend on it)")
     parser.add_argument("--rounds", type=int, default=9, help="wall-time rounds (default 9)")
@@ -317,13 +347,15 @@ def main() -> None:
         sys.exit(child(variant, mix, int(spans)))
 
     mixes = tuple(dict.fromkeys(args.mix)) if args.mix else MIXES
-    jobs = [(mix, variant) for mix in mixes for variant in VARIANTS for _ in range(args.repeat)]
+    jobs = [(mix, variant, layout) for mix in mixes for variant in VARIANTS
+            for layout in range(args.repeat)]
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda job: count_run(job[1], job[0], args.spans), jobs))
+        results = list(pool.map(lambda job: count_run(job[1], job[0], args.spans, job[2]),
+                                jobs))
     elapsed = time.perf_counter() - started
     counts: dict[str, dict[str, list[float]]] = {m: {v: [] for v in VARIANTS} for m in mixes}
-    for (mix, variant), (per_span, _) in zip(jobs, results, strict=True):
+    for (mix, variant, _), (per_span, _) in zip(jobs, results, strict=True):
         counts[mix][variant].append(per_span)
     native = all(report["native"] for _, report in results)
     wall = ({} if args.no_wall

@@ -9,20 +9,23 @@ a query, one in ten a campaign landing, one in four an order), for a bare Tracer
 and for one with ``install()``, in child processes with a fixed hash seed, a seeded
 ``random`` and a frozen GC heap.
 
-How stable: the measuring child gives the SDK a counter for a clock from a fixed instant,
-so the aggregator rolls the same sub-windows in every run whatever the machine's load (with
-the real clock, counts moved by up to a thousand instructions a span between runs). On the
-machine this budget was set on (CPython 3.11.7, opentelemetry-sdk 1.45.2, native build),
-repeated counts over 400 spans were equal to the last decimal, loaded or not (bare
-167,584, install 175,740: +4.87%), and counts over 400 and 2,000 spans agreed within 0.1
-points of the ratio. The budget leaves about 1 point for a different compiler, Python
-patch release or SDK release; a change of the span path that costs more fails.
+How stable: the measuring child gives the SDK a counter for a clock from a fixed instant
+(with the real clock, how many sub-windows the aggregator rolled depended on the machine's
+load), so a count repeats to the last decimal for a given build and memory layout. The
+layout still matters: CPython's type attribute cache is indexed by the address of each
+attribute name and each type's version tag, so which lookups collide depends on all that
+was allocated before; on one build the ratio moved between +4.9% and +5.6% over layouts,
+and an unrelated change of the imported code moved one layout's count by 4,000
+instructions. The test therefore counts five layouts (the child allocates a little padding
+first) and holds the median ratio to the budget. Measured on the machine this budget was
+set on (CPython 3.11.7, opentelemetry-sdk 1.45.2, native build): +4.90%, +5.59%, +5.20%,
++5.00% over four layouts of 400 spans. The budget leaves about 0.8 points; a change of the
+span path that costs more fails.
 """
 
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,21 +41,19 @@ import bench_span_path
 #: it was 12.7% before the span path was reworked, 4.9% to 5.0% after).
 BUDGET = 0.06
 SPANS = 400
+#: Memory layouts counted; the median ratio is held to the budget.
+LAYOUTS = 5
 
 
 def test_install_stays_within_its_instruction_budget_over_a_bare_span() -> None:
     if no_extensions():
         pytest.skip("the budget is the native span path's; the native pass checks it")
     require("valgrind", package="valgrind")
-    with ThreadPoolExecutor(2) as pool:
-        bare, installed = pool.map(
-            lambda variant: bench_span_path.count_instructions(variant, "reference", SPANS),
-            ("bare", "install"))
-    overhead = installed / bare - 1
+    overhead, pairs = bench_span_path.install_overhead("reference", SPANS, LAYOUTS)
     # Sanity: a count that measured nothing, or the wrong loop, would pass any budget.
-    assert 100_000 < bare < 400_000, f"bare span counted as {bare:,.0f} instructions"
-    assert installed > bare, "install() cannot cost nothing"
+    assert all(100_000 < b < 400_000 for b, _ in pairs), f"bare spans counted as {pairs}"
+    assert all(i > b for b, i in pairs), "install() cannot cost nothing"
     assert overhead <= BUDGET, (
-        f"install() costs {overhead:+.2%} over a bare span ({installed:,.0f} against "
-        f"{bare:,.0f} instructions per span, {installed - bare:+,.0f}); the budget is "
-        f"{BUDGET:.0%}. Profile with benchmarks/bench_span_path.py.")
+        f"install() costs {overhead:+.2%} over a bare span (median over {LAYOUTS} memory "
+        f"layouts; bare and install per layout: {pairs}); the budget is {BUDGET:.0%}. "
+        f"Profile with benchmarks/bench_span_path.py.")
