@@ -46,8 +46,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """In the pure-only pass (``BIZOPS_OTEL_NO_EXTENSIONS=1``), leave out the tests that
     name the native twin through the ``Aggregator`` fixture, and those marked
     ``native_pass_only``: they ran in the native pass, and this pass is for the pure twins,
-    which it runs in full."""
+    which it runs in full. In the native pass, leave out the pure parametrisation of the
+    tests marked ``pure_pass_covers``: the pure-only pass runs it."""
     if not no_extensions():
+        # The native pass leaves the pure parametrisation of tests marked
+        # ``pure_pass_covers`` (slow statistical runs) to the pure-only pass, which runs it
+        # with every twin pure: running it here as well would only repeat it.
+        repeated = [item for item in items
+                    if item.get_closest_marker("pure_pass_covers") is not None
+                    and getattr(item, "callspec", None) is not None
+                    and item.callspec.params.get("Aggregator") == "pure"]
+        if repeated:
+            config.hook.pytest_deselected(items=repeated)
+            items[:] = [item for item in items if item not in repeated]
         return
     kept, native = [], []
     for item in items:

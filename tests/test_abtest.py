@@ -48,6 +48,7 @@ def test_arms_match_scipy_on_the_simulated_sessions(Aggregator: Any) -> None:
     assert sum(result.requests) == snapshot.total().count
 
 
+@pytest.mark.pure_pass_covers
 def test_planted_lift_is_detected_and_null_variants_are_quiet(Aggregator: Any) -> None:
     detected = sum(
         compare(run(Aggregator, Scenario(variants={"A": 0.0, "B": 0.35}), 6000, seed=seed,

@@ -115,6 +115,7 @@ def test_a_variant_that_adds_latency_alerts_within_a_bounded_number_of_sessions(
     # The confounder: B converts better and draws visitors on to the slow checkout page.
     Scenario(variants={"A": 0.0, "B": 0.15}, variant_depth={"B": 0.15}),
 ], ids=["null", "converts-better-and-goes-deeper"])
+@pytest.mark.pure_pass_covers
 def test_a_variant_no_worse_alerts_at_most_at_the_nominal_rate_over_repeated_looks(
         Aggregator: Any, scenario: Scenario) -> None:
     """40 seeds, each looked at 20 times (every 250 sessions up to 5,000): the share of

@@ -67,6 +67,7 @@ def replay_and_watch(aggregator_cls: Any, broken: Campaign, seconds: float = 600
     Campaign("broken", 0.15, launch_s=LAUNCH_S, error_rate=0.3),
     Campaign("broken", 0.15, launch_s=LAUNCH_S, latency_factor=10.0),
 ], ids=["errors", "latency"])
+@pytest.mark.pure_pass_covers
 def test_broken_launch_fails_within_two_minutes_and_healthy_stays_ok(
         Aggregator: Any, broken: Campaign) -> None:
     for seed in range(10):

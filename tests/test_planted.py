@@ -23,6 +23,7 @@ PAGES = (Page("landing", "/", 0.25), Page("product", "/product/<id>", 0.45, sens
          Page("cart", "/cart", 0.30), Page("checkout", "/checkout", 0.70))
 
 
+@pytest.mark.pure_pass_covers
 def test_planted_page_ranks_first_by_conversion_impact_and_placebos_score_near_zero(
         Aggregator: Any) -> None:
     scenario = Scenario(pages=PAGES, phone_share=1.0)
@@ -43,6 +44,7 @@ def test_planted_page_ranks_first_by_conversion_impact_and_placebos_score_near_z
         assert math.isnan(sessions["checkout"].activity_impact)
 
 
+@pytest.mark.pure_pass_covers
 def test_logistic_slope_interval_covers_the_planted_slope(Aggregator: Any) -> None:
     """Every session that sees the product page goes on to checkout, and only phones
     visit, so conversion given the product latency is exactly logistic with the planted

@@ -199,6 +199,7 @@ def test_sessions_off(Aggregator: Any) -> None:
     assert snapshot.dropped["session_invalid"] == 0
 
 
+@pytest.mark.pure_pass_covers
 def test_million_distinct_ids_stay_bounded_and_never_leave_the_process(
         Aggregator: Any) -> None:
     """Memory is measured with tracemalloc, which sees the native table too (it
