@@ -98,7 +98,10 @@ def run(duration: float, rate: float, seed: int, port: int,
         dimensions=(attr.PAGE_GROUP, attr.CAMPAIGN_ID, attr.FEATURE_FLAG_VARIANT),
         page_groups=tuple((page.route.replace("<id>", "*"), page.group)
                           for page in (*scenario.pages, scenario.confirm)),
-        window=60.0, session_timeout=5.0, campaign_interval=2.0,
+        # The replayed history's keys must not expire mid-demo: its spans end minutes
+        # before the live ones, and a slow replay (the pure twin) left the A/B view with
+        # the live part only.
+        window=60.0, session_timeout=5.0, campaign_interval=2.0, key_ttl=0,
         operations=DEMO_OPERATIONS, journeys=DEMO_JOURNEYS)
     handle = install(provider, config=config)
     began = time.monotonic()
