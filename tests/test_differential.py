@@ -98,16 +98,21 @@ def replay(agg: Any, events: list[tuple[str, tuple[Any, ...]]]) -> None:
             agg.record_many(dims, latency, kpis, end_ns=end)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_twins_agree_on_random_streams(seed: int) -> None:
-    native = load("native")(CONFIG)
-    pure = PureAggregator(CONFIG)
-    events = stream(seed, 3000)
+def both_twins_after(config: Config, events: list[Any]) -> tuple[Any, Any]:
+    """Both twins fed ``events``, their snapshots at the last event checked to agree."""
+    native = load("native")(config)
+    pure = PureAggregator(config)
     replay(native, events)
     replay(pure, events)
     now = max(args[2] if kind == "span" else args[3] for kind, args in events)
     a, b = native.snapshot(now_ns=now), pure.snapshot(now_ns=now)
     assert_twins_agree(a, b)
+    return a, b
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_twins_agree_on_random_streams(seed: int) -> None:
+    a, _ = both_twins_after(CONFIG, stream(seed, 3000))
     assert sum(a.dropped.values()) > 100  # the garbage really was exercised
     assert a.overflow is not None  # 60 campaigns × pages exceed max_keys=40
     sessions_a = a.session_arrays
@@ -230,14 +235,7 @@ JOURNEY_CONFIG = dataclasses.replace(CONFIG, journeys=(
 
 @pytest.mark.parametrize("seed", [5, 6])
 def test_twins_agree_on_journeys_over_random_streams(seed: int) -> None:
-    native = load("native")(JOURNEY_CONFIG)
-    pure = PureAggregator(JOURNEY_CONFIG)
-    events = stream(seed, 3000)
-    replay(native, events)
-    replay(pure, events)
-    now = max(args[2] if kind == "span" else args[3] for kind, args in events)
-    a, b = native.snapshot(now_ns=now), pure.snapshot(now_ns=now)
-    assert_twins_agree(a, b)
+    a, b = both_twins_after(JOURNEY_CONFIG, stream(seed, 3000))
     journeys = a.session_arrays.journeys if a.session_arrays is not None else None
     assert journeys is not None and journeys.names == ("purchase", "basket", "odd")
     # Every kind of count was exercised: steps reached, gone on from, and timed.

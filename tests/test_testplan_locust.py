@@ -26,7 +26,6 @@ native pass only (``pytestmark`` below).
 
 from __future__ import annotations
 
-import ast
 import csv
 import importlib.util
 import math
@@ -43,6 +42,7 @@ import pytest
 from bizops_otel import Config, install
 from bizops_otel import attributes as attr
 from tests.processes import reap, spawn, stop
+from tests.test_testplan import assignments
 
 # Only looked for, never imported here: importing Locust patches this whole process with
 # gevent (sockets, threads, fork), and the other tests of the session with it.
@@ -87,17 +87,6 @@ def fetch_plan(port: int) -> str:
             time.sleep(1)
 
 
-def constants(text: str) -> dict[str, Any]:
-    values = {}
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                continue
-    return values
-
-
 def target_shop() -> tuple[Any, Any, Any]:
     """A fresh demo shop without visitors, instrumented as the demo is: (server, handle,
     provider)."""
@@ -134,7 +123,7 @@ def test_locust_following_the_plan_reproduces_the_page_mix_and_think_times(
         text = fetch_plan(port)
     finally:
         stop(demo)
-    plan = constants(text)
+    plan = assignments(text)
     locustfile = tmp_path / "locustfile.py"
     locustfile.write_text(text)
     assert plan["PEAK_USERS"] >= 5  # 20 sessions a second, lasting a second or two

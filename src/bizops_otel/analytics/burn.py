@@ -24,7 +24,6 @@ fires changes, and when it stops (``firing`` False).
 from __future__ import annotations
 
 import bisect
-import logging
 import math
 import threading
 import time
@@ -32,10 +31,8 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .._periodic import Periodic
+from .._periodic import Periodic, PeriodicMonitor, call_each
 from ..aggregate.snapshot import Objective, Snapshot
-
-_logger = logging.getLogger("bizops_otel")
 
 #: Alerts remembered (``ObjectiveMonitor.alerts``).
 REMEMBERED = 256
@@ -184,7 +181,7 @@ class ObjectiveBurn:
 ObjectiveCallback = Callable[[ObjectiveAlert], object]
 
 
-class ObjectiveMonitor:
+class ObjectiveMonitor(PeriodicMonitor):
     """Reads the objectives every ``interval`` seconds in a thread of its own and calls
     the callbacks with each alert. Callbacks never run on the request path; one that
     raises is logged and does not stop the others."""
@@ -216,24 +213,9 @@ class ObjectiveMonitor:
                                        time.monotonic() if now is None else now)
             self.alerts = (self.alerts + alerts)[-REMEMBERED:]
         for alert in alerts:
-            for callback in self._callbacks:
-                try:
-                    callback(alert)
-                except Exception:
-                    _logger.exception("bizops-otel: an objective alert callback raised")
+            call_each(self._callbacks, alert, "an objective alert")
         return alerts
 
-    def start(self) -> None:
-        self._task.start()
-
-    def restart_after_fork(self) -> None:
-        """In a forked child: the parent's thread does not exist here; start a new one."""
-        self._task = Periodic("bizops-otel-objectives", self._task.interval, self.check,
-                              "objective burn check failed")
-        self._task.start()
-
-    def stop(self) -> None:
-        self._task.stop()
 
 
 __all__ = ["WORKBOOK_RULES", "BurnRule", "ObjectiveAlert", "ObjectiveBurn",

@@ -25,7 +25,6 @@ the always-valid p-value only falls as evidence accumulates.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -35,14 +34,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._periodic import Periodic
+from .._periodic import Periodic, PeriodicMonitor, call_each
 from ..aggregate.snapshot import Snapshot
 from ..attributes import FEATURE_FLAG_VARIANT
 from ..config import Config
 from . import significance
 from .abtest import Arm, Moments, combine, every_arm
 
-_logger = logging.getLogger("bizops_otel")
 CONVERSION, LATENCY = "conversion", "latency"
 METRICS = (CONVERSION, LATENCY)
 
@@ -252,7 +250,7 @@ class VariantGuard:
 VariantCallback = Callable[[VariantAlert], Any]
 
 
-class VariantMonitor:
+class VariantMonitor(PeriodicMonitor):
     """Looks at the variants every ``interval`` seconds in a thread of its own and calls
     the callbacks with each new alert. Callbacks never run on the request path; one that
     raises is logged and does not stop the others."""
@@ -285,22 +283,7 @@ class VariantMonitor:
             alerts = self.guard.assess(snapshot)
             self.alerts = (self.alerts + alerts)[-REMEMBERED:]
         for alert in alerts:
-            for callback in self._callbacks:
-                try:
-                    callback(alert)
-                except Exception:
-                    _logger.exception("bizops-otel: a variant alert callback raised")
+            call_each(self._callbacks, alert, "a variant alert")
         self.last_pass_seconds = time.perf_counter() - started
         return alerts
 
-    def start(self) -> None:
-        self._task.start()
-
-    def restart_after_fork(self) -> None:
-        """In a forked child: the parent's thread does not exist here; start a new one."""
-        self._task = Periodic("bizops-otel-guardrails", self._task.interval, self.check,
-                              "variant guardrail check failed")
-        self._task.start()
-
-    def stop(self) -> None:
-        self._task.stop()

@@ -12,7 +12,6 @@ state, so an application can act: switch a flag off, roll back.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -22,13 +21,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import stats
-from .._periodic import Periodic
+from .._periodic import Periodic, PeriodicMonitor, call_each
 from ..aggregate._layout import OUTCOME_CONVERTED, OUTCOME_NOT_CONVERTED, bucket_edges
 from ..aggregate._state import StateArrays, group_rows, span_histograms, take_rows
 from ..aggregate.snapshot import KeyStats, Snapshot
 from ..attributes import CAMPAIGN_ID, MISSING, PAGE_GROUP
 
-_logger = logging.getLogger("bizops_otel")
 OK, DEGRADED, FAILING, WARMING_UP = "ok", "degraded", "failing", "warming_up"
 _EDGES = bucket_edges()
 
@@ -254,7 +252,7 @@ def _site_baselines(snapshot: Snapshot, chosen: list[str]) -> list[Figures]:
 AlertCallback = Callable[[CampaignHealth], Any]
 
 
-class CampaignMonitor:
+class CampaignMonitor(PeriodicMonitor):
     """Evaluates campaign health every ``interval`` seconds in a thread of its own and
     calls the callbacks when a campaign changes state. Callbacks never run on the
     request path, and one that raises is logged and does not stop the others.
@@ -300,11 +298,7 @@ class CampaignMonitor:
                 continue
             self._states[health.campaign] = health.state
             if health.state != previous:
-                for callback in self._callbacks:
-                    try:
-                        callback(health)
-                    except Exception:
-                        _logger.exception("bizops-otel: a campaign alert callback raised")
+                call_each(self._callbacks, health, "a campaign alert")
         # Retired campaigns leave: an ok verdict not renewed is the default anyway, and a
         # campaign gone from the snapshot (its keys expired) has nothing left to judge.
         # So the states, like first_seen, never outgrow the key space.
@@ -313,14 +307,3 @@ class CampaignMonitor:
         self.last_pass_seconds = time.perf_counter() - started
         return self.latest
 
-    def start(self) -> None:
-        self._task.start()
-
-    def restart_after_fork(self) -> None:
-        """In a forked child: the parent's thread does not exist here; start a new one."""
-        self._task = Periodic("bizops-otel-campaigns", self._task.interval, self.check,
-                              "campaign health check failed")
-        self._task.start()
-
-    def stop(self) -> None:
-        self._task.stop()
