@@ -178,3 +178,36 @@ def test_flow_survives_the_state_file(Aggregator: Any, tmp_path: Path) -> None:
     copy = persist.read(tmp_path / "state.npz")
     assert original.session_arrays is not None and copy.session_arrays is not None
     assert_flows_agree(original.session_arrays.flow, copy.session_arrays.flow)
+
+
+def test_the_scrape_carries_the_flow_the_raw_requests_give(Aggregator: Any) -> None:
+    """``bizops_session_transitions_total`` and ``bizops_session_think_time_mean_seconds``
+    in the Prometheus exposition: the transition counts and the mean think times (negative
+    ones counted as 0, as the twins do) that numpy computes from the raw requests."""
+    from bizops_otel.export.exposition import render
+
+    requests = planted_traffic(3, 200)
+    aggregator = Aggregator(CONFIG)
+    feed(aggregator, requests)
+    text = render(aggregator.snapshot(now_ns=requests[-1].end_ns + 3600 * SECOND)).decode()
+    expected = expected_from_raw(requests)
+
+    def series(metric: str) -> dict[tuple[str, str], float]:
+        found = {}
+        for line in text.splitlines():
+            if line.startswith(metric + "{"):
+                labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:
+                                                                  line.index("}")].split(","))
+                pair = tuple(labels[f"bizops_transition_{end}"].strip('"')
+                             for end in ("from", "to"))
+                found[pair] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    def named(pair: tuple[str, str]) -> tuple[str, str]:
+        return (pair[0].replace("entry/exit", "(entry)"), pair[1].replace("entry/exit", "(exit)"))
+
+    assert series("bizops_session_transitions_total") == {
+        named(pair): float(count) for pair, count in expected["transitions"].items()}
+    means = {named(pair): total / sum(expected["think"][pair])
+             for pair, total in expected["think_sum"].items()}
+    assert series("bizops_session_think_time_mean_seconds") == pytest.approx(means, rel=1e-9)

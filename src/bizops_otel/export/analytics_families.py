@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..aggregate._session_state import OVERFLOW_GROUP
 from ..aggregate.snapshot import Snapshot
 from ..analytics.abtest import compare, pairings
@@ -88,6 +90,11 @@ SPECS: tuple[tuple[str, Kind, str, str], ...] = (
     ("bizops.ab.difference", "gauge", "{difference}",
      "Variant minus control: conversion rate, latency (s), order value, or correlation"),
     ("bizops.ab.p_value", "gauge", "{p}", "Two-sided p-value of the variant's difference"),
+    ("bizops.session.transitions", "counter", "{step}",
+     "Steps of sessions from one page group to the next, entering and leaving included"),
+    ("bizops.session.think_time.mean", "gauge", "s",
+     "Mean think time of a transition between page groups (request start minus the "
+     "previous end)"),
     ("bizops.guardrail.e_value", "gauge", "{ratio}",
      "Guardrail evidence that the variant is worse than its control (mSPRT e-value); "
      "alerts at 1/alpha"),
@@ -209,3 +216,34 @@ def add_journeys(families: dict[str, Family], snapshot: Snapshot) -> None:
                        (*labels, (QUANTILE_LABEL, f"{q:g}")), step.seconds_to_next(q))
             _point(families, "bizops.journey.step.latency_correlation", labels,
                    step.latency_correlation)
+
+
+#: Labels of a session-flow transition; the entry, the exit and the page groups past the
+#: tracked ones are named as below.
+FROM_LABEL, TO_LABEL = "bizops.transition.from", "bizops.transition.to"
+ENTRY, EXIT, OTHER_GROUPS = "(entry)", "(exit)", "(overflow)"
+
+
+def add_flow(families: dict[str, Family], snapshot: Snapshot) -> None:
+    """The session flow the load-test plan is made of: every transition seen between page
+    groups (from the entry, to the exit) as a counter, and the mean think time of each
+    transition that has a histogram of its own. At most (64 + 2)² series, in practice the
+    few dozen transitions a site's sessions take."""
+    arrays = snapshot.session_arrays
+    flow = None if arrays is None else arrays.flow
+    if arrays is None or flow is None:
+        return
+
+    def name(row: int, end: str) -> str:
+        group = arrays.groups[row]
+        return end if row == 0 else OTHER_GROUPS if group == OVERFLOW_GROUP else group
+
+    for a, b in zip(*np.nonzero(flow.transitions), strict=True):
+        labels = ((FROM_LABEL, name(int(a), ENTRY)), (TO_LABEL, name(int(b), EXIT)))
+        _point(families, "bizops.session.transitions", labels, float(flow.transitions[a, b]))
+    for k, (a, b) in enumerate(flow.think_pairs.tolist()):
+        count = float(flow.think[k].sum())
+        if count:
+            labels = ((FROM_LABEL, name(a, ENTRY)), (TO_LABEL, name(b, EXIT)))
+            _point(families, "bizops.session.think_time.mean", labels,
+                   float(flow.think_sum[k]) / count)

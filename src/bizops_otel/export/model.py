@@ -267,6 +267,7 @@ def metric_families(snapshot: Snapshot, health: Sequence[CampaignHealth] = ()
     analytics_families.add_sessions(families, snapshot)
     analytics_families.add_variants(families, snapshot)
     analytics_families.add_guardrails(families, snapshot)
+    analytics_families.add_flow(families, snapshot)
     analytics_families.add_campaigns(families, health)
     analytics_families.add_journeys(families, snapshot)
     return list(families.values()), histogram
