@@ -10,6 +10,10 @@ counts do not. For each span mix and each of four TracerProviders
 1. ``bare``: the SDK TracerProvider, no span processor;
 2. ``noop``: the same with a SpanProcessor whose on_start and on_end do nothing (the
    floor: what merely being a span processor costs);
+   ``writes``: the same with a SpanProcessor that writes, in on_start and with the SDK's
+   ``set_attribute``, exactly the attributes install() writes on each span (the campaign
+   of a landing), computed beforehand: the floor of any processor that writes them
+   through the SDK's public API, which install() is measured against on landings;
 3. ``install``: the same with ``bizops_otel.install(provider, campaign_interval=0)``,
    otherwise the defaults (the targets are set on this one);
 4. ``rules``: install() with one page-group rule, ``page_groups=(("/product/*",
@@ -62,7 +66,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -80,8 +84,9 @@ from _timing import table
 import bizops_otel
 from bizops_otel import attributes as attr
 from bizops_otel._twins import no_extensions
+from bizops_otel.span.enrich import parse_utm
 
-VARIANTS = ("bare", "noop", "install", "rules", "objectives", "journeys")
+VARIANTS = ("bare", "noop", "writes", "install", "rules", "objectives", "journeys")
 #: The variants that install bizops-otel, compared with bare.
 INSTALLED = ("install", "rules", "objectives", "journeys")
 MIXES = ("reference", "route-only", "landing")
@@ -147,13 +152,52 @@ class NoopProcessor(SpanProcessor):
         pass
 
 
-def tracer_provider(variant: str) -> tuple[TracerProvider, bizops_otel.BizOps | None]:
-    """A fresh provider set up as ``variant``, and the bizops-otel handle for install."""
+#: (key, value) pairs a span is given at start
+Writes = tuple[tuple[str, str], ...]
+
+
+def campaign_writes(attributes: Mapping[str, Any]) -> Writes:
+    """What install() writes at the start of a span of the mixes: the campaign its query
+    names, each key the span does not already carry (``enrich.Enricher.campaign_attributes``
+    with the default value length, by the pure functions)."""
+    query = attributes.get(attr.URL_QUERY)
+    campaign = parse_utm(query) if isinstance(query, str) and "utm_" in query else None
+    if campaign is None:
+        return ()
+    keys = (attr.CAMPAIGN_ID, attr.CAMPAIGN_SOURCE, attr.CAMPAIGN_MEDIUM)
+    return tuple((key, value) for key, value in zip(keys, campaign, strict=True)
+                 if value is not None and key not in attributes)
+
+
+class WritesProcessor(SpanProcessor):
+    """The floor of writing install()'s attributes: the next span's pairs, precomputed, each
+    written with ``set_attribute`` at on_start; nothing else."""
+
+    def __init__(self, writes: Iterator[Writes]) -> None:
+        self._writes = writes
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for key, value in next(self._writes):
+            span.set_attribute(key, value)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+
+def tracer_provider(variant: str, writes: Iterator[Writes] | None = None
+                    ) -> tuple[TracerProvider, bizops_otel.BizOps | None]:
+    """A fresh provider set up as ``variant``, and the bizops-otel handle for install.
+    ``writes`` gives the ``writes`` variant each span's pairs, in the order spans start."""
     provider = TracerProvider()
     if variant == "bare":
         return provider, None
     if variant == "noop":
         provider.add_span_processor(NoopProcessor())
+        return provider, None
+    if variant == "writes":
+        if writes is None:
+            raise ValueError("the writes variant needs each span's writes")
+        provider.add_span_processor(WritesProcessor(writes))
         return provider, None
     if variant == "install":
         return provider, bizops_otel.install(provider, campaign_interval=0)
@@ -205,7 +249,8 @@ def child(variant: str, mix: str, spans: int) -> int:
     clock = itertools.count(CLOCK_START_NS, CLOCK_STEP_NS)
     setattr(sdk_trace, "time_ns", clock.__next__)  # noqa: B010 (not a re-export of ours)
     specs = request_mix(mix, WARMUP + spans)
-    provider, handle = tracer_provider(variant)
+    provider, handle = tracer_provider(
+        variant, iter([campaign_writes(attributes) for _, attributes, _ in specs]))
     tracer = provider.get_tracer("bench")
     run_spans(tracer, specs[:WARMUP])
     gc.collect()
@@ -278,9 +323,12 @@ def install_overhead(mix: str = "reference", spans: int = 400, layouts: int = 5,
 def wall_ratios(mix: str, spans: int, rounds: int) -> dict[str, list[float]]:
     """Per round: each variant's time per span over bare, and bare ns/span."""
     specs = request_mix(mix, WARMUP + spans)
+    writes = [campaign_writes(attributes) for _, attributes, _ in specs]
     tracers = {}
     for variant in VARIANTS:
-        provider, _ = tracer_provider(variant)
+        # the rounds run the measured spans again and again, after the warm-up ones
+        provider, _ = tracer_provider(variant, itertools.chain(
+            writes[:WARMUP], itertools.cycle(writes[WARMUP:])))
         tracers[variant] = provider.get_tracer("bench")
         run_spans(tracers[variant], specs[:WARMUP])
     measured = specs[WARMUP:]
@@ -310,14 +358,15 @@ def print_counts(counts: Mapping[str, Mapping[str, list[float]]]) -> None:
         bare = value["bare"]
         row = (mix, *(f"{value[v]:,.0f}" for v in VARIANTS),
                *(f"{value[v] / bare - 1:+.2%}" for v in VARIANTS[1:]),
-               f"{value['install'] - bare:+,.0f}")
+               f"{value['install'] - bare:+,.0f}", f"{value['install'] - value['writes']:+,.0f}")
         if repeated:
             row += (" / ".join(f"{max(per[v]) - min(per[v]):.1f}" for v in VARIANTS),)
         rows.append(row)
     header: tuple[str, ...] = ("mix", *(f"{v} instr/span" for v in VARIANTS),
                                "noop over bare (floor)",
                                *(f"{v} over bare" for v in VARIANTS[2:]),
-                               "install extra instr/span")
+                               "install extra instr/span",
+                               "install over writes instr/span")
     if repeated:
         header += (f"spread instr/span ({' / '.join(VARIANTS)})",)
     print(table(rows, header))

@@ -56,14 +56,14 @@ cdef int key_scan_init(KeyScan *scan, tuple keys) except -1:
 
 cdef int key_scan(const KeyScan *scan, object attributes, PyObject **found) except -1:
     """``found[i] = attributes.get(keys[i])`` for every wanted key, borrowed, NULL where
-    absent; ``attributes`` must be an exact dict. Raises only what a lookup of a key that is
-    not an exact str raises."""
+    absent; ``attributes`` must be an exact dict. Returns how many were found. Raises only
+    what a lookup of a key that is not an exact str raises."""
     cdef Py_ssize_t pos = 0
     cdef Py_ssize_t entries = PyDict_GET_SIZE(attributes)
     cdef PyObject *key
     cdef PyObject *value
     cdef Py_hash_t h
-    cdef int i
+    cdef int i, count = 0
     for i in range(scan.n):
         found[i] = NULL
     if entries > scan.n:
@@ -85,11 +85,14 @@ cdef int key_scan(const KeyScan *scan, object attributes, PyObject **found) exce
                     scan.keys[i] == key
                     or PyUnicode_Compare(<object>scan.keys[i], <object>key) == 0):
                 found[i] = value  # no break: two wanted keys may be the same
-    return 0
+                count += 1
+    return count
 
 
 cdef int key_lookups(const KeyScan *scan, object attributes, PyObject **found) except -1:
-    cdef int i
+    cdef int i, count = 0
     for i in range(scan.n):
         found[i] = scan_dict_lookup(<PyObject *>attributes, scan.keys[i])
-    return 0
+        if found[i] != NULL:
+            count += 1
+    return count

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from bizops_otel import attributes
 from bizops_otel._twins import no_extensions
 
 from .tools import require
@@ -37,23 +38,55 @@ from .tools import require
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_span_path
 
-#: install() over bare on the reference mix, in instructions per span (the issue's target;
-#: it was 12.7% before the span path was reworked, 4.9% to 5.0% after).
-BUDGET = 0.06
+#: install() over bare, in instructions per span, by mix: the reference mix's target (it was
+#: 12.7% before the span path was reworked, 4.9% to 5.0% after); route-only spans, whose
+#: target is 4% (3.9% to 4.1% over layouts when this guard was added), with the layouts'
+#: spread on top.
+BUDGETS = {"reference": 0.06, "route-only": 0.045}
 SPANS = 400
 #: Memory layouts counted; the median ratio is held to the budget.
 LAYOUTS = 3
 
 
-def test_install_stays_within_its_instruction_budget_over_a_bare_span() -> None:
+@pytest.mark.parametrize("mix", sorted(BUDGETS))
+def test_install_stays_within_its_instruction_budget_over_a_bare_span(mix: str) -> None:
     if no_extensions():
         pytest.skip("the budget is the native span path's; the native pass checks it")
     require("valgrind", package="valgrind")
-    overhead, pairs = bench_span_path.install_overhead("reference", SPANS, LAYOUTS)
+    budget = BUDGETS[mix]
+    overhead, pairs = bench_span_path.install_overhead(mix, SPANS, LAYOUTS)
     # Sanity: a count that measured nothing, or the wrong loop, would pass any budget.
     assert all(100_000 < b < 400_000 for b, _ in pairs), f"bare spans counted as {pairs}"
     assert all(i > b for b, i in pairs), "install() cannot cost nothing"
-    assert overhead <= BUDGET, (
-        f"install() costs {overhead:+.2%} over a bare span (median over {LAYOUTS} memory "
-        f"layouts; bare and install per layout: {pairs}); the budget is {BUDGET:.0%}. "
-        f"Profile with benchmarks/bench_span_path.py.")
+    assert overhead <= budget, (
+        f"install() costs {overhead:+.2%} over a bare {mix} span (median over {LAYOUTS} "
+        f"memory layouts; bare and install per layout: {pairs}); the budget is "
+        f"{budget:.1%}. Profile with benchmarks/bench_span_path.py.")
+
+
+def test_the_writing_floor_writes_what_install_writes() -> None:
+    """The benchmark's ``writes`` provider is the floor install() is held to on landings:
+    a processor that only writes install()'s attributes with the SDK's set_attribute. It is
+    a fair floor only if it writes exactly what install() writes, span for span: checked
+    here on every mix, the spans exported by the real SDK."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    for mix in bench_span_path.MIXES:
+        specs = bench_span_path.request_mix(mix, 60)
+        written = {}
+        for variant in ("writes", "install"):
+            provider, handle = bench_span_path.tracer_provider(variant, iter(
+                [bench_span_path.campaign_writes(attrs) for _, attrs, _ in specs]))
+            exporter = InMemorySpanExporter()
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            bench_span_path.run_spans(provider.get_tracer("t"), specs)
+            written[variant] = [
+                {k: v for k, v in span.attributes.items() if k not in start}
+                for span, (_, start, _) in zip(exporter.get_finished_spans(), specs,
+                                               strict=True)]
+            if handle is not None:
+                handle.shutdown()
+        assert written["writes"] == written["install"], mix
+        landings = sum(1 for pairs in written["install"] if attributes.CAMPAIGN_ID in pairs)
+        assert landings == {"reference": 6, "route-only": 0, "landing": 60}[mix]

@@ -1379,10 +1379,11 @@ cdef class Aggregator:
         # run Python code that changes the dict, so the values found are held until the
         # commit; otherwise a span creates and releases no references of its own.
         try:
-            key_scan(&self._scan, attributes, scanned)
-            n_scanned = self._scan.n
-            for j in range(n_scanned):
-                Py_XINCREF(scanned[j])
+            # Nothing found (a span with none of the attributes counted), nothing to hold.
+            if key_scan(&self._scan, attributes, scanned) > 0:
+                n_scanned = self._scan.n
+                for j in range(n_scanned):
+                    Py_XINCREF(scanned[j])
             # The key comes last, once every read has succeeded: a span dropped as
             # unreadable must not take a key (as in the pure twin).
             for j in range(self._m):

@@ -13,7 +13,7 @@ from cpython.contextvars cimport get_value as context_var_get
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport PyObject
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_Find
 
 
@@ -41,7 +41,7 @@ from bizops_otel.attributes import (
     URL_PATH,
     URL_QUERY,
 )
-from bizops_otel.span.context import AROUND, CONTEXT_KEY
+from bizops_otel.span import context as business
 from bizops_otel.span.operations import KINDS
 from bizops_otel.span.enrich import (
     MAX_QUERY_LENGTH,
@@ -63,7 +63,8 @@ cdef str S_URL_QUERY = URL_QUERY
 cdef str S_URL_PATH = URL_PATH
 cdef str S_URL_FULL = URL_FULL
 cdef str S_HTTP_URL = HTTP_URL
-cdef object S_CONTEXT_KEY = CONTEXT_KEY
+cdef object S_CONTEXT_KEY = business.CONTEXT_KEY
+cdef object AROUND = business.AROUND
 cdef Py_ssize_t QUERY_LIMIT = MAX_QUERY_LENGTH
 cdef Py_ssize_t URL_LIMIT = MAX_URL_LENGTH
 cdef str UTM = "utm_"
@@ -212,6 +213,9 @@ cdef tuple utm_pairs(str text, Py_ssize_t start, Py_ssize_t stop):
 cdef tuple QUERY_SOURCES = (S_HTTP_TARGET, S_URL_FULL, S_HTTP_URL)
 cdef KeyScan QUERY_SCAN
 key_scan_init(&QUERY_SCAN, QUERY_SOURCES)
+# The same with url.query, for the attribute dicts small enough to walk once.
+cdef KeyScan ANY_QUERY_SCAN
+key_scan_init(&ANY_QUERY_SCAN, (S_URL_QUERY,) + QUERY_SOURCES)
 # What on_end reads of a request span's attributes for its page group (see _end).
 cdef tuple GROUP_SOURCES = (S_PAGE_GROUP, S_HTTP_ROUTE)
 cdef KeyScan GROUP_SCAN
@@ -230,8 +234,21 @@ cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop)
     """``enrich.query_of`` as bounds within the attribute's own string, with no copy: the
     string holding the query (url.query, else http.target after ``?``, else the full URL
     after ``?`` and before ``#``, each attribute cut to MAX_URL_LENGTH), or None."""
-    cdef PyObject *found[3]
-    cdef object query = lookup(attributes, S_URL_QUERY)
+    cdef PyObject *found[4]
+    cdef object query
+    if type(attributes) is dict and PyDict_GET_SIZE(attributes) <= ANY_QUERY_SCAN.n:
+        # A dict this small is walked once for all four sources (a route-only span's).
+        key_scan(&ANY_QUERY_SCAN, attributes, found)
+        if found[0] == NULL and found[1] == NULL and found[2] == NULL and found[3] == NULL:
+            return None
+        query = found_or_none(found[0])
+        if isinstance(query, str):
+            start[0] = 0
+            stop[0] = min(len(<str>query), URL_LIMIT)
+            return query
+        return query_elsewhere(found_or_none(found[1]), found_or_none(found[2]),
+                               found_or_none(found[3]), start, stop)
+    query = lookup(attributes, S_URL_QUERY)
     # The newer semantic conventions' url.query, when present, settles it in one lookup;
     # without it, the other three are looked for together.
     if isinstance(query, str):
@@ -386,9 +403,9 @@ cdef class SpanHooks:
         """Whether configured operations reach the native aggregator as a C call."""
         return self._record_operations_c != NULL
 
-    cdef inline bint _is_request_kind(self, object kind):
+    cdef inline bint _is_request_kind(self, object kind) noexcept:
         cdef Py_ssize_t i
-        for i in range(len(self._kinds)):
+        for i in range(PyTuple_GET_SIZE(self._kinds)):  # a tuple, set in __init__
             if <object>PyTuple_GET_ITEM(self._kinds, i) is kind:
                 return True
         return False
@@ -402,26 +419,33 @@ cdef class SpanHooks:
             drops.count(drops.PROCESSOR_ERROR, f"on_start: {error!r}")
 
     cdef int _start(self, object span, object parent_context) except -1:
-        cdef bint local_parent
+        cdef bint local_parent, request_kind
         cdef object parent, kind, span_id, attributes, request, context, carried, text
+        cdef object entry
         cdef Py_ssize_t start, stop
         try:
             kind = span._kind
             span_id = span_id_of(span._context)
             attributes = span._attributes._dict
             # A request's parent does not matter: read it only for other kinds.
-            parent = None if self._is_request_kind(kind) else span._parent
+            request_kind = self._is_request_kind(kind)
+            parent = None if request_kind else span._parent
+            entry = None
         except AttributeError:
             kind, parent, span_id, attributes = public_fields(span)
+            request_kind = self._is_request_kind(kind)
+            entry = span
         live = self._live
-        if len(live) >= LIMIT:  # spans that never end must not leak here
+        if PyDict_GET_SIZE(live) >= LIMIT:  # spans that never end must not leak here
             drops.count(drops.REQUEST_REGISTRY_FULL, f"over {LIMIT} live spans")
-        elif self._is_request_kind(kind):
-            live[span_id] = span
+        elif request_kind:
+            # on_end takes the attribute dict from here (context.RequestEntry): two
+            # attribute reads fewer than reading it from the span on_end is given.
+            live[span_id] = (span, span_id, attributes) if entry is None else entry
         else:
             local_parent = parent is not None and not is_remote(parent)
             if self._local_roots and not local_parent:
-                live[span_id] = span
+                live[span_id] = (span, span_id, attributes) if entry is None else entry
             elif local_parent:
                 request = lookup(live, span_id_of(parent))
                 if request is not None:
@@ -491,7 +515,7 @@ cdef class SpanHooks:
 
     cdef int _end(self, object span) except -1:
         cdef object context, span_id, request, kind, parent, attributes, start, end, route
-        cdef object fallback, status
+        cdef object fallback, status, registered
         cdef bint failed
         try:
             context = span._context
@@ -502,6 +526,7 @@ cdef class SpanHooks:
         # with the request: what is registered says whether this span is a request, with
         # no need to read its kind and parent again.
         request = self._live.pop(span_id, None)
+        attributes = None
         if request is None:  # not registered: the registry was full, or a span of no request
             try:
                 kind = span._kind
@@ -511,10 +536,18 @@ cdef class SpanHooks:
             if not self._is_request_kind(kind) and (
                     not self._local_roots or (parent is not None and not is_remote(parent))):
                 return 0
+        elif type(request) is tuple:  # a request's entry, its own or its request's
+            registered = <object>PyTuple_GET_ITEM(request, 1)
+            if registered is not span_id and registered != span_id:
+                return 0  # a span inside a request
+            # The span's own attribute dict, as on_start found it: the SDK hands on_end a
+            # copy of the span that shares it.
+            attributes = <object>PyTuple_GET_ITEM(request, 2)
         elif request is not span and not same_span(request, context, span_id):
             return 0  # a span inside a request
         try:
-            attributes = span._attributes._dict
+            if attributes is None:
+                attributes = span._attributes._dict
             start = span._start_time
             end = span._end_time
             status = span._status

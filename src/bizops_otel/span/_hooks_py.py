@@ -108,14 +108,17 @@ class SpanHooks:
                 kind = span._kind
                 span_id = span._context.span_id
                 attributes = span._attributes._dict
+                # on_end takes the attribute dict from here (context.RequestEntry)
+                entry: Any = (span, span_id, attributes)
             except AttributeError:
                 kind, parent, span_id, attributes = public_fields(span)
+                entry = span
             local_parent = parent is not None and not parent.is_remote
             live = self._live
             if len(live) >= LIVE_SPAN_LIMIT:  # spans that never end must not leak here
                 drops.count(drops.REQUEST_REGISTRY_FULL, f"over {LIVE_SPAN_LIMIT} live spans")
             elif kind in self._kinds or (self._local_roots and not local_parent):
-                live[span_id] = span
+                live[span_id] = entry
             elif local_parent:
                 request = live.get(parent.span_id)
                 if request is not None:
@@ -164,6 +167,7 @@ class SpanHooks:
             # request with the request: what is registered says whether this span is a
             # request, with no need to read its kind and parent again.
             request = self._live.pop(span_id, None)
+            attributes = None
             if request is None:  # not registered: the registry was full, or no request
                 try:
                     kind, parent = span._kind, span._parent
@@ -173,10 +177,17 @@ class SpanHooks:
                 if kind not in self._kinds and (
                         not self._local_roots or (parent is not None and not parent.is_remote)):
                     return
+            elif type(request) is tuple:  # a request's entry, its own or its request's
+                if request[1] != span_id:
+                    return  # a span inside a request
+                # The span's own attribute dict, as on_start found it: the SDK hands on_end
+                # a copy of the span that shares it.
+                attributes = request[2]
             elif request is not span and not _same_span(request, context, span_id):
                 return  # a span inside a request
             try:
-                attributes = span._attributes._dict
+                if attributes is None:
+                    attributes = span._attributes._dict
                 start, end = span._start_time, span._end_time
                 failed = span._status._status_code is StatusCode.ERROR
             except AttributeError:

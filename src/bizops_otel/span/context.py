@@ -76,16 +76,25 @@ def configure(config: Config) -> None:
 
 
 # Request spans -------------------------------------------------------------------------
+#: A request's entry in the registry of live spans: (request span, its span id, its
+#: attribute dict), what on_end needs of the request read once at on_start. Spans inside
+#: the request share its entry. A request whose fields the hooks could not read directly
+#: (a span laid out otherwise) is registered as the span alone.
+RequestEntry = tuple[Span, int, dict[str, Any]]
+
+
 class RequestSpans:
-    """Live span id -> its request span. Written by the processor, read by the helpers."""
+    """Live span id -> its request's entry. Written by the processor, read by the helpers."""
 
     def __init__(self) -> None:
         #: Written directly by the span processor, on the hot path.
-        self.live: dict[int, Span] = {}
+        self.live: dict[int, RequestEntry | Span] = {}
 
     def request_of(self, span: Span) -> Span:
         found = self.live.get(span.get_span_context().span_id)
-        return span if found is None else found
+        if found is None:
+            return span
+        return found[0] if isinstance(found, tuple) else found
 
     def __len__(self) -> int:
         return len(self.live)
