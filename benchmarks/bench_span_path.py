@@ -2,10 +2,11 @@
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_span_path.py [--spans 2000]
         [--mix reference|route-only|landing] [--rounds 9] [--wall-spans 10000]
-        [--no-wall] [--repeat K] [--jobs J] [--json]
+        [--variant bare|noop|writes|install|rules|objectives|journeys] [--no-wall]
+        [--repeat K] [--jobs J] [--json]
 
 Wall time on a shared machine moves by several percent from run to run; instruction
-counts do not. For each span mix and each of four TracerProviders
+counts do not. For each span mix and each of these TracerProviders
 
 1. ``bare``: the SDK TracerProvider, no span processor;
 2. ``noop``: the same with a SpanProcessor whose on_start and on_end do nothing (the
@@ -351,24 +352,32 @@ def ratio_cell(values: Sequence[float]) -> str:
 
 
 def print_counts(counts: Mapping[str, Mapping[str, list[float]]]) -> None:
+    variants = [v for v in VARIANTS if v in next(iter(counts.values()))]
     repeated = any(len(values) > 1 for per in counts.values() for values in per.values())
     rows = []
     for mix, per in counts.items():
-        value = {variant: statistics.median(per[variant]) for variant in VARIANTS}
-        bare = value["bare"]
-        row = (mix, *(f"{value[v]:,.0f}" for v in VARIANTS),
-               *(f"{value[v] / bare - 1:+.2%}" for v in VARIANTS[1:]),
-               f"{value['install'] - bare:+,.0f}", f"{value['install'] - value['writes']:+,.0f}")
+        value = {variant: statistics.median(per[variant]) for variant in variants}
+        bare = value.get("bare")
+        row = (mix, *(f"{value[v]:,.0f}" for v in variants))
+        if bare is not None:
+            row += tuple(f"{value[v] / bare - 1:+.2%}" for v in variants if v != "bare")
+            if "install" in value:
+                row += (f"{value['install'] - bare:+,.0f}",)
+        if "install" in value and "writes" in value:
+            row += (f"{value['install'] - value['writes']:+,.0f}",)
         if repeated:
-            row += (" / ".join(f"{max(per[v]) - min(per[v]):.1f}" for v in VARIANTS),)
+            row += (" / ".join(f"{max(per[v]) - min(per[v]):.1f}" for v in variants),)
         rows.append(row)
-    header: tuple[str, ...] = ("mix", *(f"{v} instr/span" for v in VARIANTS),
-                               "noop over bare (floor)",
-                               *(f"{v} over bare" for v in VARIANTS[2:]),
-                               "install extra instr/span",
-                               "install over writes instr/span")
+    header: tuple[str, ...] = ("mix", *(f"{v} instr/span" for v in variants))
+    if "bare" in variants:
+        header += tuple("noop over bare (floor)" if v == "noop" else f"{v} over bare"
+                        for v in variants if v != "bare")
+        if "install" in variants:
+            header += ("install extra instr/span",)
+    if "install" in variants and "writes" in variants:
+        header += ("install over writes instr/span",)
     if repeated:
-        header += (f"spread instr/span ({' / '.join(VARIANTS)})",)
+        header += (f"spread instr/span ({' / '.join(variants)})",)
     print(table(rows, header))
 
 
@@ -381,6 +390,8 @@ def main() -> None:
                         help="counted spans per callgrind run (default 2000)")
     parser.add_argument("--mix", choices=MIXES, action="append",
                         help="a mix to run (repeatable; default all)")
+    parser.add_argument("--variant", choices=VARIANTS, action="append",
+                        help="a provider to count (repeatable; default all)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="memory layouts per count (default 3; see install_overhead): "
                              "the median is shown, and the spread when > 1")
@@ -397,14 +408,15 @@ def main() -> None:
         sys.exit(child(variant, mix, int(spans)))
 
     mixes = tuple(dict.fromkeys(args.mix)) if args.mix else MIXES
-    jobs = [(mix, variant, layout) for mix in mixes for variant in VARIANTS
+    variants = tuple(v for v in VARIANTS if v in args.variant) if args.variant else VARIANTS
+    jobs = [(mix, variant, layout) for mix in mixes for variant in variants
             for layout in range(args.repeat)]
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         results = list(pool.map(lambda job: count_run(job[1], job[0], args.spans, job[2]),
                                 jobs))
     elapsed = time.perf_counter() - started
-    counts: dict[str, dict[str, list[float]]] = {m: {v: [] for v in VARIANTS} for m in mixes}
+    counts: dict[str, dict[str, list[float]]] = {m: {v: [] for v in variants} for m in mixes}
     for (mix, variant, _), (per_span, _) in zip(jobs, results, strict=True):
         counts[mix][variant].append(per_span)
     native = all(report["native"] for _, report in results)
