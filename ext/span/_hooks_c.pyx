@@ -366,8 +366,8 @@ cdef class SpanHooks:
     cdef object _record_operations
     cdef RecordOperations _record_operations_c
 
-    def __init__(self, record, dict live, tuple kinds, bint local_roots, enricher,
-                 operations=None, record_operations=None):
+    def __init__(self, record, dict live not None, tuple kinds not None, bint local_roots,
+                 enricher, operations=None, record_operations=None):
         self.active = True
         # Configured operations (objectives): None when there are none, so that a service
         # without them pays one pointer test per request span.
