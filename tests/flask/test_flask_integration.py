@@ -97,8 +97,13 @@ def _rss_kib() -> int:
 
 
 def test_hostile_campaigns_over_http_stay_bounded() -> None:
-    """100k distinct campaigns, 10 kB and undecodable values, over real HTTP."""
-    total = 100_000
+    """60k distinct campaigns, 10 kB and undecodable values, over real HTTP.
+
+    The memory check: 40k campaigns after the first 20k may grow the process by under
+    4 MiB, so anything kept per distinct campaign (a dict entry and its string are over
+    100 bytes) fails it. Each request is a real one through Flask, about 1 ms here; the
+    count is what the suite's time allows at that sensitivity."""
+    total = 60_000
     # Every key admitted on first sight, so the first 50 campaigns fill the key space (the
     # admission of recurring values is tested in tests/test_key_lifecycle.py).
     with serve(export=False, max_keys=50, **EVERY_KEY) as shop:
@@ -110,7 +115,7 @@ def test_hostile_campaigns_over_http_stay_bounded() -> None:
         rss_at_20k = _rss_kib()
         for i in range(20_000, total):
             client.request("GET", f"/landing?utm_campaign=c{i}")
-        rss_at_100k = _rss_kib()
+        rss_at_end = _rss_kib()
         client.close()
         snapshot = shop.handle.snapshot()
     assert snapshot is not None
@@ -120,5 +125,5 @@ def test_hostile_campaigns_over_http_stay_bounded() -> None:
     assert snapshot.overflow is not None and snapshot.overflow.count == total - 50
     assert snapshot.total().count == total
     assert snapshot.dropped_total == 0 and drops.counts() == {}
-    # 80k more distinct campaigns did not grow the process measurably.
-    assert rss_at_100k - rss_at_20k < 8 * 1024, (rss_at_20k, rss_at_100k)
+    # 40k more distinct campaigns did not grow the process measurably.
+    assert rss_at_end - rss_at_20k < 4 * 1024, (rss_at_20k, rss_at_end)
