@@ -238,9 +238,8 @@ cdef object query_bounds(object attributes, Py_ssize_t *start, Py_ssize_t *stop)
     cdef object query
     if type(attributes) is dict and PyDict_GET_SIZE(attributes) <= ANY_QUERY_SCAN.n:
         # A dict this small is walked once for all four sources (a route-only span's).
-        key_scan(&ANY_QUERY_SCAN, attributes, found)
-        if found[0] == NULL and found[1] == NULL and found[2] == NULL and found[3] == NULL:
-            return None
+        if key_scan(&ANY_QUERY_SCAN, attributes, found) == 0:
+            return None  # none of the four
         query = found_or_none(found[0])
         if isinstance(query, str):
             start[0] = 0
